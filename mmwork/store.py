@@ -1,0 +1,223 @@
+"""Parquet tables on disk: atomic writes, explicit schemas, provenance metadata, a catalogue.
+
+A table lives at ``data/processed/DATASET/TABLE.parquet``. Writes go to a hidden temporary sibling
+and are renamed into place, so a killed run leaves either the old table or the new one, never half
+of one. Every table carries key-value metadata under the key ``mmwork``: producer, parameters,
+mmwork version, a hash of its inputs and its creation time.
+
+>>> import pandas as pd, tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "items.parquet"
+>>> _ = write_table(pd.DataFrame({"item_id": ["a", "b"]}), path, producer="doctest")
+>>> read_table(path)["item_id"].tolist()
+['a', 'b']
+>>> table_metadata(path)["producer"]
+'doctest'
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmwork.errors import MmworkError
+from mmwork.paths import processed_dir, data_root
+
+METADATA_KEY = b"mmwork"
+ROW_GROUP_SIZE = 8192  # row groups are the unit Dask reads in parallel and filters skip
+
+
+def table_path(dataset: str, table: str) -> Path:
+    return processed_dir(dataset) / f"{table}.parquet"
+
+
+def _version() -> str:
+    from mmwork import __version__
+    return __version__
+
+
+def hash_inputs(*parts: Any) -> str:
+    """A stable short hash of the things a table was built from (strings, bytes, DataFrames, files).
+
+    >>> hash_inputs("a", b"b") == hash_inputs("a", b"b")
+    True
+    """
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            digest.update(pd.util.hash_pandas_object(part, index=False).values.tobytes())
+        elif isinstance(part, (bytes, bytearray)):
+            digest.update(part)
+        elif isinstance(part, Path):
+            with open(part, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def write_table(data: pd.DataFrame | pa.Table, path: str | Path, *, schema: pa.Schema | None = None,
+                producer: str = "user", params: dict | None = None, input_hash: str | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically with an explicit schema and provenance metadata.
+
+    ``schema`` fixes the column types (e.g. ``list<float32>`` of a fixed size); without it the schema
+    is inferred from the data. Returns the path written.
+    """
+    path = Path(path)
+    try:
+        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(
+            data, schema=schema, preserve_index=False)
+        if schema is not None and isinstance(data, pa.Table):
+            table = table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
+        raise MmworkError(f"cannot write {path.name}: data does not match its schema ({exc})") from exc
+    meta = {
+        "producer": producer,
+        "params": params or {},
+        "mmwork_version": _version(),
+        "input_hash": input_hash or hash_inputs(table.schema.to_string()),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rows": table.num_rows,
+    }
+    existing = dict(table.schema.metadata or {})
+    existing.pop(b"pandas", None)  # the pandas index blob only confuses other readers
+    existing[METADATA_KEY] = json.dumps(meta, default=str).encode()
+    table = table.replace_schema_metadata(existing)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd")
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _resolve(path_or_dataset: str | Path, table: str | None) -> Path:
+    if table is not None:
+        return table_path(str(path_or_dataset), table)
+    return Path(path_or_dataset)
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    if not path.exists():
+        hint = (f"run `mmwork data get {path.parent.name}`" if path.parent.parent == processed_dir("x").parent
+                else "check the path")
+        raise MmworkError(f"no table at {path}; {hint}")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise MmworkError(f"table {path} is unreadable or truncated ({exc}); delete it and rebuild it") from exc
+
+
+def read_table(path_or_dataset: str | Path, table: str | None = None, *, columns: list[str] | None = None,
+               filters: list | None = None, as_dask: bool = False):
+    """Read a table as a pandas DataFrame (or a Dask DataFrame with ``as_dask=True``).
+
+    Call it with a path, or with a data set name and a table name:
+    ``read_table("movielens-100k", "interactions", columns=["user_id", "item_id"])``.
+    """
+    path = _resolve(path_or_dataset, table)
+    parquet = _open(path)
+    if columns is not None:
+        missing = [c for c in columns if c not in parquet.schema_arrow.names]
+        if missing:
+            raise MmworkError(f"{path.name} has no column(s) {missing}; it has {parquet.schema_arrow.names}")
+    if as_dask:
+        import dask.dataframe as dd
+        return dd.read_parquet(path, columns=columns, filters=filters, split_row_groups=True)
+    try:
+        return pq.read_table(path, columns=columns, filters=filters).to_pandas()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise MmworkError(f"table {path} is unreadable or truncated ({exc}); delete it and rebuild it") from exc
+
+
+def table_metadata(path_or_dataset: str | Path, table: str | None = None) -> dict:
+    """The provenance metadata mmwork wrote with a table (empty for tables written by others)."""
+    raw = (_open(_resolve(path_or_dataset, table)).schema_arrow.metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def list_tables(root: str | Path | None = None) -> pd.DataFrame:
+    """Every table under ``data/processed``: data set, table, rows, columns, producer, created.
+
+    Left-over temporary files from killed writes are removed on the way (they are never tables).
+    """
+    root = Path(root) if root is not None else data_root() / "processed"
+    rows = []
+    for path in sorted(root.glob("**/*.parquet")) if root.exists() else []:
+        if path.name.startswith("."):
+            continue
+        rel = path.relative_to(root)
+        try:
+            parquet = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            rows.append({"dataset": rel.parts[0], "table": str(rel.with_suffix(""))[len(rel.parts[0]) + 1:],
+                         "rows": None, "columns": None, "schema": f"UNREADABLE: {exc}", "producer": None,
+                         "created": None, "path": str(path)})
+            continue
+        meta = json.loads((parquet.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
+        rows.append({
+            "dataset": rel.parts[0],
+            "table": str(rel.with_suffix(""))[len(rel.parts[0]) + 1:],
+            "rows": parquet.metadata.num_rows,
+            "columns": len(parquet.schema_arrow.names),
+            "schema": ", ".join(f"{f.name}:{f.type}" for f in parquet.schema_arrow),
+            "producer": meta.get("producer"),
+            "created": meta.get("created"),
+            "path": str(path),
+        })
+    for stale in root.glob("**/.*.tmp-*") if root.exists() else []:
+        stale.unlink(missing_ok=True)
+    return pd.DataFrame(rows, columns=["dataset", "table", "rows", "columns", "schema", "producer", "created", "path"])
+
+
+def require_columns(df: pd.DataFrame, required: Iterable[str], what: str) -> None:
+    """Fail with one line naming the missing columns of a canonical table."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise MmworkError(f"{what} is missing required column(s) {missing}; it has {list(df.columns)}")
+
+
+def validate_items(items: pd.DataFrame, what: str = "items table") -> pd.DataFrame:
+    """Check the canonical ``items`` table: an ``item_id`` column, string-typed, unique, not null."""
+    require_columns(items, ["item_id"], what)
+    if items["item_id"].isna().any():
+        raise MmworkError(f"{what} has {int(items['item_id'].isna().sum())} empty item_id value(s); fill or drop them")
+    items = items.assign(item_id=items["item_id"].astype(str))
+    dupes = items["item_id"][items["item_id"].duplicated()].unique()
+    if len(dupes):
+        raise MmworkError(f"{what} has {len(dupes)} duplicate item_id(s), e.g. {list(dupes[:3])}; item_id must be unique")
+    return items
+
+
+def validate_interactions(inter: pd.DataFrame, items: pd.DataFrame | None = None,
+                          what: str = "interactions table") -> pd.DataFrame:
+    """Check the canonical ``interactions`` table: user_id, item_id, numeric weight (default 1.0)."""
+    require_columns(inter, ["user_id", "item_id"], what)
+    inter = inter.assign(user_id=inter["user_id"].astype(str), item_id=inter["item_id"].astype(str))
+    if "weight" not in inter.columns:
+        inter = inter.assign(weight=1.0)
+    weight = pd.to_numeric(inter["weight"], errors="coerce")
+    if weight.isna().any():
+        raise MmworkError(f"{what} has {int(weight.isna().sum())} non-numeric or empty weight value(s)")
+    inter = inter.assign(weight=weight.astype("float32"))
+    if items is not None:
+        unknown = ~inter["item_id"].isin(items["item_id"])
+        if unknown.any():
+            raise MmworkError(f"{what} has {int(unknown.sum())} row(s) whose item_id is not in the items table, "
+                              f"e.g. {inter.loc[unknown, 'item_id'].iloc[0]!r}")
+    return inter
