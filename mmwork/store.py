@@ -35,7 +35,14 @@ ROW_GROUP_SIZE = 8192  # row groups are the unit Dask reads in parallel and filt
 
 
 def table_path(dataset: str, table: str) -> Path:
-    return processed_dir(dataset) / f"{table}.parquet"
+    """``TABLE.parquet`` for a one-file table, or the folder ``TABLE/`` of part files that the
+    feature pipeline writes (e.g. ``features/audio``)."""
+    folder = processed_dir(dataset) / table
+    return folder if folder.is_dir() else processed_dir(dataset) / f"{table}.parquet"
+
+
+def _parts(path: Path) -> list[Path]:
+    return sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_")))
 
 
 def _version() -> str:
@@ -113,12 +120,14 @@ def _resolve(path_or_dataset: str | Path, table: str | None) -> Path:
 
 
 def _open(path: Path) -> pq.ParquetFile:
-    if not path.exists():
+    """The table's (first) Parquet file, for its schema and metadata."""
+    files = _parts(path) if path.is_dir() else [path]
+    if not path.exists() or not files:
         hint = (f"run `mmwork data get {path.parent.name}`" if path.parent.parent == processed_dir("x").parent
-                else "check the path")
+                else "check the path, or build the table first")
         raise MmworkError(f"no table at {path}; {hint}")
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(files[0])
     except (pa.ArrowInvalid, OSError) as exc:
         raise MmworkError(f"table {path} is unreadable or truncated ({exc}); delete it and rebuild it") from exc
 
@@ -138,9 +147,11 @@ def read_table(path_or_dataset: str | Path, table: str | None = None, *, columns
             raise MmworkError(f"{path.name} has no column(s) {missing}; it has {parquet.schema_arrow.names}")
     if as_dask:
         import dask.dataframe as dd
-        return dd.read_parquet(path, columns=columns, filters=filters, split_row_groups=True)
+        source = [str(p) for p in _parts(path)] if path.is_dir() else str(path)
+        return dd.read_parquet(source, columns=columns, filters=filters, split_row_groups="adaptive")
     try:
-        return pq.read_table(path, columns=columns, filters=filters).to_pandas()
+        source = [str(p) for p in _parts(path)] if path.is_dir() else path
+        return pq.read_table(source, columns=columns, filters=filters).to_pandas()
     except (pa.ArrowInvalid, OSError) as exc:
         raise MmworkError(f"table {path} is unreadable or truncated ({exc}); delete it and rebuild it") from exc
 
@@ -158,27 +169,27 @@ def list_tables(root: str | Path | None = None) -> pd.DataFrame:
     """
     root = Path(root) if root is not None else data_root() / "processed"
     rows = []
-    for path in sorted(root.glob("**/*.parquet")) if root.exists() else []:
-        if path.name.startswith("."):
-            continue
+    files = sorted(p for p in root.glob("**/*.parquet") if not p.name.startswith((".", "_"))) if root.exists() else []
+    tables = sorted({p.parent if p.name.startswith("part-") else p for p in files})
+    for path in tables:
         rel = path.relative_to(root)
+        name = rel.with_suffix("").as_posix() if path.is_file() else rel.as_posix()
+        entry = {"dataset": rel.parts[0], "table": name[len(rel.parts[0]) + 1:], "path": str(path)}
         try:
-            parquet = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            rows.append({"dataset": rel.parts[0], "table": str(rel.with_suffix(""))[len(rel.parts[0]) + 1:],
-                         "rows": None, "columns": None, "schema": f"UNREADABLE: {exc}", "producer": None,
-                         "created": None, "path": str(path)})
+            parquet = _open(path)
+            count = sum(pq.ParquetFile(p).metadata.num_rows for p in _parts(path)) if path.is_dir() \
+                else parquet.metadata.num_rows
+        except MmworkError as exc:
+            rows.append(entry | {"rows": None, "columns": None, "schema": f"UNREADABLE: {exc}",
+                                 "producer": None, "created": None})
             continue
         meta = json.loads((parquet.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
-        rows.append({
-            "dataset": rel.parts[0],
-            "table": str(rel.with_suffix(""))[len(rel.parts[0]) + 1:],
-            "rows": parquet.metadata.num_rows,
+        rows.append(entry | {
+            "rows": count,
             "columns": len(parquet.schema_arrow.names),
             "schema": ", ".join(f"{f.name}:{f.type}" for f in parquet.schema_arrow),
             "producer": meta.get("producer"),
             "created": meta.get("created"),
-            "path": str(path),
         })
     for stale in root.glob("**/.*.tmp-*") if root.exists() else []:
         stale.unlink(missing_ok=True)
@@ -221,3 +232,25 @@ def validate_interactions(inter: pd.DataFrame, items: pd.DataFrame | None = None
             raise MmworkError(f"{what} has {int(unknown.sum())} row(s) whose item_id is not in the items table, "
                               f"e.g. {inter.loc[unknown, 'item_id'].iloc[0]!r}")
     return inter
+
+
+def read_rows(path: str | Path, columns: list[str], start: int, stop: int) -> pa.Table:
+    """Rows ``[start, stop)`` of a one-file table, reading only the row groups that hold them.
+
+    >>> import pandas as pd, tempfile, pathlib
+    >>> p = write_table(pd.DataFrame({"item_id": list("abcd")}), pathlib.Path(tempfile.mkdtemp()) / "t.parquet")
+    >>> read_rows(p, ["item_id"], 1, 3).column("item_id").to_pylist()
+    ['b', 'c']
+    """
+    parquet = pq.ParquetFile(path)
+    groups, offset, first = [], 0, None
+    for index in range(parquet.num_row_groups):
+        size = parquet.metadata.row_group(index).num_rows
+        if offset + size > start and offset < stop:
+            groups.append(index)
+            first = offset if first is None else first
+        offset += size
+    if not groups:
+        return parquet.schema_arrow.empty_table().select(columns)
+    table = parquet.read_row_groups(groups, columns=columns)
+    return table.slice(start - first, stop - start)
