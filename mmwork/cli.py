@@ -2,6 +2,7 @@
 
     mmwork data list | get NAME [--source PATH] [--force] | info NAME | import NAME SOURCE
     mmwork tables
+    mmwork extract DATASET [--modalities text,image,audio] [--scheduler ADDRESS] [--workers N]
     mmwork demo
 """
 from __future__ import annotations
@@ -47,6 +48,27 @@ def _tables(args) -> None:
     _print(tables if args.json or args.schema else tables.drop(columns=["schema", "path"]), args.json)
 
 
+def _parse_params(pairs: list[str]) -> dict[str, dict]:
+    """``["audio.n_mfcc=13", "image.cnn=false"]`` -> ``{"audio": {"n_mfcc": 13}, "image": {"cnn": False}}``."""
+    import yaml
+    params: dict[str, dict] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        modality, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise MmworkError(f"--param {pair!r} must look like MODALITY.NAME=VALUE, e.g. audio.n_mfcc=13")
+        params.setdefault(modality, {})[name] = yaml.safe_load(value)
+    return params
+
+
+def _extract(args) -> None:
+    from mmwork.features import extract
+    summary = extract(args.dataset, args.modalities, scheduler=args.scheduler, workers=args.workers,
+                      chunk_size=args.chunk_size, limit=args.limit, params=_parse_params(args.param),
+                      refit=args.refit, strict=args.strict, progress=False if args.no_progress else None)
+    _print(summary, args.json)
+
+
 def _demo(args) -> None:
     from mmwork.demo import run_demo
     run_demo()
@@ -80,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", action="store_true", help="show each table's schema and path")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_tables)
+
+    p = sub.add_parser("extract", help="extract text/image/audio features into Parquet feature tables")
+    p.add_argument("dataset")
+    p.add_argument("--modalities", help="comma-separated: text,image,audio (default: all the items have)")
+    p.add_argument("--scheduler", help="processes (default), threads, sync, or a dask.distributed address "
+                                       "tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    p.add_argument("--chunk-size", type=int, help="items per task (default: audio 32, image 512, text 2048)")
+    p.add_argument("--limit", type=int, help="only the first N items")
+    p.add_argument("--param", action="append", default=[], metavar="MODALITY.NAME=VALUE",
+                   help="an extractor parameter, e.g. audio.n_mfcc=13 or image.cnn=false (repeatable)")
+    p.add_argument("--refit", action="store_true", help="refit the text models instead of reusing the saved fit")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any item failed")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_extract)
 
     p = sub.add_parser("demo", help="run the main job end to end on the default data")
     p.set_defaults(func=_demo)

@@ -82,6 +82,8 @@ def run_chunk(modality: Modality, items_path: str, start: int, stop: int, part: 
     output: list[dict | None] = [None] * len(rows)
     errors, todo = [], []
     for position, row in enumerate(rows):
+        if row[modality.column] is None:
+            continue  # the item has no input for this modality: nothing to extract, not an error
         try:
             raw = modality.read(row[modality.column])
         except Exception as exc:  # noqa: BLE001 - a missing/unreadable file is this item's error only
@@ -130,7 +132,10 @@ def _compute(tasks: list, scheduler: str | None, workers: int | None, progress: 
                 if isinstance(result, dict) and "modality" in result:
                     bar.update(1)
 
-        with _Progress():
+        from threadpoolctl import threadpool_limits
+        # One BLAS thread, as in worker processes: a BLAS thread count changes float summation order,
+        # and the same item must give the same bits whichever scheduler computed it.
+        with _Progress(), threadpool_limits(1):
             results = dask.compute(*tasks, scheduler=scheduler, num_workers=workers or os.cpu_count())
         bar.close()
         return list(results)
@@ -224,7 +229,7 @@ def extract(dataset: str, modalities: list[str] | str | None = None, *, schedule
     summary["table"] = [str(processed_dir(dataset) / "features" / m) for m in summary["modality"]]
     if summary["rows"].sum() == 0:
         raise MmworkError(f"nothing could be extracted from {dataset}: {int(summary['errors'].sum())} item(s) "
-                          f"failed; see {processed_dir(dataset) / 'features'}/*_errors")
+                          f"failed and the others had no input; see {processed_dir(dataset) / 'features'}/*_errors")
     if strict and summary["errors"].sum() > 0:
         raise MmworkError(f"{int(summary['errors'].sum())} item(s) failed and --strict was given; "
                           f"see the *_errors tables under {processed_dir(dataset) / 'features'}")

@@ -1,0 +1,184 @@
+"""The Dask extraction pipeline on real data: equality with the serial loop, incremental runs,
+resume after kill -9, the errors table, and a real distributed cluster on loopback."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmwork import MmworkError, datasets, read_table
+from mmwork.features import extract
+from mmwork.features.audio import audio_features, load_audio
+
+
+@pytest.fixture(scope="module")
+def speech_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMWORK_DATA", str(root))
+        datasets.get("speech-prompts")
+        yield root
+
+
+def _features(dataset, modality="audio"):
+    table = read_table(dataset, f"features/{modality}")
+    return table.set_index("item_id")
+
+
+def test_audio_matches_the_serial_librosa_loop(speech_root):
+    summary = extract("speech-prompts", "audio", scheduler="processes", workers=2, limit=40, progress=False)
+    assert summary[["rows", "errors", "extracted"]].values.tolist() == [[40, 0, 40]]
+    got = _features("speech-prompts")
+    items = read_table("speech-prompts", "items").head(40)
+    assert got.index.tolist() == items["item_id"].tolist()  # items order, no gaps, no duplicates
+    for item_id, path in zip(items["item_id"], items["audio"]):
+        want = audio_features(*load_audio(path))
+        for column, vector in want.items():
+            np.testing.assert_allclose(got.loc[item_id, column], vector, rtol=1e-5, atol=1e-6)
+
+
+def test_incremental_run_reuses_rows_and_equals_a_clean_run(speech_root, tmp_path, monkeypatch):
+    extract("speech-prompts", "audio", scheduler="sync", limit=24, chunk_size=8, progress=False)
+    again = extract("speech-prompts", "audio", scheduler="threads", workers=2, limit=40, chunk_size=8, progress=False)
+    assert again[["rows", "extracted", "reused"]].values.tolist() == [[40, 16, 24]]
+    incremental = _features("speech-prompts")
+    shutil.rmtree(speech_root / "processed" / "speech-prompts" / "features")
+    extract("speech-prompts", "audio", scheduler="sync", limit=40, chunk_size=8, progress=False)
+    pd.testing.assert_frame_equal(incremental, _features("speech-prompts"))
+    changed = extract("speech-prompts", "audio", params={"audio": {"n_mfcc": 13}}, scheduler="sync", limit=8,
+                      chunk_size=8, progress=False)
+    assert changed["reused"].item() == 0 and len(_features("speech-prompts").iloc[0]["mfcc_stats"]) == 78
+
+
+def test_kill_9_midway_then_rerun_equals_a_clean_run(speech_root):
+    features = speech_root / "processed" / "speech-prompts" / "features"
+    shutil.rmtree(features, ignore_errors=True)
+    command = [sys.executable, "-m", "mmwork", "extract", "speech-prompts", "--modalities", "audio",
+               "--scheduler", "sync", "--chunk-size", "4", "--limit", "48", "--no-progress"]
+    process = subprocess.Popen(command, env=os.environ | {"MMWORK_DATA": str(speech_root)})
+    deadline = time.time() + 120
+    while len(list((features / "audio").glob("part-*.parquet"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    written = len(list((features / "audio").glob("part-*.parquet")))
+    assert 3 <= written < 12, "the kill should land midway"
+    summary = extract("speech-prompts", "audio", scheduler="sync", chunk_size=4, limit=48, progress=False)
+    assert summary["reused"].item() >= 12 and summary["rows"].item() == 48
+    resumed = _features("speech-prompts")
+    shutil.rmtree(features)
+    extract("speech-prompts", "audio", scheduler="sync", chunk_size=4, limit=48, progress=False)
+    pd.testing.assert_frame_equal(resumed, _features("speech-prompts"))
+
+
+@pytest.fixture
+def broken_catalogue(data_root, tmp_path, speech_clip_path, instrument_clip_path, fashion_images):
+    """A user catalogue with good files and deliberately bad ones of each kind."""
+    from PIL import Image
+    media = tmp_path / "shop" / "media"
+    media.mkdir(parents=True)
+    (media / "good.wav").write_bytes(speech_clip_path.read_bytes())
+    (media / "good.flac").write_bytes(instrument_clip_path.read_bytes())
+    (media / "garbage.wav").write_bytes(os.urandom(2048))
+    (media / "truncated.flac").write_bytes(instrument_clip_path.read_bytes()[:100])
+    (media / "zero.wav").write_bytes(b"")
+    Image.fromarray(fashion_images[0][0]).save(media / "good.png")
+    (media / "corrupt.png").write_bytes((media / "good.png").read_bytes()[:40])
+    (media / "zero.png").write_bytes(b"")
+    (media / "good.txt").write_bytes("A warm wool coat.".encode())
+    (media / "latin1.txt").write_bytes(b"Caf\xe9 au lait")
+    rows = [("a1", "media/good.wav", None, None), ("a2", "media/good.flac", None, None),
+            ("a3", "media/garbage.wav", None, None), ("a4", "media/truncated.flac", None, None),
+            ("a5", "media/zero.wav", None, None), ("a6", "media/missing.wav", None, None),
+            ("i1", None, "media/good.png", None), ("i2", None, "media/corrupt.png", None),
+            ("i3", None, "media/zero.png", None),
+            ("t1", None, None, "media/good.txt"), ("t2", None, None, "media/latin1.txt"),
+            ("t3", None, None, "media/good.txt")]
+    pd.DataFrame(rows, columns=["item_id", "audio", "image", "text_path"]).to_csv(tmp_path / "shop" / "items.csv", index=False)
+    datasets.import_catalogue("broken", tmp_path / "shop")
+    return "broken"
+
+
+def test_bad_inputs_become_error_rows_and_the_rest_is_extracted(broken_catalogue):
+    summary = extract(broken_catalogue, scheduler="sync", progress=False,
+                      params={"image": {"cnn": False}, "text": {"minilm": False, "skipgram_epochs": 1}}).set_index("modality")
+    assert summary.loc["audio", ["rows", "errors"]].tolist() == [2, 4]
+    assert summary.loc["image", ["rows", "errors"]].tolist() == [1, 2]
+    assert summary.loc["text", ["rows", "errors"]].tolist() == [2, 1]
+    errors = read_table(broken_catalogue, "features/audio_errors").set_index("item_id")
+    assert errors.loc["a6", "stage"] == "read" and errors.loc["a6", "error_type"] == "FileNotFoundError"
+    assert set(errors.loc[["a3", "a4", "a5"], "stage"]) == {"decode"}
+    assert set(errors.loc[["a3", "a4", "a5"], "error_type"]) == {"AudioDecodeError"}
+    assert _features(broken_catalogue).index.tolist() == ["a1", "a2"]
+    image_errors = read_table(broken_catalogue, "features/image_errors")
+    assert image_errors["item_id"].tolist() == ["i2", "i3"] and set(image_errors["stage"]) == {"decode"}
+    text_errors = read_table(broken_catalogue, "features/text_errors")
+    assert text_errors["item_id"].tolist() == ["t2"] and "UTF-8" in text_errors["message"].item()
+    text = _features(broken_catalogue, "text")
+    np.testing.assert_array_equal(text.loc["t1", "tfidf_lsa"], text.loc["t3", "tfidf_lsa"])
+
+
+def test_strict_and_nothing_extracted_fail_loudly(broken_catalogue):
+    with pytest.raises(MmworkError, match="--strict"):
+        extract(broken_catalogue, "audio", scheduler="sync", strict=True, progress=False)
+    result = subprocess.run([sys.executable, "-m", "mmwork", "extract", broken_catalogue, "--modalities", "image",
+                             "--param", "image.cnn=false", "--limit", "3", "--scheduler", "sync"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "nothing could be extracted" in result.stderr  # a1..a3 have no image
+    result = subprocess.run([sys.executable, "-m", "mmwork", "extract", broken_catalogue, "--modalities", "audio",
+                             "--chunk-size", "1", "--limit", "6", "--scheduler", "sync"], capture_output=True, text=True)
+    assert result.returncode == 0  # 2 of 6 extracted
+    with pytest.raises(MmworkError, match="unknown audio parameter"):
+        extract(broken_catalogue, "audio", params={"audio": {"mfcc": 3}})
+    with pytest.raises(MmworkError, match="no image input column"):
+        datasets.get("speech-prompts")
+        extract("speech-prompts", "image")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_extract_on_a_real_distributed_cluster(speech_root, tmp_path):
+    """A `dask scheduler` and two `dask worker` processes on loopback, driven by address."""
+    bin_dir = os.path.dirname(sys.executable)
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = os.environ | {"MMWORK_DATA": str(speech_root)}
+    procs = [subprocess.Popen([os.path.join(bin_dir, "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen([os.path.join(bin_dir, "dask"), "worker", address, "--nthreads", "1",
+                                           "--no-dashboard", "--memory-limit", "2GiB"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=120)
+            assert len(client.scheduler_info()["workers"]) == 2
+        features = speech_root / "processed" / "speech-prompts" / "features"
+        shutil.rmtree(features, ignore_errors=True)
+        summary = extract("speech-prompts", "audio", scheduler=address, limit=32, chunk_size=8, progress=False)
+        assert summary[["rows", "errors"]].values.tolist() == [[32, 0]]
+        on_cluster = _features("speech-prompts")
+        shutil.rmtree(features)
+        extract("speech-prompts", "audio", scheduler="sync", limit=32, chunk_size=8, progress=False)
+        pd.testing.assert_frame_equal(on_cluster, _features("speech-prompts"), rtol=1e-5)
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def test_unreachable_scheduler_is_a_clear_error(speech_root):
+    with pytest.raises(MmworkError, match="cannot reach the Dask scheduler"):
+        extract("speech-prompts", "audio", scheduler=f"tcp://127.0.0.1:{_free_port()}", limit=4, progress=False)
