@@ -19,9 +19,7 @@ import numpy as np
 CNN_DIM = 1280
 IMAGE_DEFAULTS = {"hist_bins": 16, "hog_size": 64, "hog_orientations": 9, "hog_pixels_per_cell": 16,
                   "hog_cells_per_block": 2}
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-_CNN_SIZE = 224
+_IMAGENET_MEAN, _IMAGENET_STD, _CNN_SIZE = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 224
 
 
 class ImageDecodeError(ValueError):
@@ -31,14 +29,11 @@ class ImageDecodeError(ValueError):
 def _as_rgb(img: np.ndarray) -> np.ndarray:
     """A uint8 HxW or HxWx3 array as HxWx3 (grey stacked to three channels); the array itself if already RGB."""
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
-        raise ImageDecodeError(f"expected a uint8 numpy array, got {type(img).__name__}"
-                               f"{'' if not isinstance(img, np.ndarray) else ' of ' + str(img.dtype)}")
+        raise ImageDecodeError(f"expected a uint8 image array, got {getattr(img, 'dtype', type(img).__name__)}")
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ImageDecodeError(f"expected an HxW or HxWx3 image array, got shape {img.shape}")
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        raise ImageDecodeError(f"image array has no pixels (shape {img.shape})")
+    if img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
+        raise ImageDecodeError(f"expected a non-empty HxW or HxWx3 image array, got shape {img.shape}")
     return img
 
 
@@ -194,6 +189,8 @@ class CnnEncoder:
         import torch
         import torch.nn.functional as F
 
+        if isinstance(images, np.ndarray) and images.ndim not in (3, 4):
+            raise ValueError(f"expected a batch of images (N x H x W [x 3]), got shape {images.shape}")
         images = [decode_image(im) for im in images]
         if not images:
             return np.empty((0, CNN_DIM), np.float32)
@@ -213,10 +210,8 @@ class CnnEncoder:
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 chunk = images[start:start + self.batch_size]
-                if all(im.shape == chunk[0].shape for im in chunk):
-                    x = prepare(np.stack(chunk))
-                else:
-                    x = torch.cat([prepare(im[None]) for im in chunk])
+                same = all(im.shape == chunk[0].shape for im in chunk)  # else resize one by one
+                x = prepare(np.stack(chunk)) if same else torch.cat([prepare(im[None]) for im in chunk])
                 x = (x - mean) / std
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                     feats = model.extract_features(x)

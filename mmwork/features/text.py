@@ -61,6 +61,12 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
+def _fitted(model, attr: str):
+    if not hasattr(model, attr):
+        raise RuntimeError(f"{type(model).__name__} is not fitted yet; call fit(texts) first")
+    return model
+
+
 def _texts(texts) -> list[str]:
     if isinstance(texts, (str, bytes)):
         raise TypeError("pass a list of strings, not a single string")
@@ -108,11 +114,12 @@ class TfidfLsa:
 
     def transform_tfidf(self, texts):
         """The sparse (N, n_terms) TF-IDF matrix."""
-        return self.vectorizer_.transform(_texts(texts))
+        return _fitted(self, "svd_").vectorizer_.transform(_texts(texts))
 
     def transform(self, texts) -> np.ndarray:
         from sklearn.preprocessing import normalize
-        return normalize(self.svd_.transform(self.transform_tfidf(texts))).astype(np.float32)
+        tfidf = self.transform_tfidf(texts)
+        return normalize(self.svd_.transform(tfidf)).astype(np.float32)
 
 
 class SkipGramEmbedder:
@@ -185,16 +192,17 @@ class SkipGramEmbedder:
 
     def transform(self, texts) -> np.ndarray:
         from scipy.sparse import csr_matrix
-        ids = [[self.vocabulary_[w] for w in tokenize(t) if w in self.vocabulary_] for t in _texts(texts)]
+        vocab = _fitted(self, "vectors_").vocabulary_
+        ids = [[vocab[w] for w in tokenize(t) if w in vocab] for t in _texts(texts)]
         rows = np.repeat(np.arange(len(ids)), [len(d) for d in ids])
         weights = np.concatenate([np.full(len(d), 1.0 / len(d)) for d in ids if d] or [np.zeros(0)])
         cols = np.fromiter((i for d in ids for i in d), dtype=np.int64, count=len(rows))
-        mean = csr_matrix((weights, (rows, cols)), shape=(len(ids), len(self.vocabulary_)))
+        mean = csr_matrix((weights, (rows, cols)), shape=(len(ids), len(vocab)))
         return np.asarray(mean @ self.vectors_, dtype=np.float32)
 
     def most_similar(self, word: str, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` nearest vocabulary words to ``word`` by cosine similarity."""
-        if word not in self.vocabulary_:
+        if word not in _fitted(self, "vectors_").vocabulary_:
             raise KeyError(f"{word!r} is not in the vocabulary ({len(self.vocabulary_)} words)")
         unit = self.vectors_ / np.maximum(np.linalg.norm(self.vectors_, axis=1, keepdims=True), 1e-12)
         sims = unit @ unit[self.vocabulary_[word]]

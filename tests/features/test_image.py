@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -116,16 +118,24 @@ def test_cnn_shape_and_determinism(cnn_features, fashion_images):
     encoder, feats = cnn_features
     assert feats.shape == (200, CNN_DIM) and feats.dtype == np.float32 and np.isfinite(feats).all()
     assert get_cnn_encoder("cpu", batch_size=32) is encoder
-    again = encoder.encode(list(fashion_images[0][:32]))
-    np.testing.assert_array_equal(again, feats[:32])
+    first = encoder.encode(list(fashion_images[0][:8]))
+    np.testing.assert_array_equal(encoder.encode(list(fashion_images[0][:8])), first)
     assert encoder.encode([]).shape == (0, CNN_DIM)
+    clone = pickle.loads(pickle.dumps(encoder))  # what a Dask worker receives: params only, no weights
+    assert clone._model is None and (clone.device, clone.batch_size, clone.amp) == ("cpu", 32, None)
+
+
+def test_cnn_missing_packages_names_the_fix(monkeypatch, fashion_images):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r'pip install "mmwork\[cnn\]"'):
+        CnnEncoder(device="cpu").encode(fashion_images[0][:1])
 
 
 def test_cnn_batch_size_invariance(cnn_features, fashion_images):
     encoder, feats = cnn_features
     small = CnnEncoder(device="cpu", batch_size=7)
     small._model, small._device = encoder._load()  # share the loaded model: this test is about batching
-    np.testing.assert_allclose(small.encode(fashion_images[0][:32]), feats[:32], atol=1e-4)
+    np.testing.assert_allclose(small.encode(fashion_images[0][:16]), feats[:16], atol=1e-4)  # 7+7+2 vs 32
     # images of different sizes in one batch go through the per-image resize path
     mixed = [fashion_images[0][0], np.pad(fashion_images[0][1], 10)]
     assert small.encode(mixed).shape == (2, CNN_DIM)
