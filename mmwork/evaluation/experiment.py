@@ -1,0 +1,129 @@
+"""One readable line per experiment, in the spirit of Cornac:
+
+>>> from mmwork.evaluation import Experiment, recbole_split
+>>> from mmwork.recommenders import EASE, MostPopular
+>>> result = Experiment(split, [MostPopular(), EASE()], k=10).run()      # doctest: +SKIP
+>>> result.table                                                          # doctest: +SKIP
+
+Each model is fitted on ``split.train`` (``split.valid`` is given for early stopping only) and
+ranked on ``split.test``; the result carries the protocol, seed, data hash and per-user metrics so a
+paired significance test between any two models is one call.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmwork.errors import MmworkError
+from mmwork.evaluation.metrics import RANKING_METRICS, coverage, intra_list_diversity, novelty, paired_test
+from mmwork.evaluation.ranking import Ranking, evaluate
+from mmwork.evaluation.splits import Split
+
+BEYOND_ACCURACY = ("coverage", "novelty", "diversity")
+
+
+@dataclass
+class ExperimentResult:
+    """The tidy table (one row per model), the per-user metrics, and what it was measured under."""
+
+    table: pd.DataFrame
+    rankings: dict[str, Ranking]
+    setup: dict
+    histories: dict[str, list] = field(default_factory=dict)
+
+    def significance(self, model_a: str, model_b: str, metric: str = "ndcg") -> dict:
+        """Paired test of ``metric`` between two models over the same test users."""
+        for name in (model_a, model_b):
+            if name not in self.rankings:
+                raise MmworkError(f"no model named {name!r} in this result; it has {list(self.rankings)}")
+        return paired_test(self.rankings[model_a].metrics[metric], self.rankings[model_b].metrics[metric]) | {
+            "metric": f"{metric}@{self.setup['k']}", "a": model_a, "b": model_b}
+
+    def to_dict(self) -> dict:
+        return {"setup": self.setup, "results": self.table.reset_index().to_dict(orient="records")}
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, default=float)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+
+@dataclass
+class Experiment:
+    """Fit and evaluate ``models`` on one ``split`` at cut-off ``k``.
+
+    item_features: content features aligned to ``split.item_ids`` (an array, or a dict of arrays by
+    modality); given to models that read content and used for intra-list diversity.
+    """
+
+    split: Split
+    models: list
+    metrics: tuple[str, ...] = tuple(RANKING_METRICS) + BEYOND_ACCURACY
+    k: int = 10
+    item_features: np.ndarray | dict | None = None
+    verbose: bool = True
+
+    def run(self) -> ExperimentResult:
+        unknown = set(self.metrics) - set(RANKING_METRICS) - set(BEYOND_ACCURACY)
+        if unknown:
+            raise MmworkError(f"unknown metric(s) {sorted(unknown)}; choose from "
+                              f"{sorted(RANKING_METRICS) + list(BEYOND_ACCURACY)}")
+        names = [getattr(m, "label", None) or m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise MmworkError(f"two models share a name in {names}; give one a label (model.label = '...')")
+        ranking_metrics = tuple(m for m in self.metrics if m in RANKING_METRICS)
+        diversity_features = _stack(self.item_features)
+        popularity = np.diff(self.split.train.binary().tocsc().indptr)
+        rows, rankings, histories = [], {}, {}
+        for name, model in zip(names, self.models):
+            started = time.perf_counter()
+            features = self.item_features if getattr(model, "uses_features", False) else None
+            model.fit(self.split.train, item_features=features, valid=self.split.valid)
+            fit_s = time.perf_counter() - started
+            started = time.perf_counter()
+            ranking = evaluate(model, self.split, "test", k=self.k, metrics=ranking_metrics)
+            eval_s = time.perf_counter() - started
+            row = {"model": name} | {f"{m}@{self.k}": float(v.mean()) for m, v in ranking.metrics.items()}
+            if "coverage" in self.metrics:
+                n = len(self.split.candidates) if self.split.candidates is not None else self.split.train.n_items
+                row[f"coverage@{self.k}"] = coverage(ranking.top_items, n)
+            if "novelty" in self.metrics:
+                row[f"novelty@{self.k}"] = float(novelty(ranking.top_items, popularity, self.split.train.n_users).mean())
+            if "diversity" in self.metrics and diversity_features is not None:
+                row[f"diversity@{self.k}"] = float(intra_list_diversity(ranking.top_items, diversity_features).mean())
+            row |= {"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)}
+            rows.append(row)
+            rankings[name] = ranking
+            histories[name] = getattr(model, "history_", [])
+            if self.verbose:
+                shown = {k: round(v, 4) for k, v in row.items() if k.startswith(("ndcg", "recall"))}
+                print(f"  {name:<10} {shown}  fit {fit_s:.1f} s, eval {eval_s:.2f} s", flush=True)
+        import torch
+        setup = self.split.describe() | {
+            "k": self.k, "evaluated_users": int(len(next(iter(rankings.values())).users)),
+            "models": {n: repr(m) for n, m in zip(names, self.models)},
+            "seeds": {n: getattr(m, "seed", None) for n, m in zip(names, self.models)},
+            "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                        "device": str(getattr(self.models[0], "device_", "cpu"))},
+        }
+        return ExperimentResult(pd.DataFrame(rows).set_index("model"), rankings, setup, histories)
+
+
+def _stack(features) -> np.ndarray | None:
+    if features is None:
+        return None
+    if isinstance(features, dict):
+        parts = []
+        for array in features.values():
+            array = np.asarray(array, dtype=np.float32)
+            norms = np.linalg.norm(array, axis=1, keepdims=True)
+            parts.append(array / np.where(norms == 0, 1, norms))
+        return np.concatenate(parts, axis=1)
+    return np.asarray(features, dtype=np.float32)

@@ -1,0 +1,76 @@
+"""Full ranking on the model's device, in user batches: score every item, mask what may not be
+recommended, take the top K with torch, and look up which of them are relevant.
+
+>>> result = evaluate(model, split, part="test", k=10)        # doctest: +SKIP
+>>> result.metrics["ndcg"].mean()                            # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from mmwork.errors import MmworkError
+from mmwork.evaluation.metrics import RANKING_METRICS
+from mmwork.evaluation.splits import Split
+
+
+@dataclass
+class Ranking:
+    """Per evaluated user: the top-K item indices, the relevance of each, and every metric."""
+
+    users: np.ndarray
+    top_items: np.ndarray  # users x K
+    hits: np.ndarray  # users x K, bool
+    n_relevant: np.ndarray
+    metrics: dict[str, np.ndarray]
+
+
+def _exclusion(split: Split, part: str) -> sp.csr_matrix:
+    if part == "valid":
+        return split.train.matrix
+    return (split.train.matrix + split.valid.matrix).tocsr()  # RecBole masks train and valid when testing
+
+
+def evaluate(model, split: Split, part: str = "test", k: int = 10, batch_size: int = 1024,
+             metrics: tuple[str, ...] = tuple(RANKING_METRICS)) -> Ranking:
+    """Rank all (or the split's candidate) items for every user who has relevant items in ``part``."""
+    if part not in ("valid", "test"):
+        raise MmworkError(f"part must be 'valid' or 'test', got {part!r}")
+    unknown = set(metrics) - set(RANKING_METRICS)
+    if unknown:
+        raise MmworkError(f"unknown metric(s) {sorted(unknown)}; choose from {sorted(RANKING_METRICS)}")
+    truth = getattr(split, part).matrix.tocsr()
+    truth.eliminate_zeros()
+    n_relevant_all = np.diff(truth.indptr)
+    users = np.flatnonzero(n_relevant_all > 0)
+    if len(users) == 0:
+        raise MmworkError(f"no user has interactions in the {part} set: nothing to evaluate")
+    candidates = split.candidates if part == "test" else split.valid_candidates
+    n_items = split.train.n_items
+    if not 1 <= k <= (len(candidates) if candidates is not None else n_items):
+        raise MmworkError(f"k={k} is larger than the number of items that can be ranked")
+    excluded = _exclusion(split, part)
+    tops, hit_rows = [], []
+    for start in range(0, len(users), batch_size):
+        batch = users[start:start + batch_size]
+        scores = model.score(batch).float()
+        device = scores.device
+        if candidates is not None:
+            allowed = torch.full((n_items,), False, device=device)
+            allowed[torch.as_tensor(candidates, device=device)] = True
+            scores = scores.masked_fill(~allowed, -torch.inf)
+        seen = excluded[batch].tocoo()
+        scores[torch.as_tensor(seen.row, device=device), torch.as_tensor(seen.col, device=device)] = -torch.inf
+        top = torch.topk(scores, k, dim=1).indices
+        relevant = torch.zeros_like(scores, dtype=torch.bool)
+        rel = truth[batch].tocoo()
+        relevant[torch.as_tensor(rel.row, device=device), torch.as_tensor(rel.col, device=device)] = True
+        tops.append(top.cpu().numpy())
+        hit_rows.append(torch.gather(relevant, 1, top).cpu().numpy())
+    top_items, hits = np.concatenate(tops), np.concatenate(hit_rows)
+    n_relevant = n_relevant_all[users]
+    return Ranking(users, top_items, hits, n_relevant,
+                   {name: RANKING_METRICS[name](hits, n_relevant) for name in metrics})

@@ -1,0 +1,241 @@
+"""Train/valid/test splits of an interactions table, one function per protocol.
+
+Every split keeps the whole catalogue as its item vocabulary and records its protocol, parameters
+and a hash of its contents, so a result can always say exactly what it was measured on.
+
+>>> split = recbole_split(interactions, seed=2020)          # doctest: +SKIP
+>>> split.describe()["protocol"]                            # doctest: +SKIP
+'recbole: every interaction positive, per-user random 8:1:1, full ranking'
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmwork.errors import MmworkError
+from mmwork.recommenders.data import Interactions
+from mmwork.store import require_columns
+
+PROTOCOLS = {
+    "recbole": "every interaction positive; per user, random order, split 8:1:1; full ranking over all items, "
+               "training (and, for test, validation) items excluded",
+    "ratio": "per user, random order, split 8:1:1; train keeps every rating, valid/test keep ratings >= threshold "
+             "as the relevant items; full ranking",
+    "temporal": "per user, ordered by time, split 8:1:1 (oldest to train); full ranking",
+    "loo": "leave-one-out: per user, the last interaction to test, the one before to valid; full ranking",
+    "cold-items": "a random share of the items is held out with all their interactions (half valid, half test); "
+                  "ranking over the held-out items only",
+    "files": "train/valid/test supplied as files",
+}
+
+
+@dataclass
+class Split:
+    """Three interaction matrices over one user and item vocabulary.
+
+    ``candidates`` / ``valid_candidates`` (item indices) restrict ranking on test / valid to those
+    items (the cold-start protocol); None means every item.
+    """
+
+    train: Interactions
+    valid: Interactions
+    test: Interactions
+    protocol: str
+    params: dict = field(default_factory=dict)
+    candidates: np.ndarray | None = None
+    valid_candidates: np.ndarray | None = None
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        return self.train.user_ids
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.train.item_ids
+
+    def data_hash(self) -> str:
+        digest = hashlib.sha256()
+        for part in (self.train, self.valid, self.test):
+            m = part.matrix.tocsr()
+            for array in (m.indptr, m.indices, m.data):
+                digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update("\0".join(map(str, self.item_ids)).encode())
+        return digest.hexdigest()[:16]
+
+    def describe(self) -> dict:
+        return {"protocol": self.protocol, "description": PROTOCOLS.get(self.protocol, ""), "params": self.params,
+                "users": int(self.train.n_users), "items": int(self.train.n_items),
+                "train": int(self.train.nnz), "valid": int(self.valid.nnz), "test": int(self.test.nnz),
+                "data_hash": self.data_hash()}
+
+    def to_files(self, folder: str | Path) -> Path:
+        """Write train/valid/test as ``user_id, item_id, weight`` CSV files (to compare libraries)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("train", "valid", "test"):
+            getattr(self, name).to_frame().to_csv(folder / f"{name}.csv", index=False)
+        return folder
+
+
+def _frame(interactions: pd.DataFrame) -> pd.DataFrame:
+    require_columns(interactions, ["user_id", "item_id"], "interactions")
+    frame = interactions.copy()
+    frame["user_id"] = frame["user_id"].astype(str)
+    frame["item_id"] = frame["item_id"].astype(str)
+    if "weight" not in frame:
+        frame["weight"] = 1.0
+    if frame.empty:
+        raise MmworkError("the interactions table is empty: nothing to split")
+    return frame
+
+
+def _vocab(frame: pd.DataFrame, item_ids) -> tuple[np.ndarray, np.ndarray]:
+    users = np.asarray(sorted(frame["user_id"].unique()), dtype=object)
+    if item_ids is None:
+        items = np.asarray(sorted(frame["item_id"].unique()), dtype=object)
+    else:
+        items = np.asarray([str(i) for i in item_ids], dtype=object)
+        unknown = ~frame["item_id"].isin(set(items))
+        if unknown.any():
+            raise MmworkError(f"{int(unknown.sum())} interaction(s) name items missing from item_ids, "
+                              f"e.g. {frame.loc[unknown, 'item_id'].iloc[0]!r}")
+    return users, items
+
+
+def _build(parts: dict[str, pd.DataFrame], users, items, protocol, params, candidates=None) -> Split:
+    made = {name: Interactions.from_frame(part, users, items) for name, part in parts.items()}
+    return Split(made["train"], made["valid"], made["test"], protocol, params, candidates)
+
+
+def split_counts(total: int, ratios: tuple[float, ...]) -> list[int]:
+    """How many of a user's ``total`` interactions go to each part, exactly as RecBole 1.2.1's
+    ``_calcu_split_ids`` computes it (train takes the remainder; a tiny part gets at least one when
+    the train part can spare it).
+
+    >>> split_counts(10, (0.8, 0.1, 0.1)), split_counts(5, (0.8, 0.1, 0.1))
+    ([8, 1, 1], [3, 1, 1])
+    """
+    ratios = [r / sum(ratios) for r in ratios]
+    counts = [int(r * total) for r in ratios]
+    counts[0] = total - sum(counts[1:])
+    for i in range(1, len(ratios)):
+        if counts[0] <= 1:
+            break
+        if 0 < ratios[-i] * total < 1:
+            counts[-i] += 1
+            counts[0] -= 1
+    return counts
+
+
+def _per_user_split(frame: pd.DataFrame, ratios, order: np.ndarray) -> np.ndarray:
+    """Label each row 0/1/2 (train/valid/test) by its position within its user in ``order``."""
+    ordered = frame.iloc[order]
+    position = ordered.groupby("user_id", sort=False).cumcount().to_numpy()
+    sizes = ordered.groupby("user_id", sort=False)["user_id"].transform("size").to_numpy()
+    labels = np.empty(len(ordered), dtype=np.int8)
+    cache: dict[int, np.ndarray] = {}
+    for size in np.unique(sizes):
+        counts = split_counts(int(size), ratios)
+        cache[int(size)] = np.repeat(np.arange(len(counts), dtype=np.int8), counts)
+    for size, bounds in cache.items():
+        mask = sizes == size
+        labels[mask] = bounds[position[mask]]
+    out = np.empty_like(labels)
+    out[order] = labels
+    return out
+
+
+def recbole_split(interactions: pd.DataFrame, ratios=(0.8, 0.1, 0.1), seed: int = 2020,
+                  item_ids=None) -> Split:
+    """RecBole's default protocol on ML-100K: every interaction is a positive; interactions are
+    shuffled, then each user's are split 8:1:1 in that order."""
+    frame = _frame(interactions)
+    order = np.random.default_rng(seed).permutation(len(frame))
+    labels = _per_user_split(frame, ratios, order)
+    users, items = _vocab(frame, item_ids)
+    parts = {name: frame[labels == i] for i, name in enumerate(("train", "valid", "test"))}
+    return _build(parts, users, items, "recbole", {"ratios": list(ratios), "seed": seed})
+
+
+def ratio_split(interactions: pd.DataFrame, threshold: float = 4.0, ratios=(0.8, 0.1, 0.1), seed: int = 2020,
+                item_ids=None) -> Split:
+    """Per-user random split; only valid/test ratings ``>= threshold`` count as relevant."""
+    frame = _frame(interactions)
+    order = np.random.default_rng(seed).permutation(len(frame))
+    labels = _per_user_split(frame, ratios, order)
+    users, items = _vocab(frame, item_ids)
+    relevant = frame["weight"].to_numpy() >= threshold
+    parts = {"train": frame[labels == 0], "valid": frame[(labels == 1) & relevant],
+             "test": frame[(labels == 2) & relevant]}
+    return _build(parts, users, items, "ratio", {"ratios": list(ratios), "seed": seed, "threshold": threshold})
+
+
+def temporal_split(interactions: pd.DataFrame, ratios=(0.8, 0.1, 0.1), item_ids=None) -> Split:
+    """Per user, the oldest 80% train, the next 10% valid, the newest 10% test."""
+    frame = _frame(interactions)
+    require_columns(frame, ["timestamp"], "interactions for a temporal split")
+    order = np.lexsort((np.arange(len(frame)), frame["timestamp"].to_numpy()))
+    labels = _per_user_split(frame, ratios, order)
+    users, items = _vocab(frame, item_ids)
+    parts = {name: frame[labels == i] for i, name in enumerate(("train", "valid", "test"))}
+    return _build(parts, users, items, "temporal", {"ratios": list(ratios)})
+
+
+def leave_one_out(interactions: pd.DataFrame, item_ids=None, seed: int = 2020) -> Split:
+    """Per user (with at least 3 interactions): the last one to test, the one before to valid.
+    Without timestamps the order is random (seeded)."""
+    frame = _frame(interactions)
+    if "timestamp" in frame:
+        order = np.lexsort((np.arange(len(frame)), frame["timestamp"].to_numpy()))
+    else:
+        order = np.random.default_rng(seed).permutation(len(frame))
+    ordered = frame.iloc[order]
+    from_end = ordered.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+    sizes = ordered.groupby("user_id", sort=False)["user_id"].transform("size").to_numpy()
+    labels_ordered = np.where((sizes >= 3) & (from_end == 0), 2, np.where((sizes >= 3) & (from_end == 1), 1, 0))
+    labels = np.empty(len(frame), dtype=np.int8)
+    labels[order] = labels_ordered
+    users, items = _vocab(frame, item_ids)
+    parts = {name: frame[labels == i] for i, name in enumerate(("train", "valid", "test"))}
+    return _build(parts, users, items, "loo", {"seed": seed})
+
+
+def cold_start_split(interactions: pd.DataFrame, item_ids, cold_share: float = 0.2, seed: int = 2020) -> Split:
+    """Hold out ``cold_share`` of the catalogue (items with interactions), with every interaction on
+    them: half the held-out items form the validation set, half the test set. Models must rank the
+    held-out items from content alone; ``candidates`` restricts ranking to the test items."""
+    if not 0 < cold_share < 1:
+        raise MmworkError(f"cold_share must be between 0 and 1, got {cold_share}")
+    frame = _frame(interactions)
+    users, items = _vocab(frame, item_ids)
+    active = np.asarray(sorted(frame["item_id"].unique()), dtype=object)
+    rng = np.random.default_rng(seed)
+    held = rng.permutation(active)[: max(2, int(round(cold_share * len(active))))]
+    valid_items, test_items = set(held[: len(held) // 2]), set(held[len(held) // 2:])
+    parts = {"train": frame[~frame["item_id"].isin(set(held))], "valid": frame[frame["item_id"].isin(valid_items)],
+             "test": frame[frame["item_id"].isin(test_items)]}
+    split = _build(parts, users, items, "cold-items", {"cold_share": cold_share, "seed": seed})
+    split.candidates = np.sort(split.train.item_index(sorted(test_items)))
+    split.valid_candidates = np.sort(split.train.item_index(sorted(valid_items)))
+    return split
+
+
+def split_from_files(train, valid, test, item_ids=None) -> Split:
+    """A split supplied as three tables (paths to CSV/Parquet, or DataFrames) of user_id, item_id
+    [, weight], e.g. the exact split another library used."""
+    def read(source):
+        if isinstance(source, pd.DataFrame):
+            return _frame(source)
+        path = Path(source)
+        if not path.exists():
+            raise MmworkError(f"split file {path} does not exist")
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"user_id": str, "item_id": str})
+        return _frame(frame)
+    parts = {"train": read(train), "valid": read(valid), "test": read(test)}
+    every = pd.concat(parts.values(), ignore_index=True)
+    users, items = _vocab(every, item_ids)
+    return _build(parts, users, items, "files", {})

@@ -1,0 +1,86 @@
+"""Interactions as a sparse user x item matrix over fixed id vocabularies.
+
+Every model and metric works on integer indices; these classes are the one place that maps between
+``user_id``/``item_id`` strings and rows/columns.
+
+>>> import pandas as pd
+>>> data = Interactions.from_frame(pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["a", "b"]}),
+...                                item_ids=["a", "b", "c"])
+>>> data.matrix.shape, data.n_items
+((2, 3), 3)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from mmwork.errors import MmworkError
+
+
+def _lookup(ids: np.ndarray, wanted, what: str) -> np.ndarray:
+    index = pd.Index(ids)
+    positions = index.get_indexer(pd.Index(np.asarray(wanted, dtype=object).astype(str)))
+    if (positions < 0).any():
+        unknown = np.asarray(wanted, dtype=object)[positions < 0]
+        raise MmworkError(f"{len(unknown)} unknown {what}(s), e.g. {list(unknown[:3])}; they were not in the data "
+                          f"the model was trained on")
+    return positions
+
+
+@dataclass
+class Interactions:
+    """``matrix[u, i]`` is the weight of user ``user_ids[u]`` on item ``item_ids[i]`` (0 = none).
+
+    ``item_ids`` is the whole catalogue, so items nobody interacted with (cold items) still have a
+    column. ``timestamps`` (same sparsity pattern) is kept when the source had them.
+    """
+
+    matrix: sp.csr_matrix
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, user_ids=None, item_ids=None) -> "Interactions":
+        """Build from a frame of ``user_id``, ``item_id`` [, ``weight``]; duplicate pairs are summed."""
+        user_ids = np.asarray(sorted(frame["user_id"].astype(str).unique()) if user_ids is None else user_ids,
+                              dtype=object)
+        item_ids = np.asarray(sorted(frame["item_id"].astype(str).unique()) if item_ids is None else item_ids,
+                              dtype=object)
+        rows = _lookup(user_ids, frame["user_id"], "user")
+        cols = _lookup(item_ids, frame["item_id"], "item")
+        weights = frame["weight"].to_numpy(np.float32) if "weight" in frame else np.ones(len(frame), np.float32)
+        matrix = sp.csr_matrix((weights, (rows, cols)), shape=(len(user_ids), len(item_ids)), dtype=np.float32)
+        matrix.sum_duplicates()
+        return cls(matrix, user_ids, item_ids)
+
+    @property
+    def n_users(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def nnz(self) -> int:
+        return self.matrix.nnz
+
+    def binary(self) -> sp.csr_matrix:
+        """The matrix with every stored weight set to 1 (implicit feedback)."""
+        out = self.matrix.copy()
+        out.data[:] = 1.0
+        return out
+
+    def user_index(self, user_ids) -> np.ndarray:
+        return _lookup(self.user_ids, user_ids, "user")
+
+    def item_index(self, item_ids) -> np.ndarray:
+        return _lookup(self.item_ids, item_ids, "item")
+
+    def to_frame(self) -> pd.DataFrame:
+        coo = self.matrix.tocoo()
+        return pd.DataFrame({"user_id": self.user_ids[coo.row], "item_id": self.item_ids[coo.col],
+                             "weight": coo.data})
