@@ -3,6 +3,7 @@
     mmwork data list | get NAME [--source PATH] [--force] | info NAME | import NAME SOURCE
     mmwork tables
     mmwork extract DATASET [--modalities text,image,audio] [--scheduler ADDRESS] [--workers N]
+    mmwork recommend evaluate --dataset movielens-100k --models pop,ease --protocol recbole [--json]
     mmwork demo
 """
 from __future__ import annotations
@@ -49,14 +50,15 @@ def _tables(args) -> None:
 
 
 def _parse_params(pairs: list[str]) -> dict[str, dict]:
-    """``["audio.n_mfcc=13", "image.cnn=false"]`` -> ``{"audio": {"n_mfcc": 13}, "image": {"cnn": False}}``."""
+    """``["audio.n_mfcc=13", "image.cnn=false"]`` -> ``{"audio": {"n_mfcc": 13}, "image": {"cnn": False}}``
+    (also ``MODEL.NAME=VALUE`` for recommenders)."""
     import yaml
     params: dict[str, dict] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         modality, dot, name = key.partition(".")
         if not sep or not dot:
-            raise MmworkError(f"--param {pair!r} must look like MODALITY.NAME=VALUE, e.g. audio.n_mfcc=13")
+            raise MmworkError(f"--param {pair!r} must look like GROUP.NAME=VALUE, e.g. audio.n_mfcc=13 or bpr.epochs=50")
         params.setdefault(modality, {})[name] = yaml.safe_load(value)
     return params
 
@@ -67,6 +69,23 @@ def _extract(args) -> None:
                       chunk_size=args.chunk_size, limit=args.limit, params=_parse_params(args.param),
                       refit=args.refit, strict=args.strict, progress=False if args.no_progress else None)
     _print(summary, args.json)
+
+
+def _recommend(args) -> None:
+    from mmwork.evaluation.run import run_experiment
+    params = _parse_params(args.param)
+    result = run_experiment(args.dataset, [m.strip() for m in args.models.split(",") if m.strip()],
+                            protocol=args.protocol, k=args.k, seed=args.seed,
+                            features=args.features.split(",") if args.features else None, params=params,
+                            device=args.device, split_dir=args.split_dir, verbose=not args.json)
+    if args.output:
+        result.to_json(args.output)
+    if args.json:
+        print(result.to_json())
+    else:
+        print(f"protocol: {result.setup['protocol']} ({result.setup['description']}); K={args.k}; "
+              f"seed {args.seed}; data hash {result.setup['data_hash']}")
+        print(result.table.round(4).to_string())
 
 
 def _demo(args) -> None:
@@ -118,6 +137,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_extract)
+
+    rec = sub.add_parser("recommend", help="train and evaluate recommenders")
+    rec_sub = rec.add_subparsers(dest="action", required=True)
+    p = rec_sub.add_parser("evaluate", help="fit and evaluate models under one protocol; prints model x metric")
+    p.add_argument("--dataset", default="movielens-100k")
+    p.add_argument("--models", default="pop,itemknn,bpr,ease,multvae", help="comma-separated model names")
+    p.add_argument("--protocol", default="recbole", help="recbole, ratio, temporal, loo or cold-items")
+    p.add_argument("--split-dir", help="a folder with train.csv, valid.csv, test.csv to use instead of a protocol")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--features", help="item features for content models, e.g. text:minilm,text:tfidf_lsa")
+    p.add_argument("--param", action="append", default=[], metavar="MODEL.NAME=VALUE",
+                   help="a model parameter, e.g. bpr.epochs=50 (repeatable)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", help="also write the result JSON here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_recommend)
 
     p = sub.add_parser("demo", help="run the main job end to end on the default data")
     p.set_defaults(func=_demo)
