@@ -13,5 +13,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from mmwork.errors import MmworkError  # noqa: E402
 from mmwork.store import read_table, list_tables, write_table  # noqa: E402
+from mmwork.query import catalog, open, query, similar, similar_to_text  # noqa: E402,A004
 
-__all__ = ["MmworkError", "read_table", "list_tables", "write_table", "__version__"]
+__all__ = ["MmworkError", "catalog", "list_tables", "open", "query", "read_table", "similar", "similar_to_text",
+           "write_table", "__version__"]

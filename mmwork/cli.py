@@ -3,6 +3,8 @@
     mmwork data list | get NAME [--source PATH] [--force] | info NAME | import NAME SOURCE
     mmwork tables
     mmwork extract DATASET [--modalities text,image,audio] [--scheduler ADDRESS] [--workers N]
+    mmwork query DATASET TABLE [--columns ...] [--where "col op value"]... [--limit N] [--output F]
+    mmwork similar DATASET ITEM_ID --features TABLE:COLUMN [--k 10]
     mmwork recommend evaluate --dataset movielens-100k --models pop,ease --protocol recbole [--json]
     mmwork demo
 """
@@ -88,6 +90,25 @@ def _recommend(args) -> None:
         print(result.table.round(4).to_string())
 
 
+def _query(args) -> None:
+    from mmwork.query import query
+    result = query(args.dataset, args.table, columns=args.columns.split(",") if args.columns else None,
+                   where=args.where, limit=args.limit, output=args.output, scheduler=args.scheduler)
+    if args.output:
+        print(f"{len(result):,} row(s) written to {args.output}")
+    else:
+        _print(result, args.json)
+
+
+def _similar(args) -> None:
+    from mmwork.query import similar, similar_to_text
+    if args.text:
+        result = similar_to_text(args.dataset, args.item_id, features=args.features, k=args.k, scheduler=args.scheduler)
+    else:
+        result = similar(args.dataset, args.item_id, features=args.features, k=args.k, scheduler=args.scheduler)
+    _print(result, args.json)
+
+
 def _demo(args) -> None:
     from mmwork.demo import run_demo
     run_demo()
@@ -137,6 +158,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_extract)
+
+    p = sub.add_parser("query", help="projection + filter query of a table (filters pushed down to Parquet)")
+    p.add_argument("dataset")
+    p.add_argument("table", help="e.g. items, interactions, features/audio")
+    p.add_argument("--columns", help="comma-separated columns to read (default: all)")
+    p.add_argument("--where", action="append", default=[], metavar='"COLUMN OP VALUE"',
+                   help="a filter such as 'duration_s > 2' or 'category in [digits, letters]' (repeatable, ANDed)")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--output", help="write the result to a .csv or .parquet file")
+    p.add_argument("--scheduler", help="a dask.distributed address to compute on")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_query)
+
+    p = sub.add_parser("similar", help="exact cosine nearest neighbours of an item (or of a text with --text)")
+    p.add_argument("dataset")
+    p.add_argument("item_id", help="the item id, or the query text with --text")
+    p.add_argument("--features", required=True, help="MODALITY:COLUMN, e.g. audio:mfcc_stats or text:minilm")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--text", action="store_true", help="treat ITEM_ID as free text and embed it with the same model")
+    p.add_argument("--scheduler", help="a dask.distributed address to compute on")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_similar)
 
     rec = sub.add_parser("recommend", help="train and evaluate recommenders")
     rec_sub = rec.add_subparsers(dest="action", required=True)
