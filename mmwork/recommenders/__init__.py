@@ -2,8 +2,10 @@
 ``recommend(user_ids, k)``, ``save``/``load``."""
 from mmwork.recommenders.base import Recommender
 from mmwork.recommenders.data import Interactions
+from mmwork.recommenders.ease import EASE
+from mmwork.recommenders.knn import ItemKNN, UserKNN
 from mmwork.recommenders.popularity import MostPopular
 
-MODELS: dict[str, type[Recommender]] = {m.name: m for m in (MostPopular,)}
+MODELS: dict[str, type[Recommender]] = {m.name: m for m in (MostPopular, ItemKNN, UserKNN, EASE)}
 
-__all__ = ["Interactions", "MODELS", "MostPopular", "Recommender"]
+__all__ = ["EASE", "Interactions", "ItemKNN", "MODELS", "MostPopular", "Recommender", "UserKNN"]
