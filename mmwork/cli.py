@@ -5,6 +5,7 @@
     mmwork extract DATASET [--modalities text,image,audio] [--scheduler ADDRESS] [--workers N]
     mmwork query DATASET TABLE [--columns ...] [--where "col op value"]... [--limit N] [--output F]
     mmwork similar DATASET ITEM_ID --features TABLE:COLUMN [--k 10]
+    mmwork report run NOTEBOOK [-p NAME VALUE]... [-f params.yaml] | list | compare RUN_A RUN_B
     mmwork recommend evaluate --dataset movielens-100k --models pop,ease --protocol recbole [--json]
     mmwork demo
 """
@@ -109,6 +110,23 @@ def _similar(args) -> None:
     _print(result, args.json)
 
 
+def _report(args) -> None:
+    from mmwork import reports
+    if args.action == "run":
+        params = reports.read_parameters(args.parameter, args.parameters_file)
+        row = reports.run_report(args.notebook, params, progress=not args.no_progress, timeout=args.timeout)
+        print(f"{row['notebook']} run {row['run_id']}: {row['status']} in {row['duration_s']} s; "
+              f"metrics {row['metrics']}\n  report: {reports.reports_dir() / row['html']}\n"
+              f"  index:  {reports.reports_dir() / 'index.html'}")
+    elif args.action == "list":
+        runs = reports.ledger()
+        _print(runs if args.json else runs[["run_id", "notebook", "status", "duration_s", "metrics"]], args.json)
+    elif args.action == "compare":
+        _print(reports.compare(args.run_a, args.run_b), args.json)
+    elif args.action == "index":
+        print(reports.write_index())
+
+
 def _demo(args) -> None:
     from mmwork.demo import run_demo
     run_demo()
@@ -197,6 +215,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="also write the result JSON here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_recommend)
+
+    rep = sub.add_parser("report", help="run parameterised notebooks with Papermill; the run ledger")
+    rep_sub = rep.add_subparsers(dest="action", required=True)
+    p = rep_sub.add_parser("run", help="execute a notebook into reports/NAME/RUN_ID/ (ipynb + html + figures)")
+    p.add_argument("notebook", help="a name in notebooks/ (e.g. 02-recommenders) or a path to an .ipynb")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    p.add_argument("-f", "--parameters-file", action="append", default=[], metavar="PARAMS.yaml")
+    p.add_argument("--timeout", type=int, help="seconds a cell may run before the run fails")
+    p.add_argument("--no-progress", action="store_true")
+    p = rep_sub.add_parser("list", help="every run in the ledger")
+    p.add_argument("--json", action="store_true")
+    p = rep_sub.add_parser("compare", help="metric differences between two runs")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--json", action="store_true")
+    rep_sub.add_parser("index", help="rewrite reports/index.html from the ledger")
+    rep.set_defaults(func=_report)
 
     p = sub.add_parser("demo", help="run the main job end to end on the default data")
     p.set_defaults(func=_demo)
