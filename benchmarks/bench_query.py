@@ -57,7 +57,8 @@ def build(root: Path, rows: int) -> None:
     rng = np.random.default_rng(0)
     for part, start in enumerate(range(0, copies, per_part)):
         reps = range(start, min(start + per_part, copies))
-        noise = rng.normal(0, 0.01, (len(reps) * len(base), vectors.shape[1])).astype(np.float32)
+        # 5% of each dimension's spread: copies stay near their original but rank unambiguously
+        noise = (rng.normal(0, 0.05, (len(reps) * len(base), vectors.shape[1])) * vectors.std(0)).astype(np.float32)
         table = pa.table({
             "item_id": [f"{i}#{r}" for r in reps for i in base["item_id"]],
             "replica": np.repeat(np.asarray(list(reps), np.int32), len(base)),

@@ -158,62 +158,81 @@ def _feature_spec(dataset: str, features: str) -> tuple[str, str]:
     return table, column
 
 
-def _moments_block(block: pd.DataFrame, column: str) -> pd.DataFrame:
-    vectors = np.stack(block[column].to_numpy()).astype(np.float64) if len(block) else np.zeros((0, 0))
-    return pd.DataFrame({"n": [len(vectors)], "sum": [vectors.sum(0) if len(vectors) else None],
-                         "sumsq": [(vectors ** 2).sum(0) if len(vectors) else None]})
+def _vector_batches(path: str, column: str, batch_size: int = 65536):
+    """(item_ids, float32 matrix) batches of one Parquet file, straight from Arrow (no per-row objects)."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["item_id", column]):
+        vectors = batch.column(1)
+        width = vectors.type.list_size if pa.types.is_fixed_size_list(vectors.type) else None
+        if width is None:  # variable-length lists: every row must still have the same length
+            lengths = np.diff(vectors.offsets.to_numpy())
+            if len(set(lengths.tolist())) > 1:
+                raise MmworkError(f"{column!r} holds vectors of different lengths; cosine needs one length")
+            width = int(lengths[0]) if len(lengths) else 0
+        matrix = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        yield batch.column(0).to_numpy(zero_copy_only=False), matrix.reshape(len(batch), width)
 
 
-def _standardizer(frame, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and std over the whole table, in one block-wise pass."""
-    parts = frame.map_partitions(_moments_block, column, meta={"n": "i8", "sum": object, "sumsq": object}).compute()
-    parts = parts[parts["n"] > 0]
-    n = parts["n"].sum()
-    mean = np.sum(np.stack(parts["sum"].to_numpy()), 0) / n
-    var = np.sum(np.stack(parts["sumsq"].to_numpy()), 0) / n - mean ** 2
-    return mean.astype(np.float32), np.sqrt(np.maximum(var, 1e-12)).astype(np.float32)
+def _moments_file(path: str, column: str) -> tuple[int, np.ndarray, np.ndarray]:
+    n, total, squares = 0, 0.0, 0.0
+    for _, vectors in _vector_batches(path, column):
+        n += len(vectors)
+        total = total + vectors.sum(0, dtype=np.float64)
+        squares = squares + (vectors.astype(np.float64) ** 2).sum(0)
+    return n, total, squares
 
 
-def _top_k_block(block: pd.DataFrame, query: np.ndarray, column: str, k: int, center=None) -> pd.DataFrame:
-    """Cosine similarity of one partition's vectors to ``query``; only its k best rows leave it."""
-    if block.empty:
-        return pd.DataFrame({"item_id": pd.Series([], dtype=object), "similarity": pd.Series([], dtype="float64")})
-    vectors = np.stack(block[column].to_numpy()).astype(np.float32)
-    if center is not None:
-        vectors = (vectors - center[0]) / center[1]
-    norms = np.linalg.norm(vectors, axis=1)
-    sims = (vectors @ query) / np.where(norms == 0, np.inf, norms)
-    best = np.argpartition(-sims, min(k, len(sims)) - 1)[:k] if len(sims) > k else np.arange(len(sims))
-    return pd.DataFrame({"item_id": block["item_id"].to_numpy()[best], "similarity": sims[best].astype("float64")})
+def _top_k_file(path: str, column: str, query: np.ndarray, k: int, center) -> pd.DataFrame:
+    """Cosine similarity of one file's vectors to ``query``, batch by batch; only its k best rows leave it."""
+    best_ids, best_sims = [], []
+    for ids, vectors in _vector_batches(path, column):
+        if center is not None:
+            vectors = (vectors - center[0]) / center[1]
+        norms = np.linalg.norm(vectors, axis=1)
+        sims = (vectors @ query) / np.where(norms == 0, np.inf, norms)
+        keep = np.argpartition(-sims, k - 1)[:k] if len(sims) > k else np.arange(len(sims))
+        best_ids.append(ids[keep])
+        best_sims.append(sims[keep])
+    if not best_ids:
+        return pd.DataFrame({"item_id": [], "similarity": []})
+    frame = pd.DataFrame({"item_id": np.concatenate(best_ids), "similarity": np.concatenate(best_sims).astype(np.float64)})
+    return frame.nlargest(k, "similarity")
 
 
 def similar_to_vector(dataset: str, vector: np.ndarray, features: str, k: int = 10, exclude: str | None = None,
                       standardize: bool | None = None, scheduler: str | None = None) -> pd.DataFrame:
-    """The ``k`` items whose ``features`` vectors have the highest cosine similarity to ``vector``,
-    computed partition by partition on Dask (the catalogue never has to fit in memory).
+    """The ``k`` items whose ``features`` vectors have the highest cosine similarity to ``vector``:
+    one Dask task per Parquet file, each streaming its file in batches and keeping only its best k,
+    so the catalogue never has to fit in memory.
 
     standardize: z-score every dimension (over the whole table) before the cosine, so that one
     large-valued dimension (MFCC 0, HOG bins) does not decide alone. Default: on for audio and
     image features, off for text embeddings, which are made for plain cosine.
     """
+    import dask
     table, column = _feature_spec(dataset, features)
     if k < 1:
         raise MmworkError("k must be >= 1")
     query = np.asarray(vector, dtype=np.float32).ravel()
     if not np.isfinite(query).all():
         raise MmworkError("the query vector is not finite: no cosine neighbours exist")
-    frame = open(dataset, table, columns=["item_id", column])
+    path = table_path(dataset, table)
+    files = [str(p) for p in (_parts(path) if path.is_dir() else [path])]
     standardize = table != "features/text" if standardize is None else standardize
     keep = k + (1 if exclude is not None else 0)
-    meta = pd.DataFrame({"item_id": pd.Series([], dtype=object), "similarity": pd.Series([], dtype="float64")})
     with _client(scheduler):
-        center = _standardizer(frame, column) if standardize else None
-        if center is not None:
+        center = None
+        if standardize:
+            moments = dask.compute(*[dask.delayed(_moments_file)(f, column) for f in files])
+            n = sum(m[0] for m in moments)
+            mean = sum(m[1] for m in moments) / n
+            std = np.sqrt(np.maximum(sum(m[2] for m in moments) / n - mean ** 2, 1e-12))
+            center = (mean.astype(np.float32), std.astype(np.float32))
             query = (query - center[0]) / center[1]
         if not np.linalg.norm(query):
             raise MmworkError("the query vector is zero: no cosine neighbours exist")
         query = query / np.linalg.norm(query)
-        candidates = frame.map_partitions(_top_k_block, query, column, keep, center, meta=meta).compute()
+        parts = dask.compute(*[dask.delayed(_top_k_file)(f, column, query, keep, center) for f in files])
+    candidates = pd.concat(parts, ignore_index=True)
     if exclude is not None:
         candidates = candidates[candidates["item_id"] != exclude]
     best = candidates.sort_values(["similarity", "item_id"], ascending=[False, True]).head(k).reset_index(drop=True)
