@@ -148,7 +148,8 @@ def main() -> None:
                     "numpy_brute_force": summary["numpy_similar"],
                     "speedup": round(summary["numpy_similar"]["median_s"] / summary["mmwork_similar"]["median_s"], 2),
                     "memory_ratio": round(summary["numpy_similar"]["peak_rss_mb"] / summary["mmwork_similar"]["peak_rss_mb"], 2),
-                    "same_neighbours": summary["mmwork_similar"]["answer"] == summary["numpy_similar"]["answer"]},
+                    "same_neighbours": summary["mmwork_similar"]["answer"] == summary["numpy_similar"]["answer"],
+                    "top10_overlap": len(set(summary["mmwork_similar"]["answer"]) & set(summary["numpy_similar"]["answer"]))},
     }
     for part in ("query", "similar"):
         for key in list(result[part]):

@@ -223,7 +223,7 @@ def run_report(notebook: str | Path, parameters: dict | None = None, progress: b
     error = ""
     try:
         papermill.execute_notebook(str(path), str(executed), parameters=parameters or {}, kernel_name=kernel,
-                                   progress_bar=progress, log_output=progress, cwd=str(path.parent),
+                                   language="python", progress_bar=progress, log_output=progress, cwd=str(path.parent),
                                    execution_timeout=timeout)
         status = "ok"
     except papermill.PapermillExecutionError as exc:
