@@ -1,0 +1,197 @@
+"""Mult-VAE (Liang et al., 2018, "Variational Autoencoders for Collaborative Filtering"): each user's
+interaction row is encoded into a Gaussian latent vector and decoded into a softmax over every item,
+trained with the multinomial log-likelihood and an annealed KL term.
+
+>>> model = MultVAE().fit(split.train, valid=split.valid)      # doctest: +SKIP
+>>> evaluate(model, split, "test", k=10).metrics["ndcg"].mean() # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmwork.errors import MmworkError
+from mmwork.recommenders.base import Recommender
+from mmwork.recommenders.data import Interactions
+
+log = logging.getLogger("mmwork.recommenders")
+
+
+class MultVAE(Recommender):
+    """Variational autoencoder over users' (binarised) training rows: encoder n_items -> hidden ->
+    2 x latent, decoder latent -> hidden -> n_items, tanh activations.
+
+    Parameters:
+        hidden: width of the encoder's and decoder's hidden layer.
+        latent: size of the latent user vector.
+        dropout: share of the input items dropped (on the L2-normalised row) while training.
+        epochs: maximum number of passes over the users.
+        batch_size: users per gradient step.
+        lr: Adam learning rate.
+        weight_decay: Adam L2 penalty on the weights.
+        anneal_cap: the largest weight (beta) of the KL term.
+        total_anneal_steps: gradient steps over which beta rises linearly from 0 to ``anneal_cap``.
+        eval_every: epochs between validation NDCG@10 evaluations (when ``valid`` is given to ``fit``).
+        patience: evaluations without improvement before training stops; the best state is kept.
+        amp: bfloat16 autocast on CUDA GPUs that support it (ignored elsewhere).
+        device: "auto", "cpu", "cuda", ... (see :func:`mmwork.device.resolve_device`).
+        seed: seeds initialisation, dropout and the latent noise; fits on CPU are exactly repeatable.
+
+    Attributes after ``fit``: the weights and biases ``enc_w1, enc_b1, enc_w2, enc_b2, dec_w1, dec_b1,
+    dec_w2, dec_b2``, ``history_`` (one dict per epoch: epoch, loss, beta, seconds and, when evaluated,
+    valid_ndcg@10), ``best_epoch_``.
+    """
+
+    name = "multvae"
+    _state = ("enc_w1", "enc_b1", "enc_w2", "enc_b2", "dec_w1", "dec_b1", "dec_w2", "dec_b2")
+
+    def __init__(self, *, hidden: int = 600, latent: int = 200, dropout: float = 0.5, epochs: int = 200,
+                 batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, anneal_cap: float = 0.2,
+                 total_anneal_steps: int = 400, eval_every: int = 5, patience: int = 4, amp: bool = False,
+                 device: str = "auto", seed: int = 0):
+        super().__init__(device=device, seed=seed)
+        self.hidden = hidden
+        self.latent = latent
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.anneal_cap = anneal_cap
+        self.total_anneal_steps = total_anneal_steps
+        self.eval_every = eval_every
+        self.patience = patience
+        self.amp = amp
+
+    # -- training ------------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        for name in ("hidden", "latent", "epochs", "batch_size", "eval_every", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise MmworkError(f"MultVAE {name} must be a positive integer, got {value!r}")
+        if not 0 <= self.dropout < 1:
+            raise MmworkError(f"MultVAE dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.lr > 0:
+            raise MmworkError(f"MultVAE lr must be positive, got {self.lr!r}")
+        if self.weight_decay < 0 or self.anneal_cap < 0 or self.total_anneal_steps < 0:
+            raise MmworkError("MultVAE weight_decay, anneal_cap and total_anneal_steps must be zero or positive")
+
+    def _fit(self, train: Interactions, item_features, valid: Interactions | None) -> None:
+        self._check_params()
+        valid = _validation_set(train, valid)
+        device = self.device_
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        rows = train.binary()
+        n_users, n_items = rows.shape
+        self._init_weights(n_items, generator)
+        params = [getattr(self, name) for name in self._state]
+        optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        autocast = _autocast(device, self.amp)
+        active = np.flatnonzero(np.diff(rows.indptr) > 0)  # users with no training row teach nothing
+
+        self.history_, best, best_state, waited, step = [], -np.inf, None, 0, 0
+        self.best_epoch_ = self.epochs
+        for epoch in range(1, self.epochs + 1):
+            started = time.perf_counter()
+            order = active[torch.randperm(len(active), generator=generator, device=device).cpu().numpy()]
+            total = torch.zeros((), device=device)
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                x = _dense(rows, batch, device)
+                beta = self.anneal_cap if self.total_anneal_steps == 0 else \
+                    min(self.anneal_cap, self.anneal_cap * step / self.total_anneal_steps)
+                with autocast:
+                    logits, mu, logvar = self._forward(x, generator)
+                    nll = -(F.log_softmax(logits.float(), dim=1) * x).sum(1).mean()
+                    kl = -0.5 * (1 + logvar.float() - mu.float().pow(2) - logvar.float().exp()).sum(1).mean()
+                    loss = nll + beta * kl
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                total += loss.detach() * len(batch)
+            row = {"epoch": epoch, "loss": float(total) / len(order), "beta": beta, "seconds": time.perf_counter() - started}
+            if valid is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
+                row["valid_ndcg@10"] = score = _valid_ndcg(self, train, valid)
+                if score > best:
+                    best, waited, self.best_epoch_ = score, 0, epoch
+                    best_state = [p.detach().clone() for p in params]
+                else:
+                    waited += 1
+            self.history_.append(row)
+            if epoch % self.eval_every == 0 or epoch == 1:
+                log.info("multvae epoch %d: loss %.4f, beta %.3f%s", epoch, row["loss"], beta,
+                         f", valid ndcg@10 {row['valid_ndcg@10']:.4f}" if "valid_ndcg@10" in row else "")
+            if valid is not None and waited >= self.patience:
+                log.info("multvae: no better validation NDCG@10 for %d evaluations; best epoch %d (%.4f)",
+                         self.patience, self.best_epoch_, best)
+                break
+        for name, value in zip(self._state, best_state if best_state is not None else params):
+            setattr(self, name, value.detach())
+
+    def _init_weights(self, n_items: int, generator: torch.Generator) -> None:
+        """Xavier-normal weights and N(0, 0.001) biases, as in the paper's code."""
+        shapes = {"enc_w1": (self.hidden, n_items), "enc_w2": (2 * self.latent, self.hidden),
+                  "dec_w1": (self.hidden, self.latent), "dec_w2": (n_items, self.hidden)}
+        for name, shape in shapes.items():
+            weight = torch.empty(shape, device=self.device_)
+            torch.nn.init.xavier_normal_(weight, generator=generator)
+            bias = torch.empty(shape[0], device=self.device_).normal_(0.0, 1e-3, generator=generator)
+            setattr(self, name, weight.requires_grad_())
+            setattr(self, name.replace("_w", "_b"), bias.requires_grad_())
+
+    def _forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        """Logits over items, and the latent mean and log-variance. With a ``generator`` (training):
+        input dropout and a sampled latent vector; without: no dropout and the mean."""
+        h = F.normalize(x, dim=1)
+        if generator is not None and self.dropout > 0:
+            keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.dropout
+            h = h * keep / (1 - self.dropout)
+        h = torch.tanh(F.linear(h, self.enc_w1, self.enc_b1))
+        mu, logvar = F.linear(h, self.enc_w2, self.enc_b2).chunk(2, dim=1)
+        z = mu
+        if generator is not None:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + noise * torch.exp(0.5 * logvar)
+        h = torch.tanh(F.linear(z, self.dec_w1, self.dec_b1))
+        return F.linear(h, self.dec_w2, self.dec_b2), mu, logvar
+
+    # -- scoring ------------------------------------------------------------------------------------
+    def _score(self, users: np.ndarray) -> torch.Tensor:
+        x = _dense(self.train_.matrix, users, self.enc_w1.device)
+        with _autocast(self.enc_w1.device, self.amp):
+            return self._forward(x)[0].float()
+
+
+def _dense(rows, users: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The users' rows as a dense 0/1 float tensor on ``device``."""
+    return torch.as_tensor(rows[users].toarray() != 0, dtype=torch.float32, device=device)
+
+
+def _autocast(device: torch.device, amp: bool):
+    """bfloat16 autocast on CUDA GPUs that support it (no loss scaling needed); otherwise full precision."""
+    if amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _validation_set(train: Interactions, valid: Interactions | None) -> Interactions | None:
+    """``valid`` when it can drive early stopping; None when there is none or it is empty."""
+    if valid is None:
+        return None
+    if not isinstance(valid, Interactions) or valid.matrix.shape != train.matrix.shape:
+        raise MmworkError("valid must be Interactions over the same users and items as train, e.g. split.valid")
+    return valid if valid.nnz > 0 else None
+
+
+def _valid_ndcg(model: Recommender, train: Interactions, valid: Interactions, k: int = 10) -> float:
+    """Mean NDCG@k on ``valid`` (train items masked), the early-stopping signal."""
+    from mmwork.evaluation.ranking import evaluate
+    from mmwork.evaluation.splits import Split
+    split = Split(train, valid, valid, protocol="fit-validation")
+    return float(evaluate(model, split, "valid", k=k, metrics=("ndcg",)).metrics["ndcg"].mean())
