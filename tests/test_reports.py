@@ -7,7 +7,6 @@ import sys
 import threading
 
 import nbformat
-import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 

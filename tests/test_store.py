@@ -1,5 +1,4 @@
 """The Parquet store: schemas, metadata, atomic writes, catalogue, clear errors."""
-import json
 import os
 import subprocess
 import sys

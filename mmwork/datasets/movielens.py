@@ -7,8 +7,6 @@ imported). ``--source`` accepts a standard GroupLens ``ml-100k/`` folder or ``ml
 """
 from __future__ import annotations
 
-import io
-import re
 import shutil
 import zipfile
 from pathlib import Path

@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa

@@ -165,3 +165,20 @@ def _subclasses(cls: type) -> list[type]:
     for sub in cls.__subclasses__():
         found += [sub] + _subclasses(sub)
     return found
+
+
+def validation_set(train: Interactions, valid: Interactions | None) -> Interactions | None:
+    """``valid`` when it can drive early stopping; None when there is none or it is empty."""
+    if valid is None:
+        return None
+    if not isinstance(valid, Interactions) or valid.matrix.shape != train.matrix.shape:
+        raise MmworkError("valid must be Interactions over the same users and items as train, e.g. split.valid")
+    return valid if valid.nnz > 0 else None
+
+
+def valid_ndcg(model: Recommender, train: Interactions, valid: Interactions, k: int = 10) -> float:
+    """Mean NDCG@k on ``valid`` (train items masked): the early-stopping signal of trained models."""
+    from mmwork.evaluation.ranking import evaluate
+    from mmwork.evaluation.splits import Split
+    split = Split(train, valid, valid, protocol="fit-validation")
+    return float(evaluate(model, split, "valid", k=k, metrics=("ndcg",)).metrics["ndcg"].mean())

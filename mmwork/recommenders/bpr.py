@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mmwork.errors import MmworkError
-from mmwork.recommenders.base import Recommender
+from mmwork.recommenders.base import Recommender, valid_ndcg, validation_set
 from mmwork.recommenders.data import Interactions
 
 log = logging.getLogger("mmwork.recommenders")
@@ -65,7 +65,7 @@ class BPR(Recommender):
 
     def _fit(self, train: Interactions, item_features, valid: Interactions | None) -> None:
         self._check_params()
-        valid = _validation_set(train, valid)
+        valid = validation_set(train, valid)
         device = self.device_
         generator = torch.Generator(device=device).manual_seed(self.seed)
         n_users, n_items = train.n_users, train.n_items
@@ -107,7 +107,7 @@ class BPR(Recommender):
                 total += loss.detach() * len(batch)
             row = {"epoch": epoch, "loss": float(total) / n, "seconds": time.perf_counter() - started}
             if valid is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
-                row["valid_ndcg@10"] = score = _valid_ndcg(self, train, valid)
+                row["valid_ndcg@10"] = score = valid_ndcg(self, train, valid)
                 if score > best:
                     best, waited, self.best_epoch_ = score, 0, epoch
                     best_state = (self.user_factors.detach().clone(), self.item_factors.detach().clone())
@@ -146,20 +146,3 @@ def _sample_negatives(users: torch.Tensor, known: torch.Tensor, n_items: int,
             break
         negatives[todo] = torch.randint(n_items, todo.shape, generator=generator, device=users.device)
     return negatives
-
-
-def _validation_set(train: Interactions, valid: Interactions | None) -> Interactions | None:
-    """``valid`` when it can drive early stopping; None when there is none or it is empty."""
-    if valid is None:
-        return None
-    if not isinstance(valid, Interactions) or valid.matrix.shape != train.matrix.shape:
-        raise MmworkError("valid must be Interactions over the same users and items as train, e.g. split.valid")
-    return valid if valid.nnz > 0 else None
-
-
-def _valid_ndcg(model: Recommender, train: Interactions, valid: Interactions, k: int = 10) -> float:
-    """Mean NDCG@k on ``valid`` (train items masked), the early-stopping signal."""
-    from mmwork.evaluation.ranking import evaluate
-    from mmwork.evaluation.splits import Split
-    split = Split(train, valid, valid, protocol="fit-validation")
-    return float(evaluate(model, split, "valid", k=k, metrics=("ndcg",)).metrics["ndcg"].mean())

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mmwork.errors import MmworkError
-from mmwork.recommenders.base import Recommender
+from mmwork.recommenders.base import Recommender, valid_ndcg, validation_set
 from mmwork.recommenders.data import Interactions
 
 log = logging.getLogger("mmwork.recommenders")
@@ -83,7 +83,7 @@ class MultVAE(Recommender):
 
     def _fit(self, train: Interactions, item_features, valid: Interactions | None) -> None:
         self._check_params()
-        valid = _validation_set(train, valid)
+        valid = validation_set(train, valid)
         device = self.device_
         generator = torch.Generator(device=device).manual_seed(self.seed)
         rows = train.binary()
@@ -117,7 +117,7 @@ class MultVAE(Recommender):
                 total += loss.detach() * len(batch)
             row = {"epoch": epoch, "loss": float(total) / len(order), "beta": beta, "seconds": time.perf_counter() - started}
             if valid is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
-                row["valid_ndcg@10"] = score = _valid_ndcg(self, train, valid)
+                row["valid_ndcg@10"] = score = valid_ndcg(self, train, valid)
                 if score > best:
                     best, waited, self.best_epoch_ = score, 0, epoch
                     best_state = [p.detach().clone() for p in params]
@@ -178,20 +178,3 @@ def _autocast(device: torch.device, amp: bool):
     if amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def _validation_set(train: Interactions, valid: Interactions | None) -> Interactions | None:
-    """``valid`` when it can drive early stopping; None when there is none or it is empty."""
-    if valid is None:
-        return None
-    if not isinstance(valid, Interactions) or valid.matrix.shape != train.matrix.shape:
-        raise MmworkError("valid must be Interactions over the same users and items as train, e.g. split.valid")
-    return valid if valid.nnz > 0 else None
-
-
-def _valid_ndcg(model: Recommender, train: Interactions, valid: Interactions, k: int = 10) -> float:
-    """Mean NDCG@k on ``valid`` (train items masked), the early-stopping signal."""
-    from mmwork.evaluation.ranking import evaluate
-    from mmwork.evaluation.splits import Split
-    split = Split(train, valid, valid, protocol="fit-validation")
-    return float(evaluate(model, split, "valid", k=k, metrics=("ndcg",)).metrics["ndcg"].mean())
