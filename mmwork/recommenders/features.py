@@ -2,8 +2,9 @@
 
 A feature *spec* names one column of one table, ``"MODALITY:COLUMN"``: ``"text:minilm"`` reads the
 ``minilm`` column of the ``features/text`` table that ``mmwork.features.extract`` wrote. The special
-table ``items`` reads a column of the items table itself; a list-of-strings column such as
-``items:genres`` becomes a multi-hot matrix (see :func:`genre_features`).
+table ``items`` reads a column of the items table itself: a list-of-labels column such as
+``items:genres`` becomes a multi-hot matrix (see :func:`genre_features`), a number column such as
+``items:release_year`` one column.
 
 >>> from mmwork.recommenders.features import load_item_features
 >>> feats = load_item_features("movielens-100k", ["text:minilm", "items:genres"],
@@ -11,14 +12,13 @@ table ``items`` reads a column of the items table itself; a list-of-strings colu
 >>> feats["text:minilm"].shape, feats.coverage.all()                      # doctest: +SKIP
 ((1682, 384), True)
 
-Items the table has no row for (e.g. their extraction failed) get a row of zeros: content models
+Items the table has no row (or an empty cell) for, e.g. because their extraction failed, get zeros: content models
 then treat them as "no content" (cosine 0). ``ItemFeatures.coverage`` marks the items that have a
 row in every table, and a warning says how many do not. A table that covers fewer than half of the
 items is an error rather than a fallback: that is a wrong table, not a few failed items.
 """
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Iterable
 
@@ -26,8 +26,6 @@ import numpy as np
 import pandas as pd
 
 from mmwork.errors import MmworkError
-
-log = logging.getLogger("mmwork.recommenders")
 
 MIN_COVERAGE = 0.5  # below this share of items a table is refused rather than zero-filled
 
@@ -105,26 +103,32 @@ def _read_spec(dataset: str, table: str, column: str) -> tuple[pd.Series, pd.Ser
     return frame["item_id"].astype(str), frame[column]
 
 
+def _is_null(cell) -> bool:
+    return cell is None or (np.ndim(cell) == 0 and isinstance(cell, (float, np.floating)) and np.isnan(cell))
+
+
 def _as_matrix(values: pd.Series, spec: str) -> tuple[np.ndarray, np.ndarray]:
-    """Stack a column of vectors (or lists of strings, as multi-hot) into float32 rows; also say which
-    cells were empty (null)."""
+    """Stack a column into float32 rows: vectors as they are, lists of labels as multi-hot, numbers as
+    one column. Also says which cells were empty (null), which count as missing items."""
     cells = values.tolist()
-    present = np.array([c is not None and not (isinstance(c, float) and np.isnan(c)) for c in cells])
-    sample = next((c for c, ok in zip(cells, present) if ok and len(c)), None)
-    if sample is not None and isinstance(next(iter(sample)), str):
-        return _multi_hot([c if ok else [] for c, ok in zip(cells, present)], None)[0], present
-    if sample is None:
+    present = np.array([not _is_null(c) for c in cells], dtype=bool)
+    filled = [c for c, ok in zip(cells, present) if ok]
+    if not filled:
         raise MmworkError(f"{spec} has no values at all")
-    if np.ndim(sample) != 1:
-        raise MmworkError(f"{spec} is not a column of vectors (a cell has shape {np.shape(sample)})")
-    width = len(sample)
-    out = np.zeros((len(cells), width), np.float32)
-    for row, (cell, ok) in enumerate(zip(cells, present)):
-        if ok:
-            if len(cell) != width:
-                raise MmworkError(f"{spec} has vectors of different lengths ({width} and {len(cell)}); "
-                                  f"re-extract the table")
-            out[row] = np.asarray(cell, dtype=np.float32)
+    if all(np.ndim(c) == 0 for c in filled):
+        if not all(isinstance(c, (int, float, np.integer, np.floating, bool, np.bool_)) for c in filled):
+            raise MmworkError(f"{spec} is neither numbers, vectors nor lists of labels (e.g. {filled[0]!r})")
+        out = np.zeros((len(cells), 1), np.float32)
+        out[present, 0] = np.asarray(filled, dtype=np.float32)
+        return out, present
+    labels = next((c for c in filled if len(c)), None)
+    if labels is not None and isinstance(next(iter(labels)), str):
+        return _multi_hot([c if ok else [] for c, ok in zip(cells, present)], None)[0], present
+    widths = {len(c) for c in filled}
+    if len(widths) != 1:
+        raise MmworkError(f"{spec} has vectors of different lengths ({sorted(widths)[:5]}); re-extract the table")
+    out = np.zeros((len(cells), widths.pop()), np.float32)
+    out[present] = np.stack([np.asarray(c, dtype=np.float32) for c in filled])
     return out, present
 
 
@@ -212,7 +216,6 @@ def load_item_features(dataset: str, specs: list[str] | str, item_ids) -> ItemFe
             message = (f"{spec}: {missing[spec]} of {len(item_ids)} items have no features (e.g. "
                        f"{list(item_ids[~found][:3])}); they get zero vectors (see ItemFeatures.coverage)")
             warnings.warn(message, UserWarning, stacklevel=2)
-            log.warning(message)
     return ItemFeatures(arrays, item_ids, coverage, missing)
 
 

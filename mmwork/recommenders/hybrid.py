@@ -11,7 +11,8 @@ vector f_i^m per modality m)::
     score     = p_u . item(u,i) + b_i + sum_m c_m . f_i^m    (c_m: content bias, as in VBPR)
 
 Training: BPR loss with one uniformly drawn negative per positive (from the items that have
-training interactions), Adam, L2 on the embeddings in each batch, early stopping on the validation
+training interactions, so held-out cold items are never pushed down as negatives), Adam, L2 on the
+batch's embeddings and projected content, learning-rate halving and early stopping on the validation
 NDCG@10. Item-embedding dropout (DropoutNet): in every batch a share ``item_dropout`` of the items
 lose gamma_i and b_i, so the content path learns to rank on its own; at scoring time items without
 training interactions are scored from content only (gamma_i = b_i = 0).
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from mmwork.errors import MmworkError
-from mmwork.recommenders.base import Recommender, log
+from mmwork.recommenders.base import Recommender, log, validation_set
 from mmwork.recommenders.features import as_modalities, l2_normalise
 
 
@@ -77,32 +78,43 @@ class _Net(nn.Module):
         values = torch.cat([w(f) for w, f in zip(self.values, features)], dim=1)  # n_items x (M d)
         cbias = sum(c(f) for c, f in zip(self.content_bias, features))  # n_items x 1
         n_mod, p_row = alpha.shape[1], p.unsqueeze(1)
-        out, squares = [], p.pow(2).sum()
+        out, squares, content_squares = [], p.pow(2).sum(), 0.0
         for items in (pos, neg):
             k = keep[items]
             gamma = self.item(items)
             content = nn.functional.embedding(items, values).view(len(items), n_mod, -1)  # B x M x d
             per_modality = (content * p_row).sum(2)  # p_u . W_m f_i^m, B x M
-            collaborative = (p * gamma).sum(1) + self.bias(items).squeeze(1)
-            out.append(collaborative * k + (alpha * per_modality).sum(1)
-                       + nn.functional.embedding(items, cbias).squeeze(1))
-            squares = squares + gamma.pow(2).sum()
-        return out[0], out[1], squares
+            bias = self.bias(items).squeeze(1)
+            content_bias = nn.functional.embedding(items, cbias).squeeze(1)
+            out.append(((p * gamma).sum(1) + bias) * k + (alpha * per_modality).sum(1) + content_bias)
+            squares = squares + gamma.pow(2).sum() + bias.pow(2).sum()
+            content_squares = content_squares + content.pow(2).sum() + content_bias.pow(2).sum()
+        return out[0], out[1], squares, content_squares
 
 
 class MultimodalHybrid(Recommender):
     """VBPR-style hybrid with attention over modalities and item-embedding dropout for cold items.
 
-    Parameters: ``dim`` (embedding size), ``epochs`` (at most), ``batch_size``, ``lr`` (Adam),
-    ``reg`` (L2 on the batch's user/item embeddings), ``weight_decay`` (on the content projections),
-    ``item_dropout`` (share of items per batch trained without their collaborative embedding),
-    ``patience`` (epochs without a better validation NDCG@10 before stopping), ``center`` (centre each
-    modality before L2-normalising it).
+    Parameters (defaults tuned on the validation sets of ML-100K's RecBole and cold-item splits):
+        dim: embedding size (user, item, and each modality's projection).
+        epochs: at most this many passes over the training interactions.
+        batch_size: positive pairs per Adam step, each with one negative.
+        lr: Adam learning rate; multiplied by ``lr_decay`` whenever the validation NDCG@10 has not
+            improved for ``lr_patience`` epochs (``lr_decay=1`` keeps it fixed).
+        reg: L2 weight (per example) on the batch's user embeddings, item embeddings and item biases.
+        content_reg: L2 weight (per example) on the batch items' projected content W_m f_i^m and
+            content bias; weaker than ``reg`` so the content path stays useful for cold items.
+        item_dropout: share of items per batch trained without gamma_i and b_i (DropoutNet).
+        patience: epochs without a better validation NDCG@10 before stopping; the best epoch's
+            state is kept.
+        center: centre each modality on its mean item before L2-normalising it.
 
     Early stopping needs ``valid``: ranking is over every item, except when no validation item has
     training interactions (a cold-item split), where it is over the items without training
     interactions. Without ``valid`` it trains for ``epochs``. ``history_`` holds, per epoch, the
-    mean loss, the validation NDCG@10 and the elapsed seconds.
+    mean loss, the validation NDCG@10, the elapsed seconds and the learning rate; ``best_epoch_``
+    the epoch whose state was kept. Fits on CPU are exactly repeatable for a seed (same machine and
+    thread count). On a busy CPU, ``torch.set_num_threads(1)`` is much faster for this small model.
 
     Attributes after fit: ``user_emb``, ``item_emb``, ``item_bias``, ``content_values`` (M x n_items x
     d, the W_m f_i^m), ``content_bias``, ``keys``, ``query_w``, ``warm`` (items with training
@@ -113,27 +125,34 @@ class MultimodalHybrid(Recommender):
     uses_features = True
     _state = ("user_emb", "item_emb", "item_bias", "content_values", "content_bias", "keys", "query_w", "warm")
 
-    def __init__(self, *, dim: int = 64, epochs: int = 100, batch_size: int = 4096, lr: float = 3e-3,
-                 reg: float = 1e-3, weight_decay: float = 0.0, item_dropout: float = 0.1, patience: int = 10,
-                 center: bool = True, device: str = "auto", seed: int = 0):
+    def __init__(self, *, dim: int = 64, epochs: int = 100, batch_size: int = 4096, lr: float = 5e-3,
+                 reg: float = 1e-2, content_reg: float = 3e-3, item_dropout: float = 0.1, patience: int = 10,
+                 lr_decay: float = 0.5, lr_patience: int = 3, center: bool = True, device: str = "auto",
+                 seed: int = 0):
         super().__init__(device=device, seed=seed)
         self.dim = dim
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.reg = reg
-        self.weight_decay = weight_decay
+        self.content_reg = content_reg
         self.item_dropout = item_dropout
         self.patience = patience
+        self.lr_decay = lr_decay
+        self.lr_patience = lr_patience
         self.center = center
 
     def _check_params(self):
         if int(self.dim) < 1 or int(self.epochs) < 1 or int(self.batch_size) < 1 or int(self.patience) < 1:
             raise MmworkError("dim, epochs, batch_size and patience must be >= 1")
+        if not 0 < float(self.lr_decay) <= 1 or int(self.lr_patience) < 0:
+            raise MmworkError(f"lr_decay must be in (0, 1] (1 = never decay) and lr_patience >= 0, got "
+                              f"{self.lr_decay}, {self.lr_patience}")
         if not 0 <= float(self.item_dropout) < 1:
             raise MmworkError(f"item_dropout must be in [0, 1), got {self.item_dropout}")
-        if float(self.lr) <= 0 or float(self.reg) < 0 or float(self.weight_decay) < 0:
-            raise MmworkError("lr must be > 0 and reg, weight_decay >= 0")
+        if float(self.lr) <= 0 or min(float(self.reg), float(self.content_reg)) < 0:
+            raise MmworkError(f"lr must be > 0 and reg, content_reg >= 0; got lr={self.lr}, reg={self.reg}, "
+                              f"content_reg={self.content_reg}")
 
     def _fit(self, train, item_features, valid):
         self._check_params()
@@ -144,12 +163,7 @@ class MultimodalHybrid(Recommender):
         generator = torch.Generator(device="cpu").manual_seed(int(self.seed))
         torch.manual_seed(int(self.seed))
         net = _Net(train.n_users, train.n_items, [f.shape[1] for f in features], int(self.dim)).to(device)
-        optimiser = torch.optim.Adam([
-            {"params": [net.user.weight, net.item.weight, net.bias.weight, net.keys, *net.query.parameters()],
-             "weight_decay": 0.0},
-            {"params": [*net.values.parameters(), *net.content_bias.parameters()],
-             "weight_decay": float(self.weight_decay)},
-        ], lr=float(self.lr))
+        optimiser = torch.optim.Adam(net.parameters(), lr=float(self.lr))
 
         coo = train.binary().tocoo()
         users_all = torch.as_tensor(coo.row.astype(np.int64))
@@ -162,6 +176,11 @@ class MultimodalHybrid(Recommender):
         self.warm = torch.as_tensor(warm_np, device=device)
         eval_split = self._eval_split(train, valid, warm_np)
 
+        # Halve the learning rate when the validation NDCG stalls: the curve is noisy and climbs slowly
+        # once the L2 terms balance the loss, so smaller steps there find a better model sooner.
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimiser, mode="max", factor=float(self.lr_decay), patience=int(self.lr_patience)) \
+            if eval_split is not None and float(self.lr_decay) < 1 else None
         self.history_, best, best_state, stale = [], -1.0, None, 0
         started = time.perf_counter()
         for epoch in range(int(self.epochs)):
@@ -174,8 +193,9 @@ class MultimodalHybrid(Recommender):
                 j = self._negatives(u, warm_items, positive_keys, n_items, generator)
                 keep = (torch.rand(n_items, generator=generator) >= float(self.item_dropout)).float()
                 u, i, j, keep = u.to(device), i.to(device), j.to(device), keep.to(device)
-                pos, neg, squares = net.bpr_scores(features, u, i, j, keep)
-                loss = -torch.nn.functional.logsigmoid(pos - neg).mean() + float(self.reg) * squares / len(batch)
+                pos, neg, squares, content_squares = net.bpr_scores(features, u, i, j, keep)
+                loss = -torch.nn.functional.logsigmoid(pos - neg).mean() \
+                    + (float(self.reg) * squares + float(self.content_reg) * content_squares) / len(batch)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -184,9 +204,13 @@ class MultimodalHybrid(Recommender):
             entry = {"epoch": epoch + 1, "loss": total / len(order)}
             if eval_split is not None:
                 from mmwork.evaluation.ranking import evaluate
-                ndcg = float(evaluate(self, eval_split, "valid", k=10, metrics=("ndcg",)).metrics["ndcg"].mean())
+                k = 10 if eval_split.valid_candidates is None else min(10, len(eval_split.valid_candidates))
+                ndcg = float(evaluate(self, eval_split, "valid", k=k, metrics=("ndcg",)).metrics["ndcg"].mean())
                 entry["valid_ndcg@10"] = ndcg
             entry["seconds"] = round(time.perf_counter() - started, 3)
+            entry["lr"] = optimiser.param_groups[0]["lr"]
+            if scheduler is not None:
+                scheduler.step(entry["valid_ndcg@10"])
             self.history_.append(entry)
             log.debug("hybrid epoch %s", entry)
             if eval_split is None:
@@ -222,7 +246,8 @@ class MultimodalHybrid(Recommender):
 
     @staticmethod
     def _eval_split(train, valid, warm_np):
-        if valid is None or valid.nnz == 0:
+        valid = validation_set(train, valid)
+        if valid is None:
             return None
         from mmwork.evaluation.splits import Split
         valid_items = np.unique(valid.matrix.tocoo().col)
