@@ -101,7 +101,7 @@ def write_table(data: pd.DataFrame | pa.Table, path: str | Path, *, schema: pa.S
     table = table.replace_schema_metadata(existing)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd")
         with open(tmp, "rb") as handle:
@@ -165,7 +165,8 @@ def table_metadata(path_or_dataset: str | Path, table: str | None = None) -> dic
 def list_tables(root: str | Path | None = None) -> pd.DataFrame:
     """Every table under ``data/processed``: data set, table, rows, columns, producer, created.
 
-    Left-over temporary files from killed writes are removed on the way (they are never tables).
+    Left-over temporary files of killed writers are removed on the way (they are never tables);
+    those of writers still running are left alone.
     """
     root = Path(root) if root is not None else data_root() / "processed"
     rows = []
@@ -192,8 +193,22 @@ def list_tables(root: str | Path | None = None) -> pd.DataFrame:
             "created": meta.get("created"),
         })
     for stale in root.glob("**/.*.tmp-*") if root.exists() else []:
-        stale.unlink(missing_ok=True)
+        if not _writer_alive(stale):
+            stale.unlink(missing_ok=True)
     return pd.DataFrame(rows, columns=["dataset", "table", "rows", "columns", "schema", "producer", "created", "path"])
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process named in a temporary file's name (``.NAME.tmp-PID-HEX``) still runs: a
+    live writer's file is work in progress, a dead one's is debris from a killed run."""
+    try:
+        pid = int(tmp.name.rsplit(".tmp-", 1)[1].split("-")[0])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def require_columns(df: pd.DataFrame, required: Iterable[str], what: str) -> None:

@@ -81,3 +81,21 @@ def speech_transcripts() -> dict[str, str]:
     text = gzip.open(root / "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz", "rt").read()
     pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith(";"))
     return {key.strip(): value.strip() for key, value in pairs}
+
+
+@pytest.fixture(scope="session")
+def movielens(tmp_path_factory):
+    """MovieLens-100K (interactions, items), fetched once per session into a private data root."""
+    from mmwork import datasets, read_table
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMWORK_DATA", str(tmp_path_factory.mktemp("movielens")))
+        datasets.get("movielens-100k")
+        return read_table("movielens-100k", "interactions"), read_table("movielens-100k", "items")
+
+
+@pytest.fixture(scope="session")
+def recbole_split_2020(movielens):
+    """RecBole's protocol split (seed 2020) of MovieLens-100K; read-only, shared by the model tests."""
+    from mmwork.evaluation import recbole_split
+    inter, items = movielens
+    return recbole_split(inter, item_ids=items["item_id"], seed=2020)

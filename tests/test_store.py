@@ -97,3 +97,11 @@ def test_validate_items_and_interactions():
         validate_interactions(pd.DataFrame({"user_id": [7], "item_id": [3]}), items)
     with pytest.raises(MmworkError, match="non-numeric"):
         validate_interactions(pd.DataFrame({"user_id": [7], "item_id": [1], "weight": ["x"]}), items)
+
+
+def test_listing_leaves_a_live_writers_temporary_alone(data_root):
+    path = write_table(pd.DataFrame({"item_id": ["a"]}), table_path("toy", "t"))
+    in_progress = path.with_name(f".{path.name}.tmp-{os.getpid()}-abcd1234")
+    in_progress.write_bytes(b"half a table")
+    list_tables()
+    assert in_progress.exists(), "a write still running in another process must not lose its file"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmwork import MmworkError, datasets, read_table
-from mmwork.evaluation import evaluate, recbole_split
+from mmwork import MmworkError
+from mmwork.evaluation import evaluate
 from mmwork.recommenders.base import Recommender
 from mmwork.recommenders.bpr import BPR
 from mmwork.recommenders.multvae import MultVAE
@@ -27,15 +27,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory):
-    """RecBole's split (seed 2020) of MovieLens-100K, fetched into a private data root."""
-    root = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MMWORK_DATA", str(root))
-        datasets.get("movielens-100k")
-        inter = read_table("movielens-100k", "interactions")
-        items = read_table("movielens-100k", "items")
-        yield recbole_split(inter, item_ids=items.item_id, seed=2020)
+def split(recbole_split_2020):
+    return recbole_split_2020
 
 
 @pytest.fixture(scope="module")

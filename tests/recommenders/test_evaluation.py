@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmwork import MmworkError, datasets, read_table
+from mmwork import MmworkError
 from mmwork.evaluation import (Experiment, cold_start_split, evaluate, leave_one_out, paired_test, ratio_split,
                                recbole_split, split_from_files, temporal_split)
 from mmwork.evaluation.metrics import RANKING_METRICS, coverage, intra_list_diversity, novelty
@@ -15,17 +15,8 @@ from mmwork.recommenders.data import Interactions
 
 
 @pytest.fixture(scope="module")
-def movielens(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MMWORK_DATA", str(tmp_path_factory.mktemp("data")))
-        datasets.get("movielens-100k")
-        yield read_table("movielens-100k", "interactions"), read_table("movielens-100k", "items")
-
-
-@pytest.fixture(scope="module")
-def split(movielens):
-    inter, items = movielens
-    return recbole_split(inter, item_ids=items["item_id"], seed=2020)
+def split(recbole_split_2020):
+    return recbole_split_2020
 
 
 def _pairs(part: Interactions) -> set:

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mmwork import MmworkError, datasets, read_table
-from mmwork.evaluation import evaluate, recbole_split
+from mmwork import MmworkError
+from mmwork.evaluation import evaluate
 from mmwork.recommenders import MostPopular, knn
 from mmwork.recommenders.base import Recommender
 from mmwork.recommenders.data import Interactions
@@ -106,12 +106,8 @@ def test_ease_matches_numpy_closed_form(tiny):
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MMWORK_DATA", str(tmp_path_factory.mktemp("data")))
-        datasets.get("movielens-100k")
-        inter, items = read_table("movielens-100k", "interactions"), read_table("movielens-100k", "items")
-        yield recbole_split(inter, item_ids=items["item_id"], seed=2020)
+def split(recbole_split_2020):
+    return recbole_split_2020
 
 
 @pytest.fixture(scope="module")
