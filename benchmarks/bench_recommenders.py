@@ -29,15 +29,12 @@ RecBole's defaults. Every setting of both sides is written to the JSON.
     PYTHONPATH=. python benchmarks/bench_recommenders.py [--models bpr,multvae,ease,itemknn]
         [--repeats 1] [--threads 2] [--out benchmarks/results/recommenders.json]
 
-A model not (yet) registered in ``mmwork.recommenders.MODELS`` is skipped on the mmwork side with a
-note; RecBole still runs it with the mmwork defaults recorded below (``--recbole-only`` / ``--mmwork-only``
-run one side alone).
+``--recbole-only`` / ``--mmwork-only`` run one side alone.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -73,6 +70,10 @@ PARAM_MAP = {
     },
     "multvae": {
         "epochs": ("epochs", _same),
+        # RecBole's MultiVAE trains on a UserDataLoader: train_batch_size users per step, as mmwork's
+        # batch_size; so KL annealing steps count the same batches on both sides
+        "batch_size": ("train_batch_size", _same),
+        "total_anneal_steps": ("total_anneal_steps", _same),
         "lr": ("learning_rate", _same),
         "weight_decay": ("weight_decay", _same),
         "eval_every": ("eval_step", _same),
@@ -82,31 +83,19 @@ PARAM_MAP = {
         # RecBole's latent_dimension is the encoder output (mean and log-variance): twice the latent size
         "latent": ("latent_dimension", lambda d: 2 * int(d)),
         "hidden": ("mlp_hidden_size", lambda h: [int(x) for x in (h if isinstance(h, (list, tuple)) else [h])]),
-        # total_anneal_steps is converted in recbole_settings (the two count steps of different batches)
     },
     "ease": {"l2": ("reg_weight", _same)},
     "itemknn": {"k_neighbors": ("k", _same), "shrink": ("shrink", _same)},
-}
-
-# The mmwork defaults used to configure RecBole when the mmwork model is not registered yet.
-FALLBACK_PARAMS = {
-    "bpr": {"factors": 64, "epochs": 200, "batch_size": 4096, "lr": 5e-3, "reg": 1e-2, "eval_every": 5,
-            "patience": 4},
-    "multvae": {"hidden": 600, "latent": 200, "dropout": 0.5, "epochs": 200, "batch_size": 128, "lr": 1e-3,
-                "weight_decay": 0.0, "anneal_cap": 0.2, "total_anneal_steps": 400, "eval_every": 5, "patience": 4},
-    "ease": {"l2": 500.0},
-    "itemknn": {"k_neighbors": 250, "shrink": 10.0},
 }
 
 # What a reader needs to know about each RecBole counterpart.
 RECBOLE_NOTES = {
     "bpr": "RecBole's BPR has no L2 term on the embeddings (mmwork's `reg`); Adam, one uniform negative per "
            "positive on both sides",
-    "multvae": "RecBole 1.2.1 names it MultiVAE; trained without sampled negatives (train_neg_sample_args: None); "
-               "its batches are train_batch_size interaction rows turned into their users' rows (a user appears "
-               "once per interaction), its latent_dimension counts mean + log-variance (2 x the latent size); "
-               "total_anneal_steps is converted so that the KL weight reaches anneal_cap after the same number "
-               "of epochs as in mmwork (RecBole's default, 200000 steps, would keep it near 0)",
+    "multvae": "RecBole 1.2.1 names it MultiVAE; trained without sampled negatives (train_neg_sample_args: None) "
+               "on batches of train_batch_size users (its UserDataLoader), like mmwork; its latent_dimension counts "
+               "mean + log-variance (2 x the latent size); its latent noise has a fixed standard deviation of 0.01 "
+               "(mmwork's noise_std) and its rows hold the rating column's values (mmwork's binarize=False)",
     "ease": "closed form on both sides; RecBole computes it in the model constructor (counted in fit)",
     "itemknn": "shrunk cosine over binarised columns, top-k neighbours per item, R @ S on both sides; "
                "RecBole builds it in the model constructor (counted in fit)",
@@ -116,15 +105,8 @@ RECBOLE_NOTES = {
 COMMON_RECBOLE = {"seed": SEED, "valid_metric": f"NDCG@{K}", "topk": [K], "use_gpu": False}
 
 
-RECBOLE_TRAIN_BATCH = 2048  # RecBole's default train_batch_size (interaction rows), kept for MultiVAE
-
-
-def recbole_settings(name: str, params: dict, n_train: int, n_active_users: int) -> tuple[dict, dict]:
-    """The RecBole config for an mmwork model with ``params``, and the mmwork params with no counterpart.
-
-    ``n_train`` (training interactions) and ``n_active_users`` (users with one) convert MultVAE's KL
-    annealing: mmwork counts steps of ``batch_size`` users, RecBole steps of ``train_batch_size``
-    interaction rows; the RecBole value makes beta reach its cap after the same number of epochs."""
+def recbole_settings(name: str, params: dict) -> tuple[dict, dict]:
+    """The RecBole config for an mmwork model with ``params``, and the mmwork params with no counterpart."""
     config, unmapped = dict(COMMON_RECBOLE), {}
     mapping = PARAM_MAP.get(name, {})
     for key, value in params.items():
@@ -137,13 +119,6 @@ def recbole_settings(name: str, params: dict, n_train: int, n_active_users: int)
             unmapped[key] = value
     if name == "multvae":
         config["train_neg_sample_args"] = None  # an auto-encoder over user rows needs no negative sampling
-        unmapped.pop("total_anneal_steps", None)
-        if "total_anneal_steps" in params:
-            mm_steps_per_epoch = math.ceil(n_active_users / int(params.get("batch_size", 128)))
-            rb_steps_per_epoch = math.ceil(n_train / RECBOLE_TRAIN_BATCH)
-            anneal_epochs = int(params["total_anneal_steps"]) / mm_steps_per_epoch
-            config["total_anneal_steps"] = max(1, round(anneal_epochs * rb_steps_per_epoch))
-            config["train_batch_size"] = RECBOLE_TRAIN_BATCH
     return config, unmapped
 
 
@@ -322,7 +297,6 @@ def main() -> None:
         print("MMWORK_RESULT " + json.dumps(result))
         return
 
-    import numpy as np
     import torch
     torch.set_num_threads(args.threads)
     from mmwork import read_table
@@ -338,7 +312,6 @@ def main() -> None:
     split = recbole_split(read_table("movielens-100k", "interactions"),
                           item_ids=read_table("movielens-100k", "items").item_id, seed=SEED)
     data = split.describe()
-    n_active = int((np.diff(split.train.matrix.tocsr().indptr) > 0).sum())
     work = Path(tempfile.mkdtemp(prefix="mmwork-vs-recbole-"))
     split_dir = split.to_files(work / "split")
     log = work / "processes.log"
@@ -348,41 +321,25 @@ def main() -> None:
     machine = machine_info(args.threads)
     results, notes = {}, []
     for name in models:
-        if name not in RECBOLE_MODEL or RECBOLE_MODEL[name] is None:
-            known = name in MODELS
-            notes.append(f"{name}: " + ("no RecBole counterpart in this benchmark" if known else
+        if not RECBOLE_MODEL.get(name):
+            notes.append(f"{name}: " + ("no RecBole counterpart in this benchmark" if name in MODELS else
                                         f"unknown (benchmarked: {sorted(k for k, v in RECBOLE_MODEL.items() if v)})")
                          + "; skipped")
             print(notes[-1], flush=True)
             continue
-        registered = name in MODELS
-        do_mmwork = registered and not args.recbole_only
-        do_recbole = not args.mmwork_only
-        if registered:
-            params = {k: _plain(v) for k, v in MODELS[name](device="cpu", seed=SEED).get_params().items()}
-            params_source = "mmwork defaults (device=cpu, seed=2020)"
-        else:
-            params = dict(FALLBACK_PARAMS.get(name, {}))
-            params_source = "not registered in mmwork.recommenders.MODELS: the planned mmwork defaults"
-            if not args.recbole_only:
-                notes.append(f"{name}: not registered in mmwork.recommenders.MODELS "
-                             f"(has {sorted(MODELS)}); mmwork side skipped"
-                             + ("" if do_recbole else ", and so the whole model"))
-                print(notes[-1], flush=True)
-        if not (do_mmwork or do_recbole):
-            continue
-        config, unmapped = recbole_settings(name, params, data["train"], n_active)
+        params = {k: _plain(v) for k, v in MODELS[name](device="cpu", seed=SEED).get_params().items()}
+        config, unmapped = recbole_settings(name, params)
         entry = {"recbole_model": RECBOLE_MODEL[name], "note": RECBOLE_NOTES.get(name, ""),
-                 "settings": {"mmwork": params, "mmwork_params_source": params_source,
+                 "settings": {"mmwork": params, "mmwork_params_source": "mmwork defaults (device=cpu, seed=2020)",
                               "recbole_overrides": config, "mmwork_params_without_recbole_counterpart": unmapped}}
         mm_runs, rb_runs = [], []
         for repeat in range(args.repeats):
             order = ["mmwork", "recbole"] if repeat % 2 == 0 else ["recbole", "mmwork"]
             for which in order:
-                if which == "mmwork" and do_mmwork:
+                if which == "mmwork" and not args.recbole_only:
                     print(f"  {name}: mmwork run {repeat + 1}/{args.repeats} ...", flush=True)
                     mm_runs.append(run_mmwork(name, split_dir, args.threads, data["data_hash"], log))
-                elif which == "recbole" and do_recbole:
+                elif which == "recbole" and not args.mmwork_only:
                     print(f"  {name}: RecBole {RECBOLE_MODEL[name]} run {repeat + 1}/{args.repeats} ...", flush=True)
                     rb = run_recbole(name, split_dir, args.threads, config, recbole_python, log)
                     expected = {p: data[p] for p in ("train", "valid", "test")}
@@ -392,8 +349,7 @@ def main() -> None:
         if mm_runs:
             entry["mmwork"] = _median_runs(mm_runs)
         else:
-            entry["mmwork"] = {"skipped": "not registered in mmwork.recommenders.MODELS" if not registered
-                               else "--recbole-only"}
+            entry["mmwork"] = {"skipped": "--recbole-only"}
         if rb_runs:
             entry["recbole"] = _median_runs(rb_runs)
             entry["recbole_versions"] = rb_runs[-1]["versions"]

@@ -15,6 +15,7 @@ import torch
 from mmwork.errors import MmworkError
 from mmwork.recommenders.base import Recommender, valid_ndcg, validation_set
 from mmwork.recommenders.data import Interactions
+from mmwork.recommenders.optim import Adam
 
 log = logging.getLogger("mmwork.recommenders")
 
@@ -42,7 +43,7 @@ class BPR(Recommender):
     _state = ("user_factors", "item_factors")
 
     def __init__(self, *, factors: int = 64, epochs: int = 200, batch_size: int = 4096, lr: float = 5e-3,
-                 reg: float = 1e-2, eval_every: int = 5, patience: int = 4, device: str = "auto", seed: int = 0):
+                 reg: float = 5e-3, eval_every: int = 5, patience: int = 2, device: str = "auto", seed: int = 0):
         super().__init__(device=device, seed=seed)
         self.factors = factors
         self.epochs = epochs
@@ -75,17 +76,18 @@ class BPR(Recommender):
         coo = positives.tocoo()
         users = torch.as_tensor(coo.row, dtype=torch.int64, device=device)
         items = torch.as_tensor(coo.col, dtype=torch.int64, device=device)
-        # sorted keys user * n_items + item let negatives be checked against the positives in one searchsorted
-        known = torch.sort(users * n_items + items).values
+        sampler = _NegativeSampler(users, items, n_users, n_items)
 
         user_emb = torch.empty(n_users, self.factors, device=device)
         item_emb = torch.empty(n_items, self.factors, device=device)
         torch.nn.init.xavier_normal_(user_emb, generator=generator)
         torch.nn.init.xavier_normal_(item_emb, generator=generator)
-        self.user_factors = user_emb.requires_grad_()
-        self.item_factors = item_emb.requires_grad_()
-        optimizer = torch.optim.Adam([self.user_factors, self.item_factors], lr=self.lr)
-        embed = torch.nn.functional.embedding  # its backward is far faster than indexing's on CPU
+        self.user_factors, self.item_factors = user_emb, item_emb
+        # The gradients are written by hand (see _BprStep): autograd's many small kernels cost
+        # three times as much per step on CPU as the arithmetic itself.
+        user_emb.grad, item_emb.grad = torch.zeros_like(user_emb), torch.zeros_like(item_emb)
+        step = _BprStep(user_emb, item_emb, min(self.batch_size, len(users)), self.reg)
+        optimizer = Adam([user_emb, item_emb], lr=self.lr)
 
         self.history_, best, best_state, waited = [], -np.inf, None, 0
         self.best_epoch_ = self.epochs
@@ -93,24 +95,19 @@ class BPR(Recommender):
         for epoch in range(1, self.epochs + 1):
             started = time.perf_counter()
             order = torch.randperm(n, generator=generator, device=device)
-            negatives = _sample_negatives(users, known, n_items, generator)
+            negatives = sampler.draw(generator)[order]
+            epoch_users, epoch_items = users[order], items[order]
             total = torch.zeros((), device=device)
             for start in range(0, n, self.batch_size):
-                batch = order[start:start + self.batch_size]
-                pu = embed(users[batch], self.user_factors)
-                qi, qj = embed(items[batch], self.item_factors), embed(negatives[batch], self.item_factors)
-                loss = -torch.nn.functional.logsigmoid((pu * (qi - qj)).sum(1)).mean()
-                loss = loss + self.reg * (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum()) / len(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                batch = slice(start, start + self.batch_size)
+                total += step(epoch_users[batch], epoch_items[batch], negatives[batch])
                 optimizer.step()
-                total += loss.detach() * len(batch)
             row = {"epoch": epoch, "loss": float(total) / n, "seconds": time.perf_counter() - started}
             if valid is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
                 row["valid_ndcg@10"] = score = valid_ndcg(self, train, valid)
                 if score > best:
                     best, waited, self.best_epoch_ = score, 0, epoch
-                    best_state = (self.user_factors.detach().clone(), self.item_factors.detach().clone())
+                    best_state = (user_emb.clone(), item_emb.clone())
                 else:
                     waited += 1
             self.history_.append(row)
@@ -121,10 +118,9 @@ class BPR(Recommender):
                 log.info("bpr: no better validation NDCG@10 for %d evaluations; best epoch %d (%.4f)",
                          self.patience, self.best_epoch_, best)
                 break
+        user_emb.grad = item_emb.grad = None
         if best_state is not None:
             self.user_factors, self.item_factors = best_state
-        self.user_factors = self.user_factors.detach()
-        self.item_factors = self.item_factors.detach()
 
     # -- scoring ------------------------------------------------------------------------------------
     def _score(self, users: np.ndarray) -> torch.Tensor:
@@ -132,17 +128,67 @@ class BPR(Recommender):
         return self.user_factors[index] @ self.item_factors.T
 
 
-def _sample_negatives(users: torch.Tensor, known: torch.Tensor, n_items: int,
-                      generator: torch.Generator, rounds: int = 20) -> torch.Tensor:
-    """One uniformly drawn item per positive that the user has not interacted with (redrawn where it
-    hits a positive, vectorised over all positives at once)."""
-    negatives = torch.randint(n_items, users.shape, generator=generator, device=users.device)
-    todo = torch.arange(len(users), device=users.device)
-    for _ in range(rounds):
-        keys = users[todo] * n_items + negatives[todo]
-        position = torch.searchsorted(known, keys).clamp_(max=len(known) - 1)
-        todo = todo[known[position] == keys]
-        if len(todo) == 0:
-            break
-        negatives[todo] = torch.randint(n_items, todo.shape, generator=generator, device=users.device)
-    return negatives
+class _BprStep:
+    """Writes into the embeddings' ``.grad`` the gradient of the batch loss
+    mean(-log sigmoid(p_u . (q_i - q_j))) + reg * (|p_u|^2 + |q_i|^2 + |q_j|^2) / batch
+    and returns the summed ranking loss (without the L2 term) for the log.
+
+    The (batch, factors) intermediates live in buffers allocated once: allocating fresh ones each step
+    made glibc return and re-fault their pages, which took longer than the arithmetic."""
+
+    def __init__(self, user_emb: torch.Tensor, item_emb: torch.Tensor, batch_size: int, reg: float):
+        self.user_emb, self.item_emb, self.reg = user_emb, item_emb, reg
+        self.buffers = torch.empty(5, batch_size, user_emb.shape[1], device=user_emb.device)
+
+    def __call__(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        pu, qi, qj, diff, out = self.buffers[:, :len(u)]
+        torch.index_select(self.user_emb, 0, u, out=pu)
+        torch.index_select(self.item_emb, 0, i, out=qi)
+        torch.index_select(self.item_emb, 0, j, out=qj)
+        torch.sub(qi, qj, out=diff)
+        x = torch.mul(pu, diff, out=out).sum(1)
+        dx = torch.sigmoid(-x).mul_(-1.0 / len(u)).unsqueeze_(1)  # d loss / d x
+        decay = 2.0 * self.reg / len(u)
+        torch.mul(diff, dx, out=out).add_(pu, alpha=decay)
+        self.user_emb.grad.zero_().index_add_(0, u, out)
+        pull = torch.mul(pu, dx, out=diff)
+        torch.add(pull, qi, alpha=decay, out=out)
+        self.item_emb.grad.zero_().index_add_(0, i, out)
+        torch.add(pull.neg_(), qj, alpha=decay, out=out)
+        self.item_emb.grad.index_add_(0, j, out)
+        return torch.nn.functional.softplus(-x).sum()
+
+
+class _NegativeSampler:
+    """Draws, for each positive (user, item) pair, one item uniformly among those the user has not
+    interacted with: vectorised over all pairs, redrawing where a draw hits a positive. Positives are
+    looked up in a dense user x item mask when it is small (up to 128 MB), else in sorted keys."""
+
+    dense_limit = 1 << 27
+
+    def __init__(self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int):
+        self.users, self.n_items = users, n_items
+        keys = users * n_items + items
+        self.mask = self.known = None
+        if n_users * n_items <= self.dense_limit:
+            self.mask = torch.zeros(n_users * n_items, dtype=torch.bool, device=users.device)
+            self.mask[keys] = True
+        else:
+            self.known = torch.sort(keys).values
+
+    def _is_positive(self, keys: torch.Tensor) -> torch.Tensor:
+        if self.mask is not None:
+            return self.mask[keys]
+        position = torch.searchsorted(self.known, keys).clamp_(max=len(self.known) - 1)
+        return self.known[position] == keys
+
+    def draw(self, generator: torch.Generator, rounds: int = 20) -> torch.Tensor:
+        users, device = self.users, self.users.device
+        negatives = torch.randint(self.n_items, users.shape, generator=generator, device=device)
+        todo = torch.arange(len(users), device=device)
+        for _ in range(rounds):
+            todo = todo[self._is_positive(users[todo] * self.n_items + negatives[todo])]
+            if len(todo) == 0:
+                break
+            negatives[todo] = torch.randint(self.n_items, todo.shape, generator=generator, device=device)
+        return negatives

@@ -2,6 +2,10 @@
 interaction row is encoded into a Gaussian latent vector and decoded into a softmax over every item,
 trained with the multinomial log-likelihood and an annealed KL term.
 
+Two defaults differ from the paper and follow RecBole's MultiVAE, because both scored higher on
+MovieLens-100K's validation part: rows keep their weights (ratings, counts) as multinomial counts
+instead of being binarised, and the latent sample's noise has standard deviation 0.01, not 1.
+
 >>> model = MultVAE().fit(split.train, valid=split.valid)      # doctest: +SKIP
 >>> evaluate(model, split, "test", k=10).metrics["ndcg"].mean() # doctest: +SKIP
 """
@@ -18,18 +22,22 @@ import torch.nn.functional as F
 from mmwork.errors import MmworkError
 from mmwork.recommenders.base import Recommender, valid_ndcg, validation_set
 from mmwork.recommenders.data import Interactions
+from mmwork.recommenders.optim import Adam
 
 log = logging.getLogger("mmwork.recommenders")
 
 
 class MultVAE(Recommender):
-    """Variational autoencoder over users' (binarised) training rows: encoder n_items -> hidden ->
+    """Variational autoencoder over users' training rows: encoder n_items -> hidden ->
     2 x latent, decoder latent -> hidden -> n_items, tanh activations.
 
     Parameters:
         hidden: width of the encoder's and decoder's hidden layer.
         latent: size of the latent user vector.
         dropout: share of the input items dropped (on the L2-normalised row) while training.
+        noise_std: standard deviation of the noise in the latent sample while training (1.0 is the
+            paper's VAE; small values approach a denoising autoencoder with a KL penalty).
+        binarize: train on 0/1 rows instead of the interaction weights.
         epochs: maximum number of passes over the users.
         batch_size: users per gradient step.
         lr: Adam learning rate.
@@ -50,14 +58,17 @@ class MultVAE(Recommender):
     name = "multvae"
     _state = ("enc_w1", "enc_b1", "enc_w2", "enc_b2", "dec_w1", "dec_b1", "dec_w2", "dec_b2")
 
-    def __init__(self, *, hidden: int = 600, latent: int = 200, dropout: float = 0.5, epochs: int = 200,
+    def __init__(self, *, hidden: int = 600, latent: int = 200, dropout: float = 0.5, noise_std: float = 0.01,
+                 binarize: bool = False, epochs: int = 200,
                  batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, anneal_cap: float = 0.2,
-                 total_anneal_steps: int = 400, eval_every: int = 5, patience: int = 4, amp: bool = False,
+                 total_anneal_steps: int = 400, eval_every: int = 5, patience: int = 2, amp: bool = False,
                  device: str = "auto", seed: int = 0):
         super().__init__(device=device, seed=seed)
         self.hidden = hidden
         self.latent = latent
         self.dropout = dropout
+        self.noise_std = noise_std
+        self.binarize = binarize
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -78,6 +89,8 @@ class MultVAE(Recommender):
             raise MmworkError(f"MultVAE dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr > 0:
             raise MmworkError(f"MultVAE lr must be positive, got {self.lr!r}")
+        if not self.noise_std >= 0:
+            raise MmworkError(f"MultVAE noise_std must be zero or positive, got {self.noise_std!r}")
         if self.weight_decay < 0 or self.anneal_cap < 0 or self.total_anneal_steps < 0:
             raise MmworkError("MultVAE weight_decay, anneal_cap and total_anneal_steps must be zero or positive")
 
@@ -86,11 +99,11 @@ class MultVAE(Recommender):
         valid = validation_set(train, valid)
         device = self.device_
         generator = torch.Generator(device=device).manual_seed(self.seed)
-        rows = train.binary()
+        rows = self._rows(train)
         n_users, n_items = rows.shape
         self._init_weights(n_items, generator)
         params = [getattr(self, name) for name in self._state]
-        optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         autocast = _autocast(device, self.amp)
         active = np.flatnonzero(np.diff(rows.indptr) > 0)  # users with no training row teach nothing
 
@@ -110,7 +123,7 @@ class MultVAE(Recommender):
                     nll = -(F.log_softmax(logits.float(), dim=1) * x).sum(1).mean()
                     kl = -0.5 * (1 + logvar.float() - mu.float().pow(2) - logvar.float().exp()).sum(1).mean()
                     loss = nll + beta * kl
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 step += 1
@@ -157,20 +170,28 @@ class MultVAE(Recommender):
         z = mu
         if generator is not None:
             noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            z = mu + noise * torch.exp(0.5 * logvar)
+            z = mu + self.noise_std * noise * torch.exp(0.5 * logvar)
         h = torch.tanh(F.linear(z, self.dec_w1, self.dec_b1))
         return F.linear(h, self.dec_w2, self.dec_b2), mu, logvar
 
+    def _rows(self, interactions: Interactions):
+        if self.binarize:
+            return interactions.binary()
+        if interactions.matrix.nnz and interactions.matrix.data.min() < 0:
+            raise MmworkError("MultVAE reads interaction weights as counts, and some are negative; "
+                              "pass binarize=True or give non-negative weights")
+        return interactions.matrix
+
     # -- scoring ------------------------------------------------------------------------------------
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        x = _dense(self.train_.matrix, users, self.enc_w1.device)
+        x = _dense(self._rows(self.train_), users, self.enc_w1.device)
         with _autocast(self.enc_w1.device, self.amp):
             return self._forward(x)[0].float()
 
 
 def _dense(rows, users: np.ndarray, device: torch.device) -> torch.Tensor:
-    """The users' rows as a dense 0/1 float tensor on ``device``."""
-    return torch.as_tensor(rows[users].toarray() != 0, dtype=torch.float32, device=device)
+    """The users' rows as a dense float tensor on ``device``."""
+    return torch.as_tensor(rows[users].toarray(), dtype=torch.float32, device=device)
 
 
 def _autocast(device: torch.device, amp: bool):
