@@ -115,12 +115,12 @@ class MultVAE(Recommender):
             total = torch.zeros((), device=device)
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
-                x = _dense(rows, batch, device)
+                x = _SparseRows(rows, batch, device)
                 beta = self.anneal_cap if self.total_anneal_steps == 0 else \
                     min(self.anneal_cap, self.anneal_cap * step / self.total_anneal_steps)
                 with autocast:
                     logits, mu, logvar = self._forward(x, generator)
-                    nll = -(F.log_softmax(logits.float(), dim=1) * x).sum(1).mean()
+                    nll = -(x.gather(F.log_softmax(logits.float(), dim=1)) * x.values).sum() / len(batch)
                     kl = -0.5 * (1 + logvar.float() - mu.float().pow(2) - logvar.float().exp()).sum(1).mean()
                     loss = nll + beta * kl
                 optimizer.zero_grad()
@@ -148,24 +148,30 @@ class MultVAE(Recommender):
             setattr(self, name, value.detach())
 
     def _init_weights(self, n_items: int, generator: torch.Generator) -> None:
-        """Xavier-normal weights and N(0, 0.001) biases, as in the paper's code."""
-        shapes = {"enc_w1": (self.hidden, n_items), "enc_w2": (2 * self.latent, self.hidden),
+        """Xavier-normal weights and N(0, 0.001) biases, as in the paper's code. ``enc_w1`` is stored
+        items x hidden: the input layer reads it as an embedding table (see ``_forward``)."""
+        shapes = {"enc_w1": (n_items, self.hidden), "enc_w2": (2 * self.latent, self.hidden),
                   "dec_w1": (self.hidden, self.latent), "dec_w2": (n_items, self.hidden)}
         for name, shape in shapes.items():
             weight = torch.empty(shape, device=self.device_)
             torch.nn.init.xavier_normal_(weight, generator=generator)
-            bias = torch.empty(shape[0], device=self.device_).normal_(0.0, 1e-3, generator=generator)
+            outputs = self.hidden if name == "enc_w1" else shape[0]
+            bias = torch.empty(outputs, device=self.device_).normal_(0.0, 1e-3, generator=generator)
             setattr(self, name, weight.requires_grad_())
             setattr(self, name.replace("_w", "_b"), bias.requires_grad_())
 
-    def _forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+    def _forward(self, x: "_SparseRows", generator: torch.Generator | None = None):
         """Logits over items, and the latent mean and log-variance. With a ``generator`` (training):
-        input dropout and a sampled latent vector; without: no dropout and the mean."""
-        h = F.normalize(x, dim=1)
+        input dropout and a sampled latent vector; without: no dropout and the mean.
+
+        The rows are sparse (about 5% of the items on MovieLens-100K), so the input layer is an
+        embedding-bag sum over each row's items: a third of the dense model's arithmetic saved."""
+        h = x.normalised()
         if generator is not None and self.dropout > 0:
             keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.dropout
             h = h * keep / (1 - self.dropout)
-        h = torch.tanh(F.linear(h, self.enc_w1, self.enc_b1))
+        h = F.embedding_bag(x.cols, self.enc_w1, x.offsets, mode="sum", per_sample_weights=h)
+        h = torch.tanh(h + self.enc_b1)
         mu, logvar = F.linear(h, self.enc_w2, self.enc_b2).chunk(2, dim=1)
         z = mu
         if generator is not None:
@@ -184,14 +190,32 @@ class MultVAE(Recommender):
 
     # -- scoring ------------------------------------------------------------------------------------
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        x = _dense(self._rows(self.train_), users, self.enc_w1.device)
+        x = _SparseRows(self._rows(self.train_), users, self.enc_w1.device)
         with _autocast(self.enc_w1.device, self.amp):
             return self._forward(x)[0].float()
 
 
-def _dense(rows, users: np.ndarray, device: torch.device) -> torch.Tensor:
-    """The users' rows as a dense float tensor on ``device``."""
-    return torch.as_tensor(rows[users].toarray(), dtype=torch.float32, device=device)
+class _SparseRows:
+    """Some users' rows of a CSR matrix as torch tensors: each stored entry's column, value and row
+    (position in ``users``), and where each row starts."""
+
+    def __init__(self, rows, users: np.ndarray, device: torch.device):
+        part = rows[users]
+        self.n_rows = len(users)
+        self.offsets = torch.as_tensor(part.indptr[:-1], dtype=torch.int64, device=device)
+        self.cols = torch.as_tensor(part.indices, dtype=torch.int64, device=device)
+        self.values = torch.as_tensor(part.data, dtype=torch.float32, device=device)
+        self.row_of = torch.repeat_interleave(torch.arange(self.n_rows, device=device),
+                                              torch.as_tensor(np.diff(part.indptr), device=device))
+
+    def normalised(self) -> torch.Tensor:
+        """The values divided by their row's L2 norm (as F.normalize does for the dense rows)."""
+        norms = torch.zeros(self.n_rows, device=self.values.device).index_add_(0, self.row_of, self.values ** 2)
+        return self.values / norms.sqrt_().clamp_(min=1e-12)[self.row_of]
+
+    def gather(self, dense: torch.Tensor) -> torch.Tensor:
+        """``dense[row, col]`` at every stored entry."""
+        return dense[self.row_of, self.cols]
 
 
 def _autocast(device: torch.device, amp: bool):
