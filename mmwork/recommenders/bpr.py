@@ -35,7 +35,8 @@ class BPR(Recommender):
         seed: seeds initialisation and negative sampling; fits on CPU are exactly repeatable.
 
     Attributes after ``fit``: ``user_factors`` (n_users, factors), ``item_factors`` (n_items, factors),
-    ``history_`` (one dict per epoch: epoch, loss, seconds and, when evaluated, valid_ndcg@10),
+    ``history_`` (one dict per epoch: epoch, loss (the mean ranking loss, without the L2 term), seconds
+    and, when evaluated, valid_ndcg@10),
     ``best_epoch_``.
     """
 
