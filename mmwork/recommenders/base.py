@@ -182,3 +182,36 @@ def valid_ndcg(model: Recommender, train: Interactions, valid: Interactions, k: 
     from mmwork.evaluation.splits import Split
     split = Split(train, valid, valid, protocol="fit-validation")
     return float(evaluate(model, split, "valid", k=k, metrics=("ndcg",)).metrics["ndcg"].mean())
+
+
+class EarlyStopping:
+    """Validation NDCG@10 every ``every`` epochs (and at ``last_epoch``) for a trained model: keeps the
+    best epoch's state and says when ``patience`` evaluations in a row brought no improvement.
+    Without a usable ``valid`` set it never evaluates and never stops.
+
+    >>> stopper = EarlyStopping(model, train, valid, every=5, patience=2, last_epoch=200)  # doctest: +SKIP
+    >>> if stopper.check(epoch, row, snapshot=lambda: weights.clone()): break              # doctest: +SKIP
+    """
+
+    def __init__(self, model: Recommender, train: Interactions, valid: Interactions | None, every: int,
+                 patience: int, last_epoch: int):
+        self.model, self.train, self.valid = model, train, validation_set(train, valid)
+        self.every, self.patience, self.last_epoch = every, patience, last_epoch
+        self.best, self.best_epoch, self.best_state, self.waited = -np.inf, last_epoch, None, 0
+
+    def check(self, epoch: int, row: dict, snapshot) -> bool:
+        """Evaluate when due (adding ``valid_ndcg@10`` to ``row``; ``snapshot()`` copies the state
+        when it is the best so far); True when training should stop."""
+        if self.valid is None or not (epoch % self.every == 0 or epoch == self.last_epoch):
+            return False
+        row["valid_ndcg@10"] = score = valid_ndcg(self.model, self.train, self.valid)
+        if score > self.best:
+            self.best, self.waited, self.best_epoch, self.best_state = score, 0, epoch, snapshot()
+        else:
+            self.waited += 1
+        if self.waited >= self.patience:
+            log.info("%s: no better validation NDCG@10 for %d evaluations; best epoch %d (%.4f)",
+                     self.model.name, self.patience, self.best_epoch, self.best)
+            return True
+        return False
+

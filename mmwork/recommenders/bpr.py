@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mmwork.errors import MmworkError
-from mmwork.recommenders.base import Recommender, valid_ndcg, validation_set
+from mmwork.recommenders.base import EarlyStopping, Recommender
 from mmwork.recommenders.data import Interactions
 from mmwork.recommenders.optim import Adam
 
@@ -67,7 +67,6 @@ class BPR(Recommender):
 
     def _fit(self, train: Interactions, item_features, valid: Interactions | None) -> None:
         self._check_params()
-        valid = validation_set(train, valid)
         device = self.device_
         generator = torch.Generator(device=device).manual_seed(self.seed)
         n_users, n_items = train.n_users, train.n_items
@@ -90,8 +89,8 @@ class BPR(Recommender):
         step = _BprStep(user_emb, item_emb, min(self.batch_size, len(users)), self.reg)
         optimizer = Adam([user_emb, item_emb], lr=self.lr)
 
-        self.history_, best, best_state, waited = [], -np.inf, None, 0
-        self.best_epoch_ = self.epochs
+        stopper = EarlyStopping(self, train, valid, self.eval_every, self.patience, self.epochs)
+        self.history_ = []
         n = len(users)
         for epoch in range(1, self.epochs + 1):
             started = time.perf_counter()
@@ -104,24 +103,17 @@ class BPR(Recommender):
                 total += step(epoch_users[batch], epoch_items[batch], negatives[batch])
                 optimizer.step()
             row = {"epoch": epoch, "loss": float(total) / n, "seconds": time.perf_counter() - started}
-            if valid is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
-                row["valid_ndcg@10"] = score = valid_ndcg(self, train, valid)
-                if score > best:
-                    best, waited, self.best_epoch_ = score, 0, epoch
-                    best_state = (user_emb.clone(), item_emb.clone())
-                else:
-                    waited += 1
+            stop = stopper.check(epoch, row, snapshot=lambda: (user_emb.clone(), item_emb.clone()))
             self.history_.append(row)
             if epoch % self.eval_every == 0 or epoch == 1:
                 log.info("bpr epoch %d: loss %.4f%s", epoch, row["loss"],
                          f", valid ndcg@10 {row['valid_ndcg@10']:.4f}" if "valid_ndcg@10" in row else "")
-            if valid is not None and waited >= self.patience:
-                log.info("bpr: no better validation NDCG@10 for %d evaluations; best epoch %d (%.4f)",
-                         self.patience, self.best_epoch_, best)
+            if stop:
                 break
         user_emb.grad = item_emb.grad = None
-        if best_state is not None:
-            self.user_factors, self.item_factors = best_state
+        self.best_epoch_ = stopper.best_epoch
+        if stopper.best_state is not None:
+            self.user_factors, self.item_factors = stopper.best_state
 
     # -- scoring ------------------------------------------------------------------------------------
     def _score(self, users: np.ndarray) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mmwork.errors import MmworkError
-from mmwork.recommenders.base import Recommender, valid_ndcg, validation_set
+from mmwork.recommenders.base import EarlyStopping, Recommender
 from mmwork.recommenders.data import Interactions
 from mmwork.recommenders.optim import Adam
 
@@ -96,7 +96,6 @@ class MultVAE(Recommender):
 
     def _fit(self, train: Interactions, item_features, valid: Interactions | None) -> None:
         self._check_params()
-        valid = validation_set(train, valid)
         device = self.device_
         generator = torch.Generator(device=device).manual_seed(self.seed)
         rows = self._rows(train)
@@ -107,8 +106,8 @@ class MultVAE(Recommender):
         autocast = _autocast(device, self.amp)
         active = np.flatnonzero(np.diff(rows.indptr) > 0)  # users with no training row teach nothing
 
-        self.history_, best, best_state, waited, step = [], -np.inf, None, 0, 0
-        self.best_epoch_ = self.epochs
+        stopper = EarlyStopping(self, train, valid, self.eval_every, self.patience, self.epochs)
+        self.history_, step = [], 0
         for epoch in range(1, self.epochs + 1):
             started = time.perf_counter()
             order = active[torch.randperm(len(active), generator=generator, device=device).cpu().numpy()]
@@ -129,22 +128,15 @@ class MultVAE(Recommender):
                 step += 1
                 total += loss.detach() * len(batch)
             row = {"epoch": epoch, "loss": float(total) / len(order), "beta": beta, "seconds": time.perf_counter() - started}
-            if valid is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
-                row["valid_ndcg@10"] = score = valid_ndcg(self, train, valid)
-                if score > best:
-                    best, waited, self.best_epoch_ = score, 0, epoch
-                    best_state = [p.detach().clone() for p in params]
-                else:
-                    waited += 1
+            stop = stopper.check(epoch, row, snapshot=lambda: [p.detach().clone() for p in params])
             self.history_.append(row)
             if epoch % self.eval_every == 0 or epoch == 1:
                 log.info("multvae epoch %d: loss %.4f, beta %.3f%s", epoch, row["loss"], beta,
                          f", valid ndcg@10 {row['valid_ndcg@10']:.4f}" if "valid_ndcg@10" in row else "")
-            if valid is not None and waited >= self.patience:
-                log.info("multvae: no better validation NDCG@10 for %d evaluations; best epoch %d (%.4f)",
-                         self.patience, self.best_epoch_, best)
+            if stop:
                 break
-        for name, value in zip(self._state, best_state if best_state is not None else params):
+        self.best_epoch_ = stopper.best_epoch
+        for name, value in zip(self._state, stopper.best_state or params):
             setattr(self, name, value.detach())
 
     def _init_weights(self, n_items: int, generator: torch.Generator) -> None:
