@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from mmwork.evaluation import Experiment
-from mmwork.evaluation.run import default_feature_specs, make_split
+from mmwork.experiments import default_feature_specs, make_split
 from mmwork.recommenders import BPR, MultimodalHybrid
 from mmwork.recommenders.features import load_item_features
 

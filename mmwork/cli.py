@@ -75,7 +75,7 @@ def _extract(args) -> None:
 
 
 def _recommend(args) -> None:
-    from mmwork.evaluation.run import run_experiment
+    from mmwork.experiments import run_experiment
     params = _parse_params(args.param)
     result = run_experiment(args.dataset, [m.strip() for m in args.models.split(",") if m.strip()],
                             protocol=args.protocol, k=args.k, seed=args.seed,

@@ -22,8 +22,8 @@ import pandas as pd
 
 from mmwork.errors import MmworkError
 from mmwork.evaluation.metrics import RANKING_METRICS, coverage, intra_list_diversity, novelty, paired_test
-from mmwork.evaluation.ranking import Ranking, evaluate
-from mmwork.evaluation.splits import Split
+from mmwork.evaluation.ranking import Ranking, Validator, evaluate
+from mmwork.interactions import Split
 
 BEYOND_ACCURACY = ("coverage", "novelty", "diversity")
 
@@ -85,7 +85,8 @@ class Experiment:
         for name, model in zip(names, self.models):
             started = time.perf_counter()
             features = self.item_features if getattr(model, "uses_features", False) else None
-            model.fit(self.split.train, item_features=features, valid=self.split.valid)
+            valid = Validator(self.split) if self.split.valid.nnz else None
+            model.fit(self.split.train, item_features=features, valid=valid)
             fit_s = time.perf_counter() - started
             started = time.perf_counter()
             ranking = evaluate(model, self.split, "test", k=self.k, metrics=ranking_metrics)

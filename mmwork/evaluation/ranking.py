@@ -14,7 +14,7 @@ import torch
 
 from mmwork.errors import MmworkError
 from mmwork.evaluation.metrics import RANKING_METRICS
-from mmwork.evaluation.splits import Split
+from mmwork.interactions import Split
 
 
 @dataclass
@@ -74,3 +74,31 @@ def evaluate(model, split: Split, part: str = "test", k: int = 10, batch_size: i
     n_relevant = n_relevant_all[users]
     return Ranking(users, top_items, hits, n_relevant,
                    {name: RANKING_METRICS[name](hits, n_relevant) for name in metrics})
+
+
+@dataclass
+class Validator:
+    """The early-stopping callback models receive as ``fit(..., valid=Validator(split))``: the mean
+    ``metric@k`` on ``split.valid`` (training items masked; among ``split.valid_candidates`` when the
+    protocol restricts ranking). ``k`` shrinks to the number of candidates when there are fewer.
+
+    >>> model.fit(split.train, valid=Validator(split))           # doctest: +SKIP
+    >>> model.history_[-1]["valid_ndcg@10"]                      # doctest: +SKIP
+    """
+
+    split: Split
+    k: int = 10
+    metric: str = "ndcg"
+
+    def __post_init__(self):
+        if self.metric not in RANKING_METRICS:
+            raise MmworkError(f"unknown metric {self.metric!r}; choose from {sorted(RANKING_METRICS)}")
+        if self.split.valid_candidates is not None:
+            self.k = min(self.k, len(self.split.valid_candidates))
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric}@{self.k}"
+
+    def __call__(self, model) -> float:
+        return float(evaluate(model, self.split, "valid", k=self.k, metrics=(self.metric,)).metrics[self.metric].mean())

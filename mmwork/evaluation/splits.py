@@ -9,15 +9,13 @@ and a hash of its contents, so a result can always say exactly what it was measu
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mmwork.errors import MmworkError
-from mmwork.recommenders.data import Interactions
+from mmwork.interactions import Interactions, Split
 from mmwork.store import require_columns
 
 PROTOCOLS = {
@@ -31,54 +29,6 @@ PROTOCOLS = {
                   "ranking over the held-out items only",
     "files": "train/valid/test supplied as files",
 }
-
-
-@dataclass
-class Split:
-    """Three interaction matrices over one user and item vocabulary.
-
-    ``candidates`` / ``valid_candidates`` (item indices) restrict ranking on test / valid to those
-    items (the cold-start protocol); None means every item.
-    """
-
-    train: Interactions
-    valid: Interactions
-    test: Interactions
-    protocol: str
-    params: dict = field(default_factory=dict)
-    candidates: np.ndarray | None = None
-    valid_candidates: np.ndarray | None = None
-
-    @property
-    def user_ids(self) -> np.ndarray:
-        return self.train.user_ids
-
-    @property
-    def item_ids(self) -> np.ndarray:
-        return self.train.item_ids
-
-    def data_hash(self) -> str:
-        digest = hashlib.sha256()
-        for part in (self.train, self.valid, self.test):
-            m = part.matrix.tocsr()
-            for array in (m.indptr, m.indices, m.data):
-                digest.update(np.ascontiguousarray(array).tobytes())
-        digest.update("\0".join(map(str, self.item_ids)).encode())
-        return digest.hexdigest()[:16]
-
-    def describe(self) -> dict:
-        return {"protocol": self.protocol, "description": PROTOCOLS.get(self.protocol, ""), "params": self.params,
-                "users": int(self.train.n_users), "items": int(self.train.n_items),
-                "train": int(self.train.nnz), "valid": int(self.valid.nnz), "test": int(self.test.nnz),
-                "data_hash": self.data_hash()}
-
-    def to_files(self, folder: str | Path) -> Path:
-        """Write train/valid/test as ``user_id, item_id, weight`` CSV files (to compare libraries)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in ("train", "valid", "test"):
-            getattr(self, name).to_frame().to_csv(folder / f"{name}.csv", index=False)
-        return folder
 
 
 def _frame(interactions: pd.DataFrame) -> pd.DataFrame:
@@ -108,7 +58,8 @@ def _vocab(frame: pd.DataFrame, item_ids) -> tuple[np.ndarray, np.ndarray]:
 
 def _build(parts: dict[str, pd.DataFrame], users, items, protocol, params, candidates=None) -> Split:
     made = {name: Interactions.from_frame(part, users, items) for name, part in parts.items()}
-    return Split(made["train"], made["valid"], made["test"], protocol, params, candidates)
+    return Split(made["train"], made["valid"], made["test"], protocol, params, candidates,
+                 description=PROTOCOLS.get(protocol, ""))
 
 
 def split_counts(total: int, ratios: tuple[float, ...]) -> list[int]:

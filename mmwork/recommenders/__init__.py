@@ -3,7 +3,7 @@
 from mmwork.recommenders.base import Recommender
 from mmwork.recommenders.bpr import BPR
 from mmwork.recommenders.content import ContentBased
-from mmwork.recommenders.data import Interactions
+from mmwork.interactions import Interactions
 from mmwork.recommenders.ease import EASE
 from mmwork.recommenders.hybrid import MultimodalHybrid
 from mmwork.recommenders.knn import ItemKNN, UserKNN

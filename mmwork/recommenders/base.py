@@ -1,9 +1,14 @@
 """The one interface every recommender follows (scikit-learn style).
 
-The constructor only stores parameters; ``fit`` validates and learns; ``score`` returns a dense
-``(len(users), n_items)`` torch tensor on the model's device (higher = better); ``recommend`` turns
-scores into a ranked table. ``save``/``load`` use safetensors for tensors and JSON for the rest, so
-loading never unpickles code.
+The constructor validates and stores a typed configuration (``model.config``, one pydantic class per
+model with a docstring per field), so a wrong parameter fails before any compute; ``fit`` learns;
+``score`` returns a dense ``(len(users), n_items)`` torch tensor on the model's device (higher =
+better); ``recommend`` turns scores into a ranked table. Learned state follows scikit-learn's
+convention: attributes ending in ``_``, set by ``fit`` only. ``save``/``load`` use safetensors for
+tensors and JSON for the rest, so loading never unpickles code.
+
+Models never import the evaluator: early stopping calls ``valid``, a callback ``valid(model) ->
+float`` (higher is better) such as ``mmwork.evaluation.Validator(split)``.
 
 >>> from mmwork.recommenders import MostPopular                     # doctest: +SKIP
 >>> model = MostPopular().fit(split.train)                         # doctest: +SKIP
@@ -13,47 +18,61 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import NonNegativeInt
 
+from mmwork.config import Config
 from mmwork.device import resolve_device
 from mmwork.errors import MmworkError
-from mmwork.recommenders.data import Interactions
+from mmwork.interactions import Interactions
 
 log = logging.getLogger("mmwork.recommenders")
 
 
+class RecommenderConfig(Config):
+    """Parameters every recommender has."""
+
+    device: str = "auto"
+    """Torch device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", ..."""
+    seed: NonNegativeInt = 0
+    """Seeds the model's own random generators (never the global ones); CPU fits repeat exactly."""
+
+
+Validation = Callable[["Recommender"], float]
+
+
 class Recommender:
-    """Base class. Subclasses set ``name``, implement ``_fit`` and ``_score`` and list in
-    ``_state`` the attribute names of the tensors/arrays that make up the learned state."""
+    """Base class. Subclasses set ``name`` and ``config_class``, implement ``_fit`` and ``_score``,
+    and list in ``_state`` the names of the learned tensors/arrays (each ending in ``_``)."""
 
     name: ClassVar[str] = "base"
+    config_class: ClassVar[type[RecommenderConfig]] = RecommenderConfig
     uses_features: ClassVar[bool] = False  # True if the model reads item content features
     _state: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, *, device: str = "auto", seed: int = 0):
-        self.device = device
-        self.seed = seed
+    def __init__(self, config: RecommenderConfig | dict | None = None, /, **params):
+        self.config = self.config_class.make(config, **params)
 
     # -- parameters -------------------------------------------------------------------------
     def get_params(self) -> dict:
-        import inspect
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names if hasattr(self, n)}
+        return self.config.model_dump()
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+        defaults = self.config_class()
+        changed = {k: v for k, v in self.get_params().items() if getattr(defaults, k) != v}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     # -- training and scoring --------------------------------------------------------------------
     def fit(self, train: Interactions, item_features: np.ndarray | dict | None = None,
-            valid: Interactions | None = None) -> "Recommender":
+            valid: Validation | None = None) -> "Recommender":
         """Learn from ``train`` (optionally content ``item_features`` aligned to ``train.item_ids``
-        and a ``valid`` set for early stopping). Returns self."""
+        and a ``valid(model) -> float`` callback for early stopping). Returns self."""
         if not isinstance(train, Interactions):
             raise MmworkError(f"fit expects mmwork Interactions, got {type(train).__name__}; "
                               "use mmwork.evaluation splits or Interactions.from_frame")
@@ -61,9 +80,12 @@ class Recommender:
             raise MmworkError("the training interactions are empty")
         if self.uses_features and item_features is None:
             raise MmworkError(f"{self.name} needs item_features (a feature table aligned to the items)")
-        self.device_ = resolve_device(self.device)
-        torch.manual_seed(self.seed)
-        np.random.seed(self.seed)  # noqa: NPY002 - only for libraries that read the global state
+        if valid is not None and not callable(valid):
+            raise MmworkError(f"valid must be a callback valid(model) -> float, e.g. "
+                              f"mmwork.evaluation.Validator(split); got {type(valid).__name__}")
+        for name in self._state + ("history_", "best_epoch_"):
+            self.__dict__.pop(name, None)  # a failed fit must not leave an older fit's state behind
+        self.device_ = resolve_device(self.config.device)
         self.user_ids_, self.item_ids_ = train.user_ids, train.item_ids
         self.train_ = train
         self._fit(train, item_features, valid)
@@ -73,8 +95,9 @@ class Recommender:
         raise NotImplementedError
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "item_ids_"):
-            raise MmworkError(f"{self.name} is not fitted yet; call fit(train) first")
+        missing = [n for n in ("item_ids_",) + self._state if n not in self.__dict__]
+        if missing:
+            raise MmworkError(f"{self.name} is not fitted (no {', '.join(missing)}); call fit(train) first")
 
     @torch.no_grad()
     def score(self, users: np.ndarray) -> torch.Tensor:
@@ -146,8 +169,7 @@ class Recommender:
         klass = next((m for m in _subclasses(Recommender) if m.__name__ == meta["class"]), None)
         if klass is None or (cls is not Recommender and not issubclass(klass, cls)):
             raise MmworkError(f"{path} holds a {meta['class']}, which cannot be loaded as {cls.__name__}")
-        params = meta["params"] | {"device": device}
-        model = klass(**params)
+        model = klass(meta["params"], device=device)
         model.device_ = resolve_device(device)
         tensors = load_file(str(path / "model.safetensors"))
         model.user_ids_ = np.asarray(meta["user_ids"], dtype=object)
@@ -167,51 +189,31 @@ def _subclasses(cls: type) -> list[type]:
     return found
 
 
-def validation_set(train: Interactions, valid: Interactions | None) -> Interactions | None:
-    """``valid`` when it can drive early stopping; None when there is none or it is empty."""
-    if valid is None:
-        return None
-    if not isinstance(valid, Interactions) or valid.matrix.shape != train.matrix.shape:
-        raise MmworkError("valid must be Interactions over the same users and items as train, e.g. split.valid")
-    return valid if valid.nnz > 0 else None
-
-
-def valid_ndcg(model: Recommender, train: Interactions, valid: Interactions, k: int = 10) -> float:
-    """Mean NDCG@k on ``valid`` (train items masked): the early-stopping signal of trained models."""
-    from mmwork.evaluation.ranking import evaluate
-    from mmwork.evaluation.splits import Split
-    split = Split(train, valid, valid, protocol="fit-validation")
-    return float(evaluate(model, split, "valid", k=k, metrics=("ndcg",)).metrics["ndcg"].mean())
-
-
 class EarlyStopping:
-    """Validation NDCG@10 every ``every`` epochs (and at ``last_epoch``) for a trained model: keeps the
-    best epoch's state and says when ``patience`` evaluations in a row brought no improvement.
-    Without a usable ``valid`` set it never evaluates and never stops.
+    """Calls ``valid(model)`` every ``every`` epochs (and at ``last_epoch``), keeps the best epoch's
+    state, and says when ``patience`` epochs have passed without improvement. Without ``valid`` it
+    never evaluates and never stops; ``best_epoch`` is then the last epoch.
 
-    >>> stopper = EarlyStopping(model, train, valid, every=5, patience=2, last_epoch=200)  # doctest: +SKIP
-    >>> if stopper.check(epoch, row, snapshot=lambda: weights.clone()): break              # doctest: +SKIP
+    >>> stopper = EarlyStopping(model, valid, every=5, patience=10, last_epoch=200)   # doctest: +SKIP
+    >>> if stopper.check(epoch, row, snapshot=lambda: weights.clone()): break         # doctest: +SKIP
     """
 
-    def __init__(self, model: Recommender, train: Interactions, valid: Interactions | None, every: int,
-                 patience: int, last_epoch: int):
-        self.model, self.train, self.valid = model, train, validation_set(train, valid)
+    def __init__(self, model: Recommender, valid: Validation | None, every: int, patience: int, last_epoch: int):
+        self.model, self.valid = model, valid
         self.every, self.patience, self.last_epoch = every, patience, last_epoch
-        self.best, self.best_epoch, self.best_state, self.waited = -np.inf, last_epoch, None, 0
+        self.key = f"valid_{getattr(valid, 'name', 'score')}"
+        self.best, self.best_epoch, self.best_state = -np.inf, last_epoch, None
 
     def check(self, epoch: int, row: dict, snapshot) -> bool:
-        """Evaluate when due (adding ``valid_ndcg@10`` to ``row``; ``snapshot()`` copies the state
-        when it is the best so far); True when training should stop."""
+        """Evaluate when due (adding the score to ``row``; ``snapshot()`` copies the state when it is
+        the best so far); True when training should stop."""
         if self.valid is None or not (epoch % self.every == 0 or epoch == self.last_epoch):
             return False
-        row["valid_ndcg@10"] = score = valid_ndcg(self.model, self.train, self.valid)
+        row[self.key] = score = float(self.valid(self.model))
         if score > self.best:
-            self.best, self.waited, self.best_epoch, self.best_state = score, 0, epoch, snapshot()
-        else:
-            self.waited += 1
-        if self.waited >= self.patience:
-            log.info("%s: no better validation NDCG@10 for %d evaluations; best epoch %d (%.4f)",
-                     self.model.name, self.patience, self.best_epoch, self.best)
+            self.best, self.best_epoch, self.best_state = score, epoch, snapshot()
+        if epoch - self.best_epoch >= self.patience:
+            log.info("%s: no better %s for %d epochs; best epoch %d (%.4f)", self.model.name, self.key,
+                     self.patience, self.best_epoch, self.best)
             return True
         return False
-

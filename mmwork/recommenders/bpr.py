@@ -1,7 +1,7 @@
 """Bayesian Personalised Ranking (Rendle et al., 2009): matrix factorisation trained so that each
 user scores an item they interacted with above a random item they did not.
 
->>> model = BPR().fit(split.train, valid=split.valid)          # doctest: +SKIP
+>>> model = BPR().fit(split.train, valid=Validator(split))     # doctest: +SKIP
 >>> evaluate(model, split, "test", k=10).metrics["ndcg"].mean() # doctest: +SKIP
 """
 from __future__ import annotations
@@ -11,64 +11,53 @@ import time
 
 import numpy as np
 import torch
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from mmwork.errors import MmworkError
-from mmwork.recommenders.base import EarlyStopping, Recommender
-from mmwork.recommenders.data import Interactions
+from mmwork.interactions import Interactions
+from mmwork.recommenders.base import EarlyStopping, Recommender, RecommenderConfig, Validation
 from mmwork.recommenders.optim import Adam
 
 log = logging.getLogger("mmwork.recommenders")
 
 
+class BPRConfig(RecommenderConfig):
+    """Parameters of :class:`BPR`; L2 and patience were picked on ML-100K's RecBole validation part."""
+
+    factors: PositiveInt = 64
+    """Size of the user and item embeddings."""
+    epochs: PositiveInt = 200
+    """Maximum number of passes over the training interactions."""
+    batch_size: PositiveInt = 4096
+    """Positive (user, item) pairs per gradient step, each with one sampled negative."""
+    lr: PositiveFloat = 5e-3
+    """Adam learning rate."""
+    reg: NonNegativeFloat = 5e-3
+    """L2 penalty on the embeddings in each batch (per example, summed over the three vectors)."""
+    eval_every: PositiveInt = 5
+    """Epochs between calls of the validation callback (when ``fit`` gets ``valid``)."""
+    patience: PositiveInt = 10
+    """Epochs without a better validation score before training stops; the best state is kept."""
+
+
 class BPR(Recommender):
-    """Matrix factorisation with the BPR pairwise loss and uniform negative sampling.
+    """Matrix factorisation with the BPR pairwise loss and uniform negative sampling; the seed drives
+    initialisation and negative sampling, so fits on CPU are exactly repeatable.
 
-    Parameters:
-        factors: size of the user and item embeddings.
-        epochs: maximum number of passes over the training interactions.
-        batch_size: positive (user, item) pairs per gradient step, each with one sampled negative.
-        lr: Adam learning rate.
-        reg: L2 penalty on the embeddings in each batch (per example, summed over the three vectors).
-        eval_every: epochs between validation NDCG@10 evaluations (when ``valid`` is given to ``fit``).
-        patience: evaluations without improvement before training stops; the best state is kept.
-        device: "auto", "cpu", "cuda", ... (see :func:`mmwork.device.resolve_device`).
-        seed: seeds initialisation and negative sampling; fits on CPU are exactly repeatable.
-
-    Attributes after ``fit``: ``user_factors`` (n_users, factors), ``item_factors`` (n_items, factors),
+    Learned state: ``user_factors_`` (n_users, factors), ``item_factors_`` (n_items, factors),
     ``history_`` (one dict per epoch: epoch, loss (the mean ranking loss, without the L2 term), seconds
-    and, when evaluated, valid_ndcg@10),
-    ``best_epoch_``.
+    and, when evaluated, the validation score), ``best_epoch_``.
     """
 
     name = "bpr"
-    _state = ("user_factors", "item_factors")
-
-    def __init__(self, *, factors: int = 64, epochs: int = 200, batch_size: int = 4096, lr: float = 5e-3,
-                 reg: float = 5e-3, eval_every: int = 5, patience: int = 2, device: str = "auto", seed: int = 0):
-        super().__init__(device=device, seed=seed)
-        self.factors = factors
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.reg = reg
-        self.eval_every = eval_every
-        self.patience = patience
+    config_class = BPRConfig
+    _state = ("user_factors_", "item_factors_")
 
     # -- training ------------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        for name in ("factors", "epochs", "batch_size", "eval_every", "patience"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise MmworkError(f"BPR {name} must be a positive integer, got {value!r}")
-        if not self.lr > 0:
-            raise MmworkError(f"BPR lr must be positive, got {self.lr!r}")
-        if self.reg < 0:
-            raise MmworkError(f"BPR reg must be zero or positive, got {self.reg!r}")
-
-    def _fit(self, train: Interactions, item_features, valid: Interactions | None) -> None:
-        self._check_params()
+    def _fit(self, train: Interactions, item_features, valid: Validation | None) -> None:
+        config = self.config
         device = self.device_
-        generator = torch.Generator(device=device).manual_seed(self.seed)
+        generator = torch.Generator(device=device).manual_seed(config.seed)
         n_users, n_items = train.n_users, train.n_items
         positives = train.binary()
         if int(np.diff(positives.indptr).max()) >= n_items:
@@ -78,47 +67,47 @@ class BPR(Recommender):
         items = torch.as_tensor(coo.col, dtype=torch.int64, device=device)
         sampler = _NegativeSampler(users, items, n_users, n_items)
 
-        user_emb = torch.empty(n_users, self.factors, device=device)
-        item_emb = torch.empty(n_items, self.factors, device=device)
+        user_emb = torch.empty(n_users, config.factors, device=device)
+        item_emb = torch.empty(n_items, config.factors, device=device)
         torch.nn.init.xavier_normal_(user_emb, generator=generator)
         torch.nn.init.xavier_normal_(item_emb, generator=generator)
-        self.user_factors, self.item_factors = user_emb, item_emb
+        self.user_factors_, self.item_factors_ = user_emb, item_emb
         # The gradients are written by hand (see _BprStep): autograd's many small kernels cost
         # three times as much per step on CPU as the arithmetic itself.
         user_emb.grad, item_emb.grad = torch.zeros_like(user_emb), torch.zeros_like(item_emb)
-        step = _BprStep(user_emb, item_emb, min(self.batch_size, len(users)), self.reg)
-        optimizer = Adam([user_emb, item_emb], lr=self.lr)
+        step = _BprStep(user_emb, item_emb, min(config.batch_size, len(users)), config.reg)
+        optimizer = Adam([user_emb, item_emb], lr=config.lr)
 
-        stopper = EarlyStopping(self, train, valid, self.eval_every, self.patience, self.epochs)
+        stopper = EarlyStopping(self, valid, config.eval_every, config.patience, config.epochs)
         self.history_ = []
         n = len(users)
-        for epoch in range(1, self.epochs + 1):
+        for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
             order = torch.randperm(n, generator=generator, device=device)
             negatives = sampler.draw(generator)[order]
             epoch_users, epoch_items = users[order], items[order]
             total = torch.zeros((), device=device)
-            for start in range(0, n, self.batch_size):
-                batch = slice(start, start + self.batch_size)
+            for start in range(0, n, config.batch_size):
+                batch = slice(start, start + config.batch_size)
                 total += step(epoch_users[batch], epoch_items[batch], negatives[batch])
                 optimizer.step()
             row = {"epoch": epoch, "loss": float(total) / n, "seconds": time.perf_counter() - started}
             stop = stopper.check(epoch, row, snapshot=lambda: (user_emb.clone(), item_emb.clone()))
             self.history_.append(row)
-            if epoch % self.eval_every == 0 or epoch == 1:
+            if epoch % config.eval_every == 0 or epoch == 1:
                 log.info("bpr epoch %d: loss %.4f%s", epoch, row["loss"],
-                         f", valid ndcg@10 {row['valid_ndcg@10']:.4f}" if "valid_ndcg@10" in row else "")
+                         f", {stopper.key} {row[stopper.key]:.4f}" if stopper.key in row else "")
             if stop:
                 break
         user_emb.grad = item_emb.grad = None
         self.best_epoch_ = stopper.best_epoch
         if stopper.best_state is not None:
-            self.user_factors, self.item_factors = stopper.best_state
+            self.user_factors_, self.item_factors_ = stopper.best_state
 
     # -- scoring ------------------------------------------------------------------------------------
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        index = torch.as_tensor(users, dtype=torch.int64, device=self.user_factors.device)
-        return self.user_factors[index] @ self.item_factors.T
+        index = torch.as_tensor(users, dtype=torch.int64, device=self.user_factors_.device)
+        return self.user_factors_[index] @ self.item_factors_.T
 
 
 class _BprStep:

@@ -8,15 +8,19 @@ an item to score it, so it ranks new (cold) items.
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import scipy.sparse as sp
 import torch
+from pydantic import NonNegativeFloat
 
 from mmwork.errors import MmworkError
-from mmwork.recommenders.base import Recommender
+from mmwork.recommenders.base import Recommender, RecommenderConfig
 from mmwork.recommenders.features import as_modalities, l2_normalise
 
-WEIGHTINGS = ("binary", "rating", "centered")
+Weighting = Literal["binary", "rating", "centered"]
+WEIGHTINGS = get_args(Weighting)
 
 
 def content_matrix(modalities: dict[str, np.ndarray], center: bool = True,
@@ -60,37 +64,38 @@ def interaction_weights(matrix: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
     return out
 
 
+class ContentBasedConfig(RecommenderConfig):
+    """Parameters of :class:`ContentBased` (deterministic)."""
+
+    weighting: Weighting = "binary"
+    """How much each training interaction counts: 1, its rating, or its rating minus the user's mean."""
+    center: bool = True
+    """Subtract each modality's mean vector first (spreads out embeddings that all point one way)."""
+    modality_weights: dict[str, NonNegativeFloat] | None = None
+    """Weight of each modality by name in the concatenated content vector (default 1 each)."""
+
+
 class ContentBased(Recommender):
     """profile_u = sum_i w_ui x_i / sum_i |w_ui| over the user's training items, score(u, j) =
     cos(profile_u, x_j), where x_i is the item's content (see :func:`content_matrix`).
 
-    Parameters: ``weighting`` ("binary", "rating" or "centered": how much each training interaction
-    counts), ``center`` (subtract each modality's mean vector first, which spreads out embeddings
-    that all point the same way), ``modality_weights`` ({name: weight}, default 1 each).
-    Attributes: ``item_vectors`` (n_items x D), ``profiles`` (n_users x D), both unit length.
+    Learned state: ``item_vectors_`` (n_items x D), ``profiles_`` (n_users x D), both unit length.
     """
 
     name = "content"
+    config_class = ContentBasedConfig
     uses_features = True
-    _state = ("item_vectors", "profiles")
-
-    def __init__(self, *, weighting: str = "binary", center: bool = True,
-                 modality_weights: dict[str, float] | None = None, device: str = "auto", seed: int = 0):
-        super().__init__(device=device, seed=seed)
-        self.weighting = weighting
-        self.center = center
-        self.modality_weights = modality_weights
+    _state = ("item_vectors_", "profiles_")
 
     def _fit(self, train, item_features, valid):
-        if self.weighting not in WEIGHTINGS:
-            raise MmworkError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        config = self.config
         modalities = as_modalities(item_features, train.n_items)
-        items = content_matrix(modalities, self.center, self.modality_weights)
-        weights = interaction_weights(train.matrix, self.weighting)
+        items = content_matrix(modalities, config.center, config.modality_weights)
+        weights = interaction_weights(train.matrix, config.weighting)
         totals = np.asarray(abs(weights).sum(1)).ravel()
         profiles = np.asarray(weights @ items.astype(np.float64)) / np.maximum(totals, 1e-12)[:, None]
-        self.item_vectors = torch.as_tensor(items, device=self.device_)
-        self.profiles = torch.as_tensor(l2_normalise(profiles).astype(np.float32), device=self.device_)
+        self.item_vectors_ = torch.as_tensor(items, device=self.device_)
+        self.profiles_ = torch.as_tensor(l2_normalise(profiles).astype(np.float32), device=self.device_)
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        return self.profiles[torch.as_tensor(users, device=self.profiles.device)] @ self.item_vectors.T
+        return self.profiles_[torch.as_tensor(users, device=self.profiles_.device)] @ self.item_vectors_.T

@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 import torch
+from pydantic import PositiveFloat
 
-from mmwork.errors import MmworkError
-from mmwork.recommenders.base import Recommender
+from mmwork.recommenders.base import Recommender, RecommenderConfig
 
 log = logging.getLogger("mmwork.recommenders")
 
@@ -44,42 +44,37 @@ def ease_weights(gram: torch.Tensor, l2: float) -> torch.Tensor:
     return weights
 
 
+class EASEConfig(RecommenderConfig):
+    """Parameters of :class:`EASE`."""
+
+    l2: PositiveFloat = 500.0
+    """The L2 penalty lambda on ``B``. The default is the best NDCG@10 on the ML-100K RecBole validation
+    set over 50..1000 (flat from 300 to 750); larger or denser data usually wants larger values."""
+
+
 class EASE(Recommender):
-    """Embarrassingly Shallow Autoencoder: a closed-form item-item linear model.
+    """Embarrassingly Shallow Autoencoder: a closed-form item-item linear model (deterministic).
 
-    Parameters:
-        l2: the L2 penalty lambda on ``B``; must be > 0. The default 500 is the best NDCG@10 on
-            the ML-100K RecBole validation set over 50..1000 (flat from 300 to 750); larger or
-            denser data usually wants larger values.
-        device: torch device for the inverse and for scoring ("auto" = CUDA, then MPS, then CPU).
-        seed: random seed (the model is deterministic; kept for the common interface).
-
-    Attributes after fit: ``weights`` (n_items x n_items float32, zero diagonal).
+    Learned state: ``weights_`` (n_items x n_items float32, zero diagonal).
     """
 
     name = "ease"
-    _state = ("weights",)
-
-    def __init__(self, *, l2: float = 500.0, device: str = "auto", seed: int = 0):
-        super().__init__(device=device, seed=seed)
-        self.l2 = l2
+    config_class = EASEConfig
+    _state = ("weights_",)
 
     def _fit(self, train, item_features, valid):
-        if isinstance(self.l2, bool) or not isinstance(self.l2, (int, float, np.number)) \
-                or not np.isfinite(self.l2) or self.l2 <= 0:
-            raise MmworkError(f"ease: l2 (lambda) must be a finite number > 0, got {self.l2!r}")
         started = time.perf_counter()
         binary = train.binary()
         gram = (binary.T @ binary).toarray().astype(np.float64)
         # MPS has no float64: solve on the CPU there, and move only B to the device
         solve_on = self.device_ if self.device_.type != "mps" else torch.device("cpu")
-        weights = ease_weights(torch.as_tensor(gram, device=solve_on), float(self.l2))
-        self.weights = weights.to(device=self.device_, dtype=torch.float32)
-        log.info("ease: %d items, l2 %g, fitted in %.2f s on %s", train.n_items, self.l2,
+        weights = ease_weights(torch.as_tensor(gram, device=solve_on), self.config.l2)
+        self.weights_ = weights.to(device=self.device_, dtype=torch.float32)
+        log.info("ease: %d items, l2 %g, fitted in %.2f s on %s", train.n_items, self.config.l2,
                  time.perf_counter() - started, solve_on)
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         block = self.train_.matrix[users].tocoo()
         history = torch.zeros((len(users), self.train_.n_items), dtype=torch.float32, device=self.device_)
         history[torch.as_tensor(block.row, device=self.device_), torch.as_tensor(block.col, device=self.device_)] = 1.0
-        return history @ self.weights
+        return history @ self.weights_

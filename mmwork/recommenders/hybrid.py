@@ -17,7 +17,7 @@ NDCG@10. Item-embedding dropout (DropoutNet): in every batch a share ``item_drop
 lose gamma_i and b_i, so the content path learns to rank on its own; at scoring time items without
 training interactions are scored from content only (gamma_i = b_i = 0).
 
->>> model = MultimodalHybrid().fit(split.train, item_features=feats, valid=split.valid)  # doctest: +SKIP
+>>> model = MultimodalHybrid().fit(split.train, item_features=feats, valid=Validator(split))  # doctest: +SKIP
 >>> model.history_[-1]                                                                   # doctest: +SKIP
 """
 from __future__ import annotations
@@ -27,10 +27,10 @@ import time
 
 import numpy as np
 import torch
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from mmwork.errors import MmworkError
-from mmwork.recommenders.base import Recommender, log, validation_set
+from mmwork.recommenders.base import EarlyStopping, Recommender, RecommenderConfig, log
 from mmwork.recommenders.features import as_modalities, l2_normalise
 
 
@@ -92,141 +92,114 @@ class _Net(nn.Module):
         return out[0], out[1], squares, content_squares
 
 
+class MultimodalHybridConfig(RecommenderConfig):
+    """Parameters of :class:`MultimodalHybrid`; defaults tuned on the validation parts of ML-100K's
+    RecBole and cold-item splits."""
+
+    dim: PositiveInt = 64
+    """Embedding size (user, item, and each modality's projection)."""
+    epochs: PositiveInt = 100
+    """At most this many passes over the training interactions."""
+    batch_size: PositiveInt = 4096
+    """Positive pairs per Adam step, each with one negative."""
+    lr: PositiveFloat = 5e-3
+    """Adam learning rate."""
+    reg: NonNegativeFloat = 1e-2
+    """L2 weight (per example) on the batch's user embeddings, item embeddings and item biases."""
+    content_reg: NonNegativeFloat = 3e-3
+    """L2 weight (per example) on the batch items' projected content W_m f_i^m and content bias;
+    weaker than ``reg`` so the content path stays useful for cold items."""
+    item_dropout: float = Field(0.1, ge=0, lt=1)
+    """Share of items per batch trained without gamma_i and b_i (DropoutNet)."""
+    patience: PositiveInt = 10
+    """Epochs without a better validation score before stopping; the best epoch's state is kept."""
+    lr_decay: float = Field(0.5, gt=0, le=1)
+    """Factor on the learning rate when validation stalls for ``lr_patience`` epochs (1: never decay)."""
+    lr_patience: NonNegativeInt = 3
+    """Epochs without a better validation score before the learning rate decays."""
+    center: bool = True
+    """Centre each modality on its mean item before L2-normalising it."""
+
+
 class MultimodalHybrid(Recommender):
     """VBPR-style hybrid with attention over modalities and item-embedding dropout for cold items.
 
-    Parameters (defaults tuned on the validation sets of ML-100K's RecBole and cold-item splits):
-        dim: embedding size (user, item, and each modality's projection).
-        epochs: at most this many passes over the training interactions.
-        batch_size: positive pairs per Adam step, each with one negative.
-        lr: Adam learning rate; multiplied by ``lr_decay`` whenever the validation NDCG@10 has not
-            improved for ``lr_patience`` epochs (``lr_decay=1`` keeps it fixed).
-        reg: L2 weight (per example) on the batch's user embeddings, item embeddings and item biases.
-        content_reg: L2 weight (per example) on the batch items' projected content W_m f_i^m and
-            content bias; weaker than ``reg`` so the content path stays useful for cold items.
-        item_dropout: share of items per batch trained without gamma_i and b_i (DropoutNet).
-        patience: epochs without a better validation NDCG@10 before stopping; the best epoch's
-            state is kept.
-        center: centre each modality on its mean item before L2-normalising it.
+    Early stopping and learning-rate decay need ``valid`` (validated every epoch); without it the
+    model trains for ``epochs``. ``history_`` holds, per epoch, the mean loss, the validation score,
+    the elapsed seconds and the learning rate; ``best_epoch_`` the epoch whose state was kept. Fits
+    on CPU are exactly repeatable for a seed (same machine and thread count). On a busy CPU,
+    ``torch.set_num_threads(1)`` is much faster for this small model.
 
-    Early stopping needs ``valid``: ranking is over every item, except when no validation item has
-    training interactions (a cold-item split), where it is over the items without training
-    interactions. Without ``valid`` it trains for ``epochs``. ``history_`` holds, per epoch, the
-    mean loss, the validation NDCG@10, the elapsed seconds and the learning rate; ``best_epoch_``
-    the epoch whose state was kept. Fits on CPU are exactly repeatable for a seed (same machine and
-    thread count). On a busy CPU, ``torch.set_num_threads(1)`` is much faster for this small model.
-
-    Attributes after fit: ``user_emb``, ``item_emb``, ``item_bias``, ``content_values`` (M x n_items x
-    d, the W_m f_i^m), ``content_bias``, ``keys``, ``query_w``, ``warm`` (items with training
+    Learned state: ``user_emb_``, ``item_emb_``, ``item_bias_``, ``content_values_`` (M x n_items x
+    d, the W_m f_i^m), ``content_bias_``, ``keys_``, ``query_w_``, ``warm_`` (items with training
     interactions).
     """
 
     name = "hybrid"
+    config_class = MultimodalHybridConfig
     uses_features = True
-    _state = ("user_emb", "item_emb", "item_bias", "content_values", "content_bias", "keys", "query_w", "warm")
-
-    def __init__(self, *, dim: int = 64, epochs: int = 100, batch_size: int = 4096, lr: float = 5e-3,
-                 reg: float = 1e-2, content_reg: float = 3e-3, item_dropout: float = 0.1, patience: int = 10,
-                 lr_decay: float = 0.5, lr_patience: int = 3, center: bool = True, device: str = "auto",
-                 seed: int = 0):
-        super().__init__(device=device, seed=seed)
-        self.dim = dim
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.reg = reg
-        self.content_reg = content_reg
-        self.item_dropout = item_dropout
-        self.patience = patience
-        self.lr_decay = lr_decay
-        self.lr_patience = lr_patience
-        self.center = center
-
-    def _check_params(self):
-        if int(self.dim) < 1 or int(self.epochs) < 1 or int(self.batch_size) < 1 or int(self.patience) < 1:
-            raise MmworkError("dim, epochs, batch_size and patience must be >= 1")
-        if not 0 < float(self.lr_decay) <= 1 or int(self.lr_patience) < 0:
-            raise MmworkError(f"lr_decay must be in (0, 1] (1 = never decay) and lr_patience >= 0, got "
-                              f"{self.lr_decay}, {self.lr_patience}")
-        if not 0 <= float(self.item_dropout) < 1:
-            raise MmworkError(f"item_dropout must be in [0, 1), got {self.item_dropout}")
-        if float(self.lr) <= 0 or min(float(self.reg), float(self.content_reg)) < 0:
-            raise MmworkError(f"lr must be > 0 and reg, content_reg >= 0; got lr={self.lr}, reg={self.reg}, "
-                              f"content_reg={self.content_reg}")
+    _state = ("user_emb_", "item_emb_", "item_bias_", "content_values_", "content_bias_", "keys_", "query_w_",
+              "warm_")
 
     def _fit(self, train, item_features, valid):
-        self._check_params()
-        device = self.device_
+        config, device = self.config, self.device_
         modalities = as_modalities(item_features, train.n_items)
         self.modalities_ = list(modalities)
-        features = [torch.as_tensor(f, device=device) for f in prepare_content(modalities, self.center)]
-        generator = torch.Generator(device="cpu").manual_seed(int(self.seed))
-        torch.manual_seed(int(self.seed))
-        net = _Net(train.n_users, train.n_items, [f.shape[1] for f in features], int(self.dim)).to(device)
-        optimiser = torch.optim.Adam(net.parameters(), lr=float(self.lr))
+        features = [torch.as_tensor(f, device=device) for f in prepare_content(modalities, config.center)]
+        generator = torch.Generator(device="cpu").manual_seed(config.seed)
+        with torch.random.fork_rng(devices=[]):  # seeds the layers' initialisation, not the caller's state
+            torch.manual_seed(config.seed)
+            net = _Net(train.n_users, train.n_items, [f.shape[1] for f in features], config.dim).to(device)
+        optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
 
         coo = train.binary().tocoo()
         users_all = torch.as_tensor(coo.row.astype(np.int64))
         items_all = torch.as_tensor(coo.col.astype(np.int64))
         n_items = train.n_items
         positive_keys = torch.sort(users_all * n_items + items_all).values
-        counts = np.diff(train.binary().tocsc().indptr)
-        warm_np = counts > 0
+        warm_np = np.diff(train.binary().tocsc().indptr) > 0
         warm_items = torch.as_tensor(np.flatnonzero(warm_np))
-        self.warm = torch.as_tensor(warm_np, device=device)
-        eval_split = self._eval_split(train, valid, warm_np)
+        self.warm_ = torch.as_tensor(warm_np, device=device)
 
-        # Halve the learning rate when the validation NDCG stalls: the curve is noisy and climbs slowly
+        # Halve the learning rate when the validation score stalls: the curve is noisy and climbs slowly
         # once the L2 terms balance the loss, so smaller steps there find a better model sooner.
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimiser, mode="max", factor=float(self.lr_decay), patience=int(self.lr_patience)) \
-            if eval_split is not None and float(self.lr_decay) < 1 else None
-        self.history_, best, best_state, stale = [], -1.0, None, 0
+            optimiser, mode="max", factor=config.lr_decay, patience=config.lr_patience) \
+            if valid is not None and config.lr_decay < 1 else None
+        stopper = EarlyStopping(self, valid, every=1, patience=config.patience, last_epoch=config.epochs)
+        self.history_ = []
         started = time.perf_counter()
-        for epoch in range(int(self.epochs)):
+        for epoch in range(1, config.epochs + 1):
             net.train()
             order = torch.randperm(len(users_all), generator=generator)
             total = 0.0
-            for start in range(0, len(order), int(self.batch_size)):
-                batch = order[start:start + int(self.batch_size)]
+            for start in range(0, len(order), config.batch_size):
+                batch = order[start:start + config.batch_size]
                 u, i = users_all[batch], items_all[batch]
                 j = self._negatives(u, warm_items, positive_keys, n_items, generator)
-                keep = (torch.rand(n_items, generator=generator) >= float(self.item_dropout)).float()
+                keep = (torch.rand(n_items, generator=generator) >= config.item_dropout).float()
                 u, i, j, keep = u.to(device), i.to(device), j.to(device), keep.to(device)
                 pos, neg, squares, content_squares = net.bpr_scores(features, u, i, j, keep)
                 loss = -torch.nn.functional.logsigmoid(pos - neg).mean() \
-                    + (float(self.reg) * squares + float(self.content_reg) * content_squares) / len(batch)
+                    + (config.reg * squares + config.content_reg * content_squares) / len(batch)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
                 total += float(loss.detach()) * len(batch)
             self._export(net, features)
-            entry = {"epoch": epoch + 1, "loss": total / len(order)}
-            if eval_split is not None:
-                from mmwork.evaluation.ranking import evaluate
-                k = 10 if eval_split.valid_candidates is None else min(10, len(eval_split.valid_candidates))
-                ndcg = float(evaluate(self, eval_split, "valid", k=k, metrics=("ndcg",)).metrics["ndcg"].mean())
-                entry["valid_ndcg@10"] = ndcg
+            entry = {"epoch": epoch, "loss": total / len(order)}
+            stop = stopper.check(epoch, entry, snapshot=lambda: {n: getattr(self, n).clone() for n in self._state})
             entry["seconds"] = round(time.perf_counter() - started, 3)
             entry["lr"] = optimiser.param_groups[0]["lr"]
             if scheduler is not None:
-                scheduler.step(entry["valid_ndcg@10"])
+                scheduler.step(entry[stopper.key])
             self.history_.append(entry)
             log.debug("hybrid epoch %s", entry)
-            if eval_split is None:
-                continue
-            if entry["valid_ndcg@10"] > best:
-                best, stale = entry["valid_ndcg@10"], 0
-                best_state = {name: getattr(self, name).clone() for name in self._state}
-            else:
-                stale += 1
-                if stale >= int(self.patience):
-                    break
-        if best_state is not None:
-            for name, value in best_state.items():
-                setattr(self, name, value)
-        self.best_epoch_ = max(self.history_, key=lambda e: e.get("valid_ndcg@10", -1))["epoch"] \
-            if eval_split is not None else len(self.history_)
+            if stop:
+                break
+        for name, value in (stopper.best_state or {}).items():
+            setattr(self, name, value)
+        self.best_epoch_ = stopper.best_epoch if stopper.best_state is not None else len(self.history_)
 
     @staticmethod
     def _negatives(users, candidates, positive_keys, n_items, generator, rounds=3):
@@ -244,36 +217,24 @@ class MultimodalHybrid(Recommender):
             draw[clash] = redraw
         return draw
 
-    @staticmethod
-    def _eval_split(train, valid, warm_np):
-        valid = validation_set(train, valid)
-        if valid is None:
-            return None
-        from mmwork.evaluation.splits import Split
-        valid_items = np.unique(valid.matrix.tocoo().col)
-        candidates = None
-        if not warm_np[valid_items].any():  # a cold-item split: rank among the items nobody had in train
-            candidates = np.flatnonzero(~warm_np)
-        return Split(train, valid, valid, "internal-valid", valid_candidates=candidates)
-
     @torch.no_grad()
     def _export(self, net, features):
         """Copy the learned state into plain tensors that scoring (and save/load) use."""
         net.eval()
-        self.user_emb = net.user.weight.detach().clone()
-        self.item_emb = net.item.weight.detach().clone()
-        self.item_bias = net.bias.weight.detach().squeeze(1).clone()
-        self.content_values = torch.stack([w(f) for w, f in zip(net.values, features)])
-        self.content_bias = sum(c(f).squeeze(1) for c, f in zip(net.content_bias, features))
-        self.keys = net.keys.detach().clone()
-        self.query_w = net.query.weight.detach().clone()
+        self.user_emb_ = net.user.weight.detach().clone()
+        self.item_emb_ = net.item.weight.detach().clone()
+        self.item_bias_ = net.bias.weight.detach().squeeze(1).clone()
+        self.content_values_ = torch.stack([w(f) for w, f in zip(net.values, features)])
+        self.content_bias_ = sum(c(f).squeeze(1) for c, f in zip(net.content_bias, features))
+        self.keys_ = net.keys.detach().clone()
+        self.query_w_ = net.query.weight.detach().clone()
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        idx = torch.as_tensor(users, device=self.user_emb.device)
-        p = self.user_emb[idx]
-        q = p @ self.query_w.T
-        alpha = torch.softmax(q @ self.keys.T / math.sqrt(self.keys.shape[1]), dim=1)
-        warm = self.warm.to(p.dtype)
-        collaborative = p @ (self.item_emb * warm[:, None]).T + (self.item_bias * warm + self.content_bias)
-        content = torch.einsum("bm,bmn->bn", alpha, torch.einsum("bd,mnd->bmn", p, self.content_values))
+        idx = torch.as_tensor(users, device=self.user_emb_.device)
+        p = self.user_emb_[idx]
+        q = p @ self.query_w_.T
+        alpha = torch.softmax(q @ self.keys_.T / math.sqrt(self.keys_.shape[1]), dim=1)
+        warm = self.warm_.to(p.dtype)
+        collaborative = p @ (self.item_emb_ * warm[:, None]).T + (self.item_bias_ * warm + self.content_bias_)
+        content = torch.einsum("bm,bmn->bn", alpha, torch.einsum("bd,mnd->bmn", p, self.content_values_))
         return collaborative + content

@@ -10,8 +10,8 @@ ItemKNN scores ``score(u, i) = sum_j X[u, j] sim(i, j)`` over the neighbours ``j
 (RecBole's ItemKNN, ``R @ S``); UserKNN scores ``score(u, i) = sum_v sim(u, v) X[v, i]`` over the
 neighbours ``v`` of user ``u`` (``S @ R``).
 
-The learned state is two dense ``(n_rows, k)`` tensors, ``neighbors`` (int64 indices) and
-``similarities`` (float32), so it saves to safetensors as is; scoring rebuilds the similarity matrix
+The learned state is two dense ``(n_rows, k)`` tensors, ``neighbors_`` (int64 indices) and
+``similarities_`` (float32), so it saves to safetensors as is; scoring rebuilds the similarity matrix
 from them on the model's device (dense when it has at most 16M cells, as on ML-100K, else torch
 sparse) and scores users in batches with one matrix product.
 
@@ -27,8 +27,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from pydantic import NonNegativeFloat, PositiveInt
+
 from mmwork.errors import MmworkError
-from mmwork.recommenders.base import Recommender
+from mmwork.recommenders.base import Recommender, RecommenderConfig
 
 log = logging.getLogger("mmwork.recommenders")
 
@@ -83,42 +85,53 @@ def cosine_top_k(matrix: sp.csr_matrix, k: int, shrink: float) -> tuple[np.ndarr
     return neighbors, similarities
 
 
-class _KNN(Recommender):
-    """Shared parameters, validation and state of the two neighbourhood models."""
+class ItemKNNConfig(RecommenderConfig):
+    """Parameters of :class:`ItemKNN`; the defaults are the best NDCG@10 on the ML-100K RecBole
+    validation set over k_neighbors in 20..400 and shrink in 0..100 (flat for k 100..300)."""
 
-    _state = ("neighbors", "similarities")
+    k_neighbors: PositiveInt = 250
+    """How many most similar items each item keeps."""
+    shrink: NonNegativeFloat = 10.0
+    """Added to the cosine denominator to damp similarities backed by few users (0: plain cosine)."""
+
+
+class UserKNNConfig(RecommenderConfig):
+    """Parameters of :class:`UserKNN`; the defaults are the best NDCG@10 on the ML-100K RecBole
+    validation set over k_neighbors in 20..400 and shrink in 0..50 (flat for k 40..100)."""
+
+    k_neighbors: PositiveInt = 60
+    """How many most similar users each user keeps."""
+    shrink: NonNegativeFloat = 0.0
+    """Added to the cosine denominator to damp similarities backed by few items (0: plain cosine)."""
+
+
+class _KNN(Recommender):
+    """Shared fitting and state of the two neighbourhood models (both deterministic)."""
+
+    _state = ("neighbors_", "similarities_")
     _axis = "items"
 
-    def _check_params(self) -> None:
-        if isinstance(self.k_neighbors, bool) or not isinstance(self.k_neighbors, (int, np.integer)) \
-                or self.k_neighbors < 1:
-            raise MmworkError(f"{self.name}: k_neighbors must be a whole number >= 1, got {self.k_neighbors!r}")
-        if isinstance(self.shrink, bool) or not isinstance(self.shrink, (int, float, np.number)) \
-                or not np.isfinite(self.shrink) or self.shrink < 0:
-            raise MmworkError(f"{self.name}: shrink must be a finite number >= 0, got {self.shrink!r}")
-
     def _fit(self, train, item_features, valid):
-        self._check_params()
         started = time.perf_counter()
         binary = train.binary()
         rows = binary.T.tocsr() if self._axis == "items" else binary
         if rows.shape[0] < 2:
             raise MmworkError(f"{self.name} needs at least 2 {self._axis} in the training data, got {rows.shape[0]}")
-        neighbors, similarities = cosine_top_k(rows, int(self.k_neighbors), float(self.shrink))
-        self.neighbors = torch.as_tensor(neighbors, device=self.device_)
-        self.similarities = torch.as_tensor(similarities, device=self.device_)
+        neighbors, similarities = cosine_top_k(rows, self.config.k_neighbors, self.config.shrink)
+        self.neighbors_ = torch.as_tensor(neighbors, device=self.device_)
+        self.similarities_ = torch.as_tensor(similarities, device=self.device_)
         self.__dict__.pop("_graph", None)
         log.info("%s: %d %s, %d neighbours each, shrink %g, fitted in %.2f s", self.name, rows.shape[0],
-                 self._axis, neighbors.shape[1], self.shrink, time.perf_counter() - started)
+                 self._axis, neighbors.shape[1], self.config.shrink, time.perf_counter() - started)
 
     def _similarity_matrix(self) -> torch.Tensor:
         """The kept similarities as an (n_rows x n_rows) matrix on the device, row a holding a's
         neighbours: dense when it is small, torch sparse otherwise. Built once, then cached."""
         graph = self.__dict__.get("_graph")
-        if graph is None or graph.device != self.similarities.device:
-            n, k = self.neighbors.shape
-            rows = torch.arange(n, device=self.neighbors.device).repeat_interleave(k)
-            graph = _matrix(torch.stack([rows, self.neighbors.reshape(-1)]), self.similarities.reshape(-1), (n, n))
+        if graph is None or graph.device != self.similarities_.device:
+            n, k = self.neighbors_.shape
+            rows = torch.arange(n, device=self.neighbors_.device).repeat_interleave(k)
+            graph = _matrix(torch.stack([rows, self.neighbors_.reshape(-1)]), self.similarities_.reshape(-1), (n, n))
             self._graph = graph
         return graph
 
@@ -133,26 +146,12 @@ class _KNN(Recommender):
 class ItemKNN(_KNN):
     """Item-based k-nearest neighbours (Deshpande & Karypis 2004; RecBole's ItemKNN).
 
-    Parameters:
-        k_neighbors: how many most similar items each item keeps (default 250).
-        shrink: added to the cosine denominator to damp similarities backed by few users
-            (default 10; 0 gives plain cosine).
-        device: torch device for scoring ("auto" = CUDA, then MPS, then CPU).
-        seed: random seed (the model is deterministic; kept for the common interface).
-
-    Defaults are the best NDCG@10 on the ML-100K RecBole validation set over k_neighbors in
-    20..400 and shrink in 0..100 (the surface is flat for k_neighbors 100..300).
-
-    Attributes after fit: ``neighbors`` (n_items x k, int64) and ``similarities`` (n_items x k).
+    Learned state: ``neighbors_`` (n_items x k, int64) and ``similarities_`` (n_items x k).
     """
 
     name = "itemknn"
+    config_class = ItemKNNConfig
     _axis = "items"
-
-    def __init__(self, *, k_neighbors: int = 250, shrink: float = 10.0, device: str = "auto", seed: int = 0):
-        super().__init__(device=device, seed=seed)
-        self.k_neighbors = k_neighbors
-        self.shrink = shrink
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         # score(u, i) = sum over i's neighbours j of sim(i, j) X[u, j]  ->  (S @ X_u^T)^T
@@ -163,33 +162,19 @@ class ItemKNN(_KNN):
 class UserKNN(_KNN):
     """User-based k-nearest neighbours (Herlocker et al. 1999) on implicit feedback.
 
-    Parameters:
-        k_neighbors: how many most similar users each user keeps (default 60).
-        shrink: added to the cosine denominator to damp similarities backed by few items
-            (default 0: plain cosine).
-        device: torch device for scoring ("auto" = CUDA, then MPS, then CPU).
-        seed: random seed (the model is deterministic; kept for the common interface).
-
-    Defaults are the best NDCG@10 on the ML-100K RecBole validation set over k_neighbors in
-    20..400 and shrink in 0..50 (the surface is flat for k_neighbors 40..100).
-
-    Attributes after fit: ``neighbors`` (n_users x k, int64) and ``similarities`` (n_users x k).
+    Learned state: ``neighbors_`` (n_users x k, int64) and ``similarities_`` (n_users x k).
     """
 
     name = "userknn"
+    config_class = UserKNNConfig
     _axis = "users"
-
-    def __init__(self, *, k_neighbors: int = 60, shrink: float = 0.0, device: str = "auto", seed: int = 0):
-        super().__init__(device=device, seed=seed)
-        self.k_neighbors = k_neighbors
-        self.shrink = shrink
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         # score(u, i) = sum over u's neighbours v of sim(u, v) X[v, i]  ->  (X^T @ S_u^T)^T
-        n_users = self.neighbors.shape[0]
+        n_users = self.neighbors_.shape[0]
         rows = torch.as_tensor(users, device=self.device_)
         weights = torch.zeros((len(users), n_users), dtype=torch.float32, device=self.device_)
-        weights.scatter_(1, self.neighbors[rows], self.similarities[rows].float())
+        weights.scatter_(1, self.neighbors_[rows], self.similarities_[rows].float())
         return _times(self._items_by_users(), weights.T).T
 
     def _items_by_users(self) -> torch.Tensor:

@@ -6,7 +6,7 @@ Two defaults differ from the paper and follow RecBole's MultiVAE, because both s
 MovieLens-100K's validation part: rows keep their weights (ratings, counts) as multinomial counts
 instead of being binarised, and the latent sample's noise has standard deviation 0.01, not 1.
 
->>> model = MultVAE().fit(split.train, valid=split.valid)      # doctest: +SKIP
+>>> model = MultVAE().fit(split.train, valid=Validator(split)) # doctest: +SKIP
 >>> evaluate(model, split, "test", k=10).metrics["ndcg"].mean() # doctest: +SKIP
 """
 from __future__ import annotations
@@ -18,105 +18,88 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from mmwork.errors import MmworkError
-from mmwork.recommenders.base import EarlyStopping, Recommender
-from mmwork.recommenders.data import Interactions
+from mmwork.interactions import Interactions
+from mmwork.recommenders.base import EarlyStopping, Recommender, RecommenderConfig, Validation
 from mmwork.recommenders.optim import Adam
 
 log = logging.getLogger("mmwork.recommenders")
 
 
+class MultVAEConfig(RecommenderConfig):
+    """Parameters of :class:`MultVAE`; binarize, noise_std and patience were picked on ML-100K's
+    RecBole validation part."""
+
+    hidden: PositiveInt = 600
+    """Width of the encoder's and decoder's hidden layer."""
+    latent: PositiveInt = 200
+    """Size of the latent user vector."""
+    dropout: float = Field(0.5, ge=0, lt=1)
+    """Share of the input items dropped (on the L2-normalised row) while training."""
+    noise_std: NonNegativeFloat = 0.01
+    """Standard deviation of the latent sample's noise while training (1.0 is the paper's VAE; small
+    values approach a denoising autoencoder with a KL penalty)."""
+    binarize: bool = False
+    """Train on 0/1 rows instead of the interaction weights (read as multinomial counts)."""
+    epochs: PositiveInt = 200
+    """Maximum number of passes over the users."""
+    batch_size: PositiveInt = 128
+    """Users per gradient step."""
+    lr: PositiveFloat = 1e-3
+    """Adam learning rate."""
+    weight_decay: NonNegativeFloat = 0.0
+    """Adam L2 penalty on the weights."""
+    anneal_cap: NonNegativeFloat = 0.2
+    """The largest weight (beta) of the KL term."""
+    total_anneal_steps: NonNegativeInt = 400
+    """Gradient steps over which beta rises linearly from 0 to ``anneal_cap``."""
+    eval_every: PositiveInt = 5
+    """Epochs between calls of the validation callback (when ``fit`` gets ``valid``)."""
+    patience: PositiveInt = 10
+    """Epochs without a better validation score before training stops; the best state is kept."""
+    amp: bool = False
+    """bfloat16 autocast on CUDA GPUs that support it (ignored elsewhere)."""
+
+
 class MultVAE(Recommender):
     """Variational autoencoder over users' training rows: encoder n_items -> hidden ->
-    2 x latent, decoder latent -> hidden -> n_items, tanh activations.
+    2 x latent, decoder latent -> hidden -> n_items, tanh activations. The seed drives
+    initialisation, dropout and the latent noise; fits on CPU are exactly repeatable.
 
-    Parameters:
-        hidden: width of the encoder's and decoder's hidden layer.
-        latent: size of the latent user vector.
-        dropout: share of the input items dropped (on the L2-normalised row) while training.
-        noise_std: standard deviation of the noise in the latent sample while training (1.0 is the
-            paper's VAE; small values approach a denoising autoencoder with a KL penalty).
-        binarize: train on 0/1 rows instead of the interaction weights.
-        epochs: maximum number of passes over the users.
-        batch_size: users per gradient step.
-        lr: Adam learning rate.
-        weight_decay: Adam L2 penalty on the weights.
-        anneal_cap: the largest weight (beta) of the KL term.
-        total_anneal_steps: gradient steps over which beta rises linearly from 0 to ``anneal_cap``.
-        eval_every: epochs between validation NDCG@10 evaluations (when ``valid`` is given to ``fit``).
-        patience: evaluations without improvement before training stops; the best state is kept.
-        amp: bfloat16 autocast on CUDA GPUs that support it (ignored elsewhere).
-        device: "auto", "cpu", "cuda", ... (see :func:`mmwork.device.resolve_device`).
-        seed: seeds initialisation, dropout and the latent noise; fits on CPU are exactly repeatable.
-
-    Attributes after ``fit``: the weights and biases ``enc_w1, enc_b1, enc_w2, enc_b2, dec_w1, dec_b1,
-    dec_w2, dec_b2``, ``history_`` (one dict per epoch: epoch, loss, beta, seconds and, when evaluated,
-    valid_ndcg@10), ``best_epoch_``.
+    Learned state: the weights and biases ``enc_w1_, enc_b1_, enc_w2_, enc_b2_, dec_w1_, dec_b1_,
+    dec_w2_, dec_b2_``, ``history_`` (one dict per epoch: epoch, loss, beta, seconds and, when
+    evaluated, the validation score), ``best_epoch_``.
     """
 
     name = "multvae"
-    _state = ("enc_w1", "enc_b1", "enc_w2", "enc_b2", "dec_w1", "dec_b1", "dec_w2", "dec_b2")
-
-    def __init__(self, *, hidden: int = 600, latent: int = 200, dropout: float = 0.5, noise_std: float = 0.01,
-                 binarize: bool = False, epochs: int = 200,
-                 batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, anneal_cap: float = 0.2,
-                 total_anneal_steps: int = 400, eval_every: int = 5, patience: int = 2, amp: bool = False,
-                 device: str = "auto", seed: int = 0):
-        super().__init__(device=device, seed=seed)
-        self.hidden = hidden
-        self.latent = latent
-        self.dropout = dropout
-        self.noise_std = noise_std
-        self.binarize = binarize
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.anneal_cap = anneal_cap
-        self.total_anneal_steps = total_anneal_steps
-        self.eval_every = eval_every
-        self.patience = patience
-        self.amp = amp
+    config_class = MultVAEConfig
+    _state = ("enc_w1_", "enc_b1_", "enc_w2_", "enc_b2_", "dec_w1_", "dec_b1_", "dec_w2_", "dec_b2_")
 
     # -- training ------------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        for name in ("hidden", "latent", "epochs", "batch_size", "eval_every", "patience"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise MmworkError(f"MultVAE {name} must be a positive integer, got {value!r}")
-        if not 0 <= self.dropout < 1:
-            raise MmworkError(f"MultVAE dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.lr > 0:
-            raise MmworkError(f"MultVAE lr must be positive, got {self.lr!r}")
-        if not self.noise_std >= 0:
-            raise MmworkError(f"MultVAE noise_std must be zero or positive, got {self.noise_std!r}")
-        if self.weight_decay < 0 or self.anneal_cap < 0 or self.total_anneal_steps < 0:
-            raise MmworkError("MultVAE weight_decay, anneal_cap and total_anneal_steps must be zero or positive")
-
-    def _fit(self, train: Interactions, item_features, valid: Interactions | None) -> None:
-        self._check_params()
+    def _fit(self, train: Interactions, item_features, valid: Validation | None) -> None:
         device = self.device_
-        generator = torch.Generator(device=device).manual_seed(self.seed)
+        generator = torch.Generator(device=device).manual_seed(self.config.seed)
         rows = self._rows(train)
         n_users, n_items = rows.shape
         self._init_weights(n_items, generator)
         params = [getattr(self, name) for name in self._state]
-        optimizer = Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        autocast = _autocast(device, self.amp)
+        optimizer = Adam(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        autocast = _autocast(device, self.config.amp)
         active = np.flatnonzero(np.diff(rows.indptr) > 0)  # users with no training row teach nothing
 
-        stopper = EarlyStopping(self, train, valid, self.eval_every, self.patience, self.epochs)
+        stopper = EarlyStopping(self, valid, self.config.eval_every, self.config.patience, self.config.epochs)
         self.history_, step = [], 0
-        for epoch in range(1, self.epochs + 1):
+        for epoch in range(1, self.config.epochs + 1):
             started = time.perf_counter()
             order = active[torch.randperm(len(active), generator=generator, device=device).cpu().numpy()]
             total = torch.zeros((), device=device)
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
+            for start in range(0, len(order), self.config.batch_size):
+                batch = order[start:start + self.config.batch_size]
                 x = _SparseRows(rows, batch, device)
-                beta = self.anneal_cap if self.total_anneal_steps == 0 else \
-                    min(self.anneal_cap, self.anneal_cap * step / self.total_anneal_steps)
+                beta = self.config.anneal_cap if self.config.total_anneal_steps == 0 else \
+                    min(self.config.anneal_cap, self.config.anneal_cap * step / self.config.total_anneal_steps)
                 with autocast:
                     logits, mu, logvar = self._forward(x, generator)
                     nll = -(x.gather(F.log_softmax(logits.float(), dim=1)) * x.values).sum() / len(batch)
@@ -130,9 +113,9 @@ class MultVAE(Recommender):
             row = {"epoch": epoch, "loss": float(total) / len(order), "beta": beta, "seconds": time.perf_counter() - started}
             stop = stopper.check(epoch, row, snapshot=lambda: [p.detach().clone() for p in params])
             self.history_.append(row)
-            if epoch % self.eval_every == 0 or epoch == 1:
+            if epoch % self.config.eval_every == 0 or epoch == 1:
                 log.info("multvae epoch %d: loss %.4f, beta %.3f%s", epoch, row["loss"], beta,
-                         f", valid ndcg@10 {row['valid_ndcg@10']:.4f}" if "valid_ndcg@10" in row else "")
+                         f", {stopper.key} {row[stopper.key]:.4f}" if stopper.key in row else "")
             if stop:
                 break
         self.best_epoch_ = stopper.best_epoch
@@ -140,14 +123,14 @@ class MultVAE(Recommender):
             setattr(self, name, value.detach())
 
     def _init_weights(self, n_items: int, generator: torch.Generator) -> None:
-        """Xavier-normal weights and N(0, 0.001) biases, as in the paper's code. ``enc_w1`` is stored
+        """Xavier-normal weights and N(0, 0.001) biases, as in the paper's code. ``enc_w1_`` is stored
         items x hidden: the input layer reads it as an embedding table (see ``_forward``)."""
-        shapes = {"enc_w1": (n_items, self.hidden), "enc_w2": (2 * self.latent, self.hidden),
-                  "dec_w1": (self.hidden, self.latent), "dec_w2": (n_items, self.hidden)}
+        shapes = {"enc_w1_": (n_items, self.config.hidden), "enc_w2_": (2 * self.config.latent, self.config.hidden),
+                  "dec_w1_": (self.config.hidden, self.config.latent), "dec_w2_": (n_items, self.config.hidden)}
         for name, shape in shapes.items():
             weight = torch.empty(shape, device=self.device_)
             torch.nn.init.xavier_normal_(weight, generator=generator)
-            outputs = self.hidden if name == "enc_w1" else shape[0]
+            outputs = self.config.hidden if name == "enc_w1_" else shape[0]
             bias = torch.empty(outputs, device=self.device_).normal_(0.0, 1e-3, generator=generator)
             setattr(self, name, weight.requires_grad_())
             setattr(self, name.replace("_w", "_b"), bias.requires_grad_())
@@ -159,21 +142,21 @@ class MultVAE(Recommender):
         The rows are sparse (about 5% of the items on MovieLens-100K), so the input layer is an
         embedding-bag sum over each row's items: a third of the dense model's arithmetic saved."""
         h = x.normalised()
-        if generator is not None and self.dropout > 0:
-            keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.dropout
-            h = h * keep / (1 - self.dropout)
-        h = F.embedding_bag(x.cols, self.enc_w1, x.offsets, mode="sum", per_sample_weights=h)
-        h = torch.tanh(h + self.enc_b1)
-        mu, logvar = F.linear(h, self.enc_w2, self.enc_b2).chunk(2, dim=1)
+        if generator is not None and self.config.dropout > 0:
+            keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.config.dropout
+            h = h * keep / (1 - self.config.dropout)
+        h = F.embedding_bag(x.cols, self.enc_w1_, x.offsets, mode="sum", per_sample_weights=h)
+        h = torch.tanh(h + self.enc_b1_)
+        mu, logvar = F.linear(h, self.enc_w2_, self.enc_b2_).chunk(2, dim=1)
         z = mu
         if generator is not None:
             noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            z = mu + self.noise_std * noise * torch.exp(0.5 * logvar)
-        h = torch.tanh(F.linear(z, self.dec_w1, self.dec_b1))
-        return F.linear(h, self.dec_w2, self.dec_b2), mu, logvar
+            z = mu + self.config.noise_std * noise * torch.exp(0.5 * logvar)
+        h = torch.tanh(F.linear(z, self.dec_w1_, self.dec_b1_))
+        return F.linear(h, self.dec_w2_, self.dec_b2_), mu, logvar
 
     def _rows(self, interactions: Interactions):
-        if self.binarize:
+        if self.config.binarize:
             return interactions.binary()
         if interactions.matrix.nnz and interactions.matrix.data.min() < 0:
             raise MmworkError("MultVAE reads interaction weights as counts, and some are negative; "
@@ -182,8 +165,8 @@ class MultVAE(Recommender):
 
     # -- scoring ------------------------------------------------------------------------------------
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        x = _SparseRows(self._rows(self.train_), users, self.enc_w1.device)
-        with _autocast(self.enc_w1.device, self.amp):
+        x = _SparseRows(self._rows(self.train_), users, self.enc_w1_.device)
+        with _autocast(self.enc_w1_.device, self.config.amp):
             return self._forward(x)[0].float()
 
 

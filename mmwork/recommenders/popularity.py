@@ -11,16 +11,16 @@ from mmwork.recommenders.base import Recommender
 class MostPopular(Recommender):
     """Scores each item by how many training users interacted with it.
 
-    Attributes: ``counts`` (n_items,) float tensor.
+    Learned state: ``counts_`` (n_items,) float tensor.
 
     >>> model = MostPopular().fit(split.train)          # doctest: +SKIP
     """
 
     name = "pop"
-    _state = ("counts",)
+    _state = ("counts_",)
 
     def _fit(self, train, item_features, valid):
-        self.counts = torch.as_tensor(np.diff(train.binary().tocsc().indptr), dtype=torch.float32, device=self.device_)
+        self.counts_ = torch.as_tensor(np.diff(train.binary().tocsc().indptr), dtype=torch.float32, device=self.device_)
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        return self.counts.unsqueeze(0).expand(len(users), -1).clone()
+        return self.counts_.unsqueeze(0).expand(len(users), -1).clone()

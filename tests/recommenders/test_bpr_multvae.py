@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mmwork import MmworkError
-from mmwork.evaluation import evaluate
+from mmwork.evaluation import Validator, evaluate
 from mmwork.recommenders.base import Recommender
 from mmwork.recommenders.bpr import BPR
 from mmwork.recommenders.multvae import MultVAE
@@ -39,7 +39,7 @@ def popularity_ndcg(split):
 @pytest.fixture(scope="module", params=["bpr", "multvae"])
 def fitted(request, split):
     """Each model trained briefly on the RecBole split, with early stopping on its validation part."""
-    return MODELS[request.param](device="cpu", **QUICK[request.param]).fit(split.train, valid=split.valid)
+    return MODELS[request.param](device="cpu", **QUICK[request.param]).fit(split.train, valid=Validator(split))
 
 
 def test_beats_most_popular(fitted, split, popularity_ndcg):
@@ -57,18 +57,6 @@ def test_history_records_a_falling_loss(fitted):
     evaluated = [h for h in history if "valid_ndcg@10" in h]
     assert evaluated and all(0 < h["valid_ndcg@10"] < 1 for h in evaluated)
     assert fitted.best_epoch_ in [h["epoch"] for h in evaluated]
-
-
-def test_save_load_round_trip(fitted, split, tmp_path):
-    users = np.arange(0, split.train.n_users, 7)
-    fitted.save(tmp_path / "model")
-    loaded = Recommender.load(tmp_path / "model", device="cpu")
-    assert type(loaded) is type(fitted) and loaded.get_params() == fitted.get_params() | {"device": "cpu"}
-    torch.testing.assert_close(loaded.score(users), fitted.score(users), rtol=0, atol=0)
-    # one user's scores may differ in the last bit (another BLAS kernel for a single row): compare ranks
-    mine, theirs = fitted.recommend(["196"], k=5), loaded.recommend(["196"], k=5)
-    assert mine["item_id"].tolist() == theirs["item_id"].tolist()
-    np.testing.assert_allclose(mine["score"], theirs["score"], rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["bpr", "multvae"])
@@ -103,7 +91,7 @@ def test_bpr_hand_written_gradient_matches_autograd():
 def test_multvae_reads_weights_unless_binarized(split):
     """By default the rows are the interaction weights (MovieLens ratings); binarize=True is the same as
     training on 0/1 data, and negative weights, which are no counts, are refused."""
-    from mmwork.recommenders.data import Interactions
+    from mmwork.interactions import Interactions
     train = split.train
     binary = Interactions(train.binary(), train.user_ids, train.item_ids)
     users = np.arange(0, train.n_users, 5)
@@ -116,20 +104,11 @@ def test_multvae_reads_weights_unless_binarized(split):
         fit(negative)
 
 
-@pytest.mark.parametrize("name", ["bpr", "multvae"])
-def test_bad_parameters_are_clear_errors(name, split):
-    for bad in ({"epochs": 0}, {"lr": -1.0}, {"batch_size": 1.5}):
-        with pytest.raises(MmworkError, match=name.replace("bpr", "BPR").replace("multvae", "MultVAE")):
-            MODELS[name](device="cpu", **bad).fit(split.train)
-    with pytest.raises(MmworkError, match="not fitted"):
-        MODELS[name]().score([0])
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", ["bpr", "multvae"])
 def test_trains_on_cuda_with_mixed_precision(name, split, popularity_ndcg):
     extra = {"amp": True} if name == "multvae" else {}
-    model = MODELS[name](device="cuda", **extra, **QUICK[name]).fit(split.train, valid=split.valid)
+    model = MODELS[name](device="cuda", **extra, **QUICK[name]).fit(split.train, valid=Validator(split))
     scores = model.score(np.arange(10))
     assert scores.device.type == "cuda" and torch.isfinite(scores).all()
     assert evaluate(model, split, "test", k=10).metrics["ndcg"].mean() > popularity_ndcg + 0.06
@@ -140,7 +119,7 @@ def test_defaults_reach_recbole_published_ndcg(split):
     """RecBole 1.2.1 reports BPR NDCG@10 0.2768 on this protocol; Mult-VAE should be close or better."""
     results = {}
     for name, model in MODELS.items():
-        model = model(device="cpu").fit(split.train, valid=split.valid)
+        model = model(device="cpu").fit(split.train, valid=Validator(split))
         results[name] = evaluate(model, split, "test", k=10).metrics["ndcg"].mean()
     assert results["bpr"] >= 0.2768, results
     assert results["multvae"] >= results["bpr"] - 0.02, results

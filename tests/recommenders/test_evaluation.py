@@ -11,7 +11,7 @@ from mmwork.evaluation import (Experiment, cold_start_split, evaluate, leave_one
 from mmwork.evaluation.metrics import RANKING_METRICS, coverage, intra_list_diversity, novelty
 from mmwork.evaluation.splits import split_counts
 from mmwork.recommenders import MostPopular, Recommender
-from mmwork.recommenders.data import Interactions
+from mmwork.interactions import Interactions
 
 
 @pytest.fixture(scope="module")

@@ -47,18 +47,13 @@ def default_feature_specs(dataset: str) -> list[str]:
 
 
 def build_models(names: list[str], params: dict[str, dict] | None = None, device: str = "auto", seed: int = 0):
+    """The named recommenders with their parameters, validated before anything trains."""
     from mmwork.recommenders import MODELS
     params = params or {}
     unknown = [n for n in list(names) + list(params) if n not in MODELS]
     if unknown:
         raise MmworkError(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
-    models = []
-    for name in names:
-        try:
-            models.append(MODELS[name](device=device, seed=seed, **params.get(name, {})))
-        except TypeError as exc:
-            raise MmworkError(f"bad parameter for {name}: {exc}") from exc
-    return models
+    return [MODELS[name](device=device, seed=seed, **params.get(name, {})) for name in names]
 
 
 def run_experiment(dataset: str, models: list[str], protocol: str = "recbole", k: int = 10, seed: int = 2020,

@@ -1,4 +1,6 @@
-"""Interactions as a sparse user x item matrix over fixed id vocabularies.
+"""Interactions as a sparse user x item matrix over fixed id vocabularies, and a train/valid/test
+``Split`` of them: the data that recommenders learn from and evaluation ranks on. Both stages import
+this module; it imports neither.
 
 Every model and metric works on integer indices; these classes are the one place that maps between
 ``user_id``/``item_id`` strings and rows/columns.
@@ -11,7 +13,9 @@ Every model and metric works on integer indices; these classes are the one place
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,3 +88,52 @@ class Interactions:
         coo = self.matrix.tocoo()
         return pd.DataFrame({"user_id": self.user_ids[coo.row], "item_id": self.item_ids[coo.col],
                              "weight": coo.data})
+
+
+@dataclass
+class Split:
+    """Three interaction matrices over one user and item vocabulary.
+
+    ``candidates`` / ``valid_candidates`` (item indices) restrict ranking on test / valid to those
+    items (the cold-start protocol); None means every item.
+    """
+
+    train: Interactions
+    valid: Interactions
+    test: Interactions
+    protocol: str
+    params: dict = field(default_factory=dict)
+    candidates: np.ndarray | None = None
+    valid_candidates: np.ndarray | None = None
+    description: str = ""
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        return self.train.user_ids
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.train.item_ids
+
+    def data_hash(self) -> str:
+        digest = hashlib.sha256()
+        for part in (self.train, self.valid, self.test):
+            m = part.matrix.tocsr()
+            for array in (m.indptr, m.indices, m.data):
+                digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update("\0".join(map(str, self.item_ids)).encode())
+        return digest.hexdigest()[:16]
+
+    def describe(self) -> dict:
+        return {"protocol": self.protocol, "description": self.description, "params": self.params,
+                "users": int(self.train.n_users), "items": int(self.train.n_items),
+                "train": int(self.train.nnz), "valid": int(self.valid.nnz), "test": int(self.test.nnz),
+                "data_hash": self.data_hash()}
+
+    def to_files(self, folder: str | Path) -> Path:
+        """Write train/valid/test as ``user_id, item_id, weight`` CSV files (to compare libraries)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("train", "valid", "test"):
+            getattr(self, name).to_frame().to_csv(folder / f"{name}.csv", index=False)
+        return folder
