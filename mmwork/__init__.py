@@ -13,7 +13,9 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from mmwork.errors import MmworkError  # noqa: E402
 from mmwork.store import read_table, list_tables, write_table  # noqa: E402
-from mmwork.query import catalog, open, query, similar, similar_to_text  # noqa: E402,A004
+from mmwork import queries  # noqa: E402 - the module; ``mmwork.query`` is its query function
+from mmwork.queries import (catalog, feature_stat_by, open, query, similar, similar_to_text,  # noqa: E402,A004
+                            top_items_by)
 
-__all__ = ["MmworkError", "catalog", "list_tables", "open", "query", "read_table", "similar", "similar_to_text",
-           "write_table", "__version__"]
+__all__ = ["MmworkError", "catalog", "feature_stat_by", "list_tables", "open", "queries", "query", "read_table",
+           "similar", "similar_to_text", "top_items_by", "write_table", "__version__"]

@@ -92,7 +92,7 @@ def _recommend(args) -> None:
 
 
 def _query(args) -> None:
-    from mmwork.query import query
+    from mmwork.queries import query
     result = query(args.dataset, args.table, columns=args.columns.split(",") if args.columns else None,
                    where=args.where, limit=args.limit, output=args.output, scheduler=args.scheduler)
     if args.output:
@@ -102,7 +102,7 @@ def _query(args) -> None:
 
 
 def _similar(args) -> None:
-    from mmwork.query import similar, similar_to_text
+    from mmwork.queries import similar, similar_to_text
     if args.text:
         result = similar_to_text(args.dataset, args.item_id, features=args.features, k=args.k, scheduler=args.scheduler)
     else:

@@ -5,10 +5,9 @@ LensKit 2025); the component validates its parameters when it is constructed, so
 before any compute, with one readable message. Values given as strings (from the command line or a
 YAML file) are converted by pydantic's usual rules (``"50"`` -> 50, ``"false"`` -> False).
 
->>> from pydantic import PositiveInt
+>>> from pydantic import Field
 >>> class Knobs(Config):
-...     epochs: PositiveInt = 10
-...     '''Passes over the data.'''
+...     epochs: int = Field(10, gt=0, description="Passes over the data.")
 >>> Knobs.make(epochs="5").epochs
 5
 >>> Knobs.make(epochs=0)

@@ -43,3 +43,26 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_imported_package_is_declared():
+    """Each third-party module that mmwork imports comes from a distribution pyproject.toml names."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_split(r)[0].replace("_", "-") for r in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        declared |= {_split(r)[0].replace("_", "-") for r in extra if not r.startswith("mmwork")}
+    imported = set()
+    for path in (ROOT / "mmwork").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"mmwork", "__future__"}
+    owners = packages_distributions()
+    undeclared = {m: owners.get(m) for m in third_party
+                  if not {d.lower().replace("_", "-") for d in owners.get(m, [m])} & declared}
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"

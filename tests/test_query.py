@@ -6,7 +6,7 @@ import pytest
 import mmwork
 from mmwork import MmworkError, datasets, read_table
 from mmwork.features import extract
-from mmwork.query import feature_stat_by, parse_where, similar_to_vector, top_items_by
+from mmwork.queries import feature_stat_by, parse_where, similar_to_vector, top_items_by
 
 
 @pytest.fixture(scope="module")

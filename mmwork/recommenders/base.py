@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import NonNegativeInt
+from tqdm import tqdm
 
 from mmwork.config import Config
 from mmwork.device import resolve_device
@@ -190,9 +191,10 @@ def _subclasses(cls: type) -> list[type]:
 
 
 class EarlyStopping:
-    """Calls ``valid(model)`` every ``every`` epochs (and at ``last_epoch``), keeps the best epoch's
-    state, and says when ``patience`` epochs have passed without improvement. Without ``valid`` it
-    never evaluates and never stops; ``best_epoch`` is then the last epoch.
+    """Called once per epoch: calls ``valid(model)`` every ``every`` epochs (and at ``last_epoch``),
+    keeps the best epoch's state, says when ``patience`` epochs have passed without improvement, and
+    shows an epoch progress bar on terminals. Without ``valid`` it never evaluates and never stops;
+    ``best_epoch`` is then the last epoch.
 
     >>> stopper = EarlyStopping(model, valid, every=5, patience=10, last_epoch=200)   # doctest: +SKIP
     >>> if stopper.check(epoch, row, snapshot=lambda: weights.clone()): break         # doctest: +SKIP
@@ -203,17 +205,23 @@ class EarlyStopping:
         self.every, self.patience, self.last_epoch = every, patience, last_epoch
         self.key = f"valid_{getattr(valid, 'name', 'score')}"
         self.best, self.best_epoch, self.best_state = -np.inf, last_epoch, None
+        # an epoch bar on terminals (tqdm turns itself off when stderr is not one: logs, CI, Papermill)
+        self.bar = tqdm(total=last_epoch, desc=f"{model.name} epochs", unit="epoch", leave=False, disable=None)
 
     def check(self, epoch: int, row: dict, snapshot) -> bool:
         """Evaluate when due (adding the score to ``row``; ``snapshot()`` copies the state when it is
         the best so far); True when training should stop."""
-        if self.valid is None or not (epoch % self.every == 0 or epoch == self.last_epoch):
-            return False
-        row[self.key] = score = float(self.valid(self.model))
-        if score > self.best:
-            self.best, self.best_epoch, self.best_state = score, epoch, snapshot()
-        if epoch - self.best_epoch >= self.patience:
-            log.info("%s: no better %s for %d epochs; best epoch %d (%.4f)", self.model.name, self.key,
-                     self.patience, self.best_epoch, self.best)
-            return True
-        return False
+        stop = False
+        if self.valid is not None and (epoch % self.every == 0 or epoch == self.last_epoch):
+            row[self.key] = score = float(self.valid(self.model))
+            if score > self.best:
+                self.best, self.best_epoch, self.best_state = score, epoch, snapshot()
+            stop = epoch - self.best_epoch >= self.patience
+            if stop:
+                log.info("%s: no better %s for %d epochs; best epoch %d (%.4f)", self.model.name, self.key,
+                         self.patience, self.best_epoch, self.best)
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("loss", self.key)}, refresh=False)
+        self.bar.update()
+        if stop or epoch == self.last_epoch:
+            self.bar.close()
+        return stop

@@ -199,7 +199,7 @@ class MultimodalHybrid(Recommender):
                 break
         for name, value in (stopper.best_state or {}).items():
             setattr(self, name, value)
-        self.best_epoch_ = stopper.best_epoch if stopper.best_state is not None else len(self.history_)
+        self.best_epoch_ = stopper.best_epoch
 
     @staticmethod
     def _negatives(users, candidates, positive_keys, n_items, generator, rounds=3):
