@@ -80,15 +80,20 @@ def _recommend(args) -> None:
     result = run_experiment(args.dataset, [m.strip() for m in args.models.split(",") if m.strip()],
                             protocol=args.protocol, k=args.k, seed=args.seed,
                             features=args.features.split(",") if args.features else None, params=params,
-                            device=args.device, split_dir=args.split_dir, verbose=not args.json)
+                            device=args.device, split_dir=args.split_dir, threshold=args.threshold, mask=args.mask,
+                            verbose=not args.json)
     if args.output:
         result.to_json(args.output)
     if args.json:
         print(result.to_json())
+        return
+    setup = result.setup
+    if args.split_dir:
+        print(f"split: the files in {args.split_dir} (train {setup['train']} / valid {setup['valid']} / test "
+              f"{setup['test']}); item catalogue: {setup['item_catalogue']}")
     else:
-        print(f"protocol: {result.setup['protocol']} ({result.setup['description']}); K={args.k}; "
-              f"seed {args.seed}; data hash {result.setup['data_hash']}")
-        print(result.table.round(4).to_string())
+        print(f"split: {setup['protocol']} ({setup['description']}); {setup['params']}")
+    print(f"mask: {setup['mask_rule']}\n{result!r}")
 
 
 def _query(args) -> None:
@@ -204,8 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = rec_sub.add_parser("evaluate", help="fit and evaluate models under one protocol; prints model x metric")
     p.add_argument("--dataset", default="movielens-100k")
     p.add_argument("--models", default="pop,itemknn,bpr,ease,multvae", help="comma-separated model names")
-    p.add_argument("--protocol", default="recbole", help="recbole, ratio, temporal, loo or cold-items")
-    p.add_argument("--split-dir", help="a folder with train.csv, valid.csv, test.csv to use instead of a protocol")
+    p.add_argument("--protocol", help="recbole (default), ratio, temporal, loo or cold-items")
+    p.add_argument("--split-dir", help="a folder with train.csv, test.csv [and valid.csv] to use instead of a "
+                                       "protocol; the --dataset still gives the item catalogue")
+    p.add_argument("--threshold", type=float, help="with --split-dir: only valid/test ratings >= this are relevant")
+    p.add_argument("--mask", choices=["recbole", "cornac"], help="with --split-dir: remove every training item from "
+                   "the ranking (recbole, default) or only the positive ones, ranking items seen in training (cornac)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--features", help="item features for content models, e.g. text:minilm,text:tfidf_lsa")

@@ -21,12 +21,28 @@ SPLITTERS = {
 }
 
 
-def make_split(dataset: str, protocol: str = "recbole", seed: int = 2020, split_dir: str | Path | None = None):
-    """The split of ``dataset`` under ``protocol`` (or the train/valid/test files in ``split_dir``)."""
+def make_split(dataset: str, protocol: str | None = None, seed: int = 2020, split_dir: str | Path | None = None,
+               threshold: float | None = None, mask: str | None = None):
+    """The split of ``dataset`` under ``protocol`` (default "recbole"), or the ``train.csv``,
+    ``test.csv`` [and ``valid.csv``] in ``split_dir``, whose relevance ``threshold`` and masking rule
+    ``mask`` ("recbole" or "cornac") can be chosen. With split files the data set still gives the
+    item catalogue (every item is a column; under the cornac rule only items seen in training are ranked).
+
+    >>> make_split("movielens-100k", split_dir="cornac_split/", threshold=4, mask="cornac")   # doctest: +SKIP
+    """
+    if split_dir is None and (threshold is not None or mask is not None):
+        raise MmworkError("threshold and mask (--threshold, --mask) apply to split files only (--split-dir); "
+                          "each protocol fixes its own")
+    if split_dir is not None and protocol is not None:
+        raise MmworkError(f"--protocol {protocol} and --split-dir cannot be combined: the files in {split_dir} are the "
+                          "split (protocol 'files'); choose the ranking rule with --mask recbole|cornac")
     items = read_table(dataset, "items", columns=["item_id"])["item_id"]
     if split_dir is not None:
         folder = Path(split_dir)
-        return splits.split_from_files(*(folder / f"{p}.csv" for p in ("train", "valid", "test")), item_ids=items)
+        valid = folder / "valid.csv"
+        return splits.split_from_files(folder / "train.csv", valid if valid.exists() else None, folder / "test.csv",
+                                       item_ids=items, threshold=threshold, mask=mask or "recbole")
+    protocol = protocol or "recbole"
     if protocol not in SPLITTERS:
         raise MmworkError(f"unknown protocol {protocol!r}; choose from {sorted(SPLITTERS)} (or give split files)")
     if not table_path(dataset, "interactions").exists():
@@ -56,17 +72,21 @@ def build_models(names: list[str], params: dict[str, dict] | None = None, device
     return [MODELS[name](device=device, seed=seed, **params.get(name, {})) for name in names]
 
 
-def run_experiment(dataset: str, models: list[str], protocol: str = "recbole", k: int = 10, seed: int = 2020,
+def run_experiment(dataset: str, models: list[str], protocol: str | None = None, k: int = 10, seed: int = 2020,
                    features: list[str] | None = None, params: dict[str, dict] | None = None, device: str = "auto",
-                   split_dir: str | Path | None = None, verbose: bool = True) -> ExperimentResult:
-    """Split ``dataset``, build the named models (validated before anything trains), run them."""
+                   split_dir: str | Path | None = None, threshold: float | None = None, mask: str | None = None,
+                   verbose: bool = True) -> ExperimentResult:
+    """Split ``dataset`` (see :func:`make_split`), build the named models (validated before anything
+    trains), run them."""
     built = build_models(models, params, device=device, seed=seed)
-    split = make_split(dataset, protocol, seed=seed, split_dir=split_dir)
+    split = make_split(dataset, protocol, seed=seed, split_dir=split_dir, threshold=threshold, mask=mask)
     item_features = None
     if features or any(m.uses_features for m in built):
         from mmwork.recommenders.features import load_item_features
         item_features = load_item_features(dataset, features or default_feature_specs(dataset), split.item_ids)
     result = Experiment(split, built, k=k, item_features=item_features, verbose=verbose).run()
     result.setup["dataset"] = dataset
+    result.setup["item_catalogue"] = f"{dataset} items ({len(split.item_ids)})"
+    result.setup["split_dir"] = str(split_dir) if split_dir is not None else None
     result.setup["features"] = features or (default_feature_specs(dataset) if item_features is not None else [])
     return result

@@ -14,6 +14,7 @@ Every model and metric works on integer indices; these classes are the one place
 from __future__ import annotations
 
 import hashlib
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +96,12 @@ class Split:
     """Three interaction matrices over one user and item vocabulary.
 
     ``candidates`` / ``valid_candidates`` (item indices) restrict ranking on test / valid to those
-    items (the cold-start protocol); None means every item.
+    items (the cold-start protocol); None means every item. ``threshold``: only valid/test weights
+    ``>= threshold`` are relevant (None: all); ``mask`` names the rule that says which known items are
+    removed from a ranking (``mmwork.evaluation.masking.MASKS``: "recbole" or "cornac").
+
+    >>> split                                                                        # doctest: +SKIP
+    Split(protocol='recbole', 943 users x 1682 items, train 80808 / valid 9596 / test 9596, mask recbole, ...)
     """
 
     train: Interactions
@@ -106,6 +112,8 @@ class Split:
     candidates: np.ndarray | None = None
     valid_candidates: np.ndarray | None = None
     description: str = ""
+    threshold: float | None = None
+    mask: str = "recbole"
 
     @property
     def user_ids(self) -> np.ndarray:
@@ -126,9 +134,19 @@ class Split:
 
     def describe(self) -> dict:
         return {"protocol": self.protocol, "description": self.description, "params": self.params,
+                "mask": self.mask, "threshold": self.threshold,
                 "users": int(self.train.n_users), "items": int(self.train.n_items),
                 "train": int(self.train.nnz), "valid": int(self.valid.nnz), "test": int(self.test.nnz),
                 "data_hash": self.data_hash()}
+
+    def __repr__(self) -> str:
+        relevance = "" if self.threshold is None else f", relevant >= {self.threshold:g}"
+        return (f"Split(protocol={self.protocol!r}, {self.train.n_users} users x {self.train.n_items} items, "
+                f"train {self.train.nnz} / valid {self.valid.nnz} / test {self.test.nnz}{relevance}, "
+                f"mask {self.mask}, hash {self.data_hash()[:8]}…)")
+
+    def _repr_html_(self) -> str:
+        return f"<code>{html.escape(repr(self))}</code>"
 
     def to_files(self, folder: str | Path) -> Path:
         """Write train/valid/test as ``user_id, item_id, weight`` CSV files (to compare libraries)."""

@@ -5,12 +5,14 @@
 >>> result = Experiment(split, [MostPopular(), EASE()], k=10).run()      # doctest: +SKIP
 >>> result.table                                                          # doctest: +SKIP
 
-Each model is fitted on ``split.train`` (``split.valid`` is given for early stopping only) and
-ranked on ``split.test``; the result carries the protocol, seed, data hash and per-user metrics so a
-paired significance test between any two models is one call.
+Each model is fitted on ``split.train`` (``split.valid``, when it has relevant interactions, is
+given for early stopping only) and ranked on ``split.test`` under the split's masking rule; the result
+carries the protocol, masking rule, seed, data hash, each model's training epochs and time, and
+per-user metrics, so a paired significance test between any two models is one call.
 """
 from __future__ import annotations
 
+import html
 import json
 import platform
 import time
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mmwork.errors import MmworkError
+from mmwork.evaluation import masking
 from mmwork.evaluation.metrics import RANKING_METRICS, coverage, intra_list_diversity, novelty, paired_test
 from mmwork.evaluation.ranking import Ranking, Validator, evaluate
 from mmwork.interactions import Split
@@ -30,7 +33,9 @@ BEYOND_ACCURACY = ("coverage", "novelty", "diversity")
 
 @dataclass
 class ExperimentResult:
-    """The tidy table (one row per model), the per-user metrics, and what it was measured under."""
+    """The tidy table (one row per model: metrics, ``best_epoch`` and ``epochs`` — None for models
+    that do not train in epochs — ``fit_s``, ``eval_s``), the per-user metrics, and what it was
+    measured under (``setup``)."""
 
     table: pd.DataFrame
     rankings: dict[str, Ranking]
@@ -45,8 +50,22 @@ class ExperimentResult:
         return paired_test(self.rankings[model_a].metrics[metric], self.rankings[model_b].metrics[metric]) | {
             "metric": f"{metric}@{self.setup['k']}", "a": model_a, "b": model_b}
 
+    def headline(self) -> str:
+        """One line: protocol, masking rule, relevance, K, users evaluated, data hash."""
+        s = self.setup
+        relevance = "every held-out interaction" if s["threshold"] is None else f"rating >= {s['threshold']:g}"
+        return (f"protocol {s['protocol']}, mask {s['mask']}, relevant: {relevance}, K={s['k']}, "
+                f"{s['evaluated_users']} users evaluated, data hash {s['data_hash']}")
+
+    def __repr__(self) -> str:
+        return f"{self.headline()}\n{self.table.round(4).to_string()}"
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self.headline())}</p>{self.table.round(4).to_html()}"
+
     def to_dict(self) -> dict:
-        return {"setup": self.setup, "results": self.table.reset_index().to_dict(orient="records")}
+        records = json.loads(self.table.reset_index().to_json(orient="records", double_precision=15))
+        return {"setup": self.setup, "results": records}
 
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, default=float)
@@ -85,7 +104,7 @@ class Experiment:
         for name, model in zip(names, self.models):
             started = time.perf_counter()
             features = self.item_features if getattr(model, "uses_features", False) else None
-            valid = Validator(self.split) if self.split.valid.nnz else None
+            valid = Validator(self.split) if masking.relevant(self.split, "valid").nnz else None
             model.fit(self.split.train, item_features=features, valid=valid)
             fit_s = time.perf_counter() - started
             started = time.perf_counter()
@@ -93,28 +112,32 @@ class Experiment:
             eval_s = time.perf_counter() - started
             row = {"model": name} | {f"{m}@{self.k}": float(v.mean()) for m, v in ranking.metrics.items()}
             if "coverage" in self.metrics:
-                n = len(self.split.candidates) if self.split.candidates is not None else self.split.train.n_items
+                ranked = masking.candidates(self.split, "test")
+                n = len(ranked) if ranked is not None else self.split.train.n_items
                 row[f"coverage@{self.k}"] = coverage(ranking.top_items, n)
             if "novelty" in self.metrics:
                 row[f"novelty@{self.k}"] = float(novelty(ranking.top_items, popularity, self.split.train.n_users).mean())
             if "diversity" in self.metrics and diversity_features is not None:
                 row[f"diversity@{self.k}"] = float(intra_list_diversity(ranking.top_items, diversity_features).mean())
-            row |= {"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)}
+            histories[name] = history = getattr(model, "history_", [])
+            row |= {"best_epoch": getattr(model, "best_epoch_", None), "epochs": len(history) or None,
+                    "fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)}
             rows.append(row)
             rankings[name] = ranking
-            histories[name] = getattr(model, "history_", [])
             if self.verbose:
                 shown = {k: round(v, 4) for k, v in row.items() if k.startswith(("ndcg", "recall"))}
                 print(f"  {name:<10} {shown}  fit {fit_s:.1f} s, eval {eval_s:.2f} s", flush=True)
         import torch
         setup = self.split.describe() | {
-            "k": self.k, "evaluated_users": int(len(next(iter(rankings.values())).users)),
+            "mask_rule": masking.MASKS[self.split.mask], "k": self.k,
+            "evaluated_users": int(len(next(iter(rankings.values())).users)),
             "models": {n: repr(m) for n, m in zip(names, self.models)},
-            "seeds": {n: getattr(m, "seed", None) for n, m in zip(names, self.models)},
+            "seeds": {n: getattr(getattr(m, "config", None), "seed", None) for n, m in zip(names, self.models)},
             "machine": {"python": platform.python_version(), "torch": torch.__version__,
                         "device": str(getattr(self.models[0], "device_", "cpu"))},
         }
-        return ExperimentResult(pd.DataFrame(rows).set_index("model"), rankings, setup, histories)
+        table = pd.DataFrame(rows).set_index("model").astype({"best_epoch": "Int64", "epochs": "Int64"})
+        return ExperimentResult(table, rankings, setup, histories)
 
 
 def _stack(features) -> np.ndarray | None:

@@ -1,5 +1,6 @@
 """Full ranking on the model's device, in user batches: score every item, mask what may not be
-recommended, take the top K with torch, and look up which of them are relevant.
+recommended (the split's rule, see :mod:`mmwork.evaluation.masking`), take the top K with torch, and
+look up which of them are relevant.
 
 >>> result = evaluate(model, split, part="test", k=10)        # doctest: +SKIP
 >>> result.metrics["ndcg"].mean()                            # doctest: +SKIP
@@ -9,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from mmwork.errors import MmworkError
+from mmwork.evaluation import masking
 from mmwork.evaluation.metrics import RANKING_METRICS
 from mmwork.interactions import Split
 
@@ -28,31 +29,24 @@ class Ranking:
     metrics: dict[str, np.ndarray]
 
 
-def _exclusion(split: Split, part: str) -> sp.csr_matrix:
-    if part == "valid":
-        return split.train.matrix
-    return (split.train.matrix + split.valid.matrix).tocsr()  # RecBole masks train and valid when testing
-
-
 def evaluate(model, split: Split, part: str = "test", k: int = 10, batch_size: int = 1024,
              metrics: tuple[str, ...] = tuple(RANKING_METRICS)) -> Ranking:
-    """Rank all (or the split's candidate) items for every user who has relevant items in ``part``."""
+    """Rank the items the split's rule allows for every user who has relevant items in ``part``."""
     if part not in ("valid", "test"):
         raise MmworkError(f"part must be 'valid' or 'test', got {part!r}")
     unknown = set(metrics) - set(RANKING_METRICS)
     if unknown:
         raise MmworkError(f"unknown metric(s) {sorted(unknown)}; choose from {sorted(RANKING_METRICS)}")
-    truth = getattr(split, part).matrix.tocsr()
-    truth.eliminate_zeros()
+    truth = masking.relevant(split, part)
     n_relevant_all = np.diff(truth.indptr)
     users = np.flatnonzero(n_relevant_all > 0)
     if len(users) == 0:
-        raise MmworkError(f"no user has interactions in the {part} set: nothing to evaluate")
-    candidates = split.candidates if part == "test" else split.valid_candidates
+        raise MmworkError(f"no user has relevant interactions in the {part} set: nothing to evaluate")
+    candidates = masking.candidates(split, part)
     n_items = split.train.n_items
     if not 1 <= k <= (len(candidates) if candidates is not None else n_items):
         raise MmworkError(f"k={k} is larger than the number of items that can be ranked")
-    excluded = _exclusion(split, part)
+    excluded = masking.excluded(split, part)
     tops, hit_rows = [], []
     for start in range(0, len(users), batch_size):
         batch = users[start:start + batch_size]
@@ -79,8 +73,8 @@ def evaluate(model, split: Split, part: str = "test", k: int = 10, batch_size: i
 @dataclass
 class Validator:
     """The early-stopping callback models receive as ``fit(..., valid=Validator(split))``: the mean
-    ``metric@k`` on ``split.valid`` (training items masked; among ``split.valid_candidates`` when the
-    protocol restricts ranking). ``k`` shrinks to the number of candidates when there are fewer.
+    ``metric@k`` on ``split.valid`` under the split's masking rule. ``k`` shrinks to the number of
+    rankable items when there are fewer.
 
     >>> model.fit(split.train, valid=Validator(split))           # doctest: +SKIP
     >>> model.history_[-1]["valid_ndcg@10"]                      # doctest: +SKIP
@@ -93,8 +87,9 @@ class Validator:
     def __post_init__(self):
         if self.metric not in RANKING_METRICS:
             raise MmworkError(f"unknown metric {self.metric!r}; choose from {sorted(RANKING_METRICS)}")
-        if self.split.valid_candidates is not None:
-            self.k = min(self.k, len(self.split.valid_candidates))
+        allowed = masking.candidates(self.split, "valid")
+        if allowed is not None:
+            self.k = min(self.k, len(allowed))
 
     @property
     def name(self) -> str:

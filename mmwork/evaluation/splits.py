@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mmwork.errors import MmworkError
+from mmwork.evaluation.masking import MASKS
 from mmwork.interactions import Interactions, Split
 from mmwork.store import require_columns
 
@@ -27,7 +28,7 @@ PROTOCOLS = {
     "loo": "leave-one-out: per user, the last interaction to test, the one before to valid; full ranking",
     "cold-items": "a random share of the items is held out with all their interactions (half valid, half test); "
                   "ranking over the held-out items only",
-    "files": "train/valid/test supplied as files",
+    "files": "train, test (and optionally valid) supplied as files",
 }
 
 
@@ -122,7 +123,9 @@ def ratio_split(interactions: pd.DataFrame, threshold: float = 4.0, ratios=(0.8,
     relevant = frame["weight"].to_numpy() >= threshold
     parts = {"train": frame[labels == 0], "valid": frame[(labels == 1) & relevant],
              "test": frame[(labels == 2) & relevant]}
-    return _build(parts, users, items, "ratio", {"ratios": list(ratios), "seed": seed, "threshold": threshold})
+    split = _build(parts, users, items, "ratio", {"ratios": list(ratios), "seed": seed, "threshold": threshold})
+    split.threshold = threshold
+    return split
 
 
 def temporal_split(interactions: pd.DataFrame, ratios=(0.8, 0.1, 0.1), item_ids=None) -> Split:
@@ -175,18 +178,33 @@ def cold_start_split(interactions: pd.DataFrame, item_ids, cold_share: float = 0
     return split
 
 
-def split_from_files(train, valid, test, item_ids=None) -> Split:
-    """A split supplied as three tables (paths to CSV/Parquet, or DataFrames) of user_id, item_id
-    [, weight], e.g. the exact split another library used."""
-    def read(source):
+def split_from_files(train, valid, test, item_ids=None, threshold: float | None = None,
+                     mask: str = "recbole") -> Split:
+    """A split supplied as tables (paths to CSV/Parquet, or DataFrames) of user_id, item_id [, weight],
+    e.g. the exact split another library used. ``valid`` may be None (then empty: models train without
+    early stopping). Only valid/test weights ``>= threshold`` are relevant; ``mask`` names the ranking
+    rule (``masking.MASKS``).
+
+    >>> split_from_files("train.csv", None, "test.csv", threshold=4, mask="cornac")   # doctest: +SKIP
+    Split(protocol='files', 943 users x 1682 items, train 80000 / valid 0 / test 19971, relevant >= 4, mask cornac, ...)
+    """
+    if mask not in MASKS:
+        raise MmworkError(f"unknown mask {mask!r}; choose from {sorted(MASKS)}")
+
+    def read(source, may_be_empty=False):
         if isinstance(source, pd.DataFrame):
-            return _frame(source)
-        path = Path(source)
-        if not path.exists():
-            raise MmworkError(f"split file {path} does not exist")
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"user_id": str, "item_id": str})
-        return _frame(frame)
-    parts = {"train": read(train), "valid": read(valid), "test": read(test)}
+            frame = source
+        elif not Path(source).exists():
+            raise MmworkError(f"split file {source} does not exist")
+        elif Path(source).suffix == ".parquet":
+            frame = pd.read_parquet(source)
+        else:
+            frame = pd.read_csv(source, dtype={"user_id": str, "item_id": str})
+        return frame if may_be_empty and frame.empty else _frame(frame)
+    parts = {"train": read(train), "test": read(test)}
+    parts["valid"] = read(valid, may_be_empty=True) if valid is not None else parts["test"].iloc[:0]
     every = pd.concat(parts.values(), ignore_index=True)
     users, items = _vocab(every, item_ids)
-    return _build(parts, users, items, "files", {})
+    split = _build(parts, users, items, "files", {})
+    split.threshold, split.mask = threshold, mask
+    return split
