@@ -84,15 +84,19 @@ def spectrogram(path: str, ax=None, n_mels: int = 64):
 
 
 def projection(vectors: np.ndarray, labels, ax=None, title: str = ""):
-    """2-D PCA projection of feature vectors, coloured by label."""
+    """2-D PCA projection of feature vectors, coloured by label; each axis says how much of the
+    variance its component explains."""
     from sklearn.decomposition import PCA
-    points = PCA(n_components=2, random_state=0).fit_transform(np.asarray(vectors, dtype=np.float32))
+    pca = PCA(n_components=2, random_state=0)
+    points = pca.fit_transform(np.asarray(vectors, dtype=np.float32))
     ax = _axes(ax, (6, 5))
     labels = pd.Series(list(labels)).astype(str)
     for label in sorted(labels.unique()):
         mask = (labels == label).to_numpy()
         ax.scatter(points[mask, 0], points[mask, 1], s=8, label=label, alpha=0.7)
     ax.legend(fontsize=7, markerscale=2, ncol=2)
+    ax.set_xlabel(f"PC1 ({pca.explained_variance_ratio_[0]:.0%} of variance)")
+    ax.set_ylabel(f"PC2 ({pca.explained_variance_ratio_[1]:.0%} of variance)")
     ax.set_title(title or "PCA projection")
     return ax
 

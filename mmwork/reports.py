@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import ast
 import base64
-import fcntl
 import hashlib
-import html
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -69,22 +66,29 @@ def find_notebook(name: str | Path) -> Path:
 
 
 def notebook_parameters(path: Path) -> dict:
-    """The names and default values of the cell tagged ``parameters``."""
-    import nbformat
-    nb = nbformat.read(path, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not cells:
+    """The names and default values of the cell tagged ``parameters``, parsed by Papermill's own
+    Python translator (``papermill.inspect_notebook`` minus its kernel look-up, so a notebook without
+    kernel metadata works too); a default that is not a Python literal accepts any value. Like
+    Papermill, it skips a line holding more than one ``=`` (a comment's included).
+
+    >>> notebook_parameters(find_notebook("02-recommenders"))["k"]      # doctest: +SKIP
+    10
+    """
+    from papermill.iorw import load_notebook_node
+    from papermill.translators import PythonTranslator
+    from papermill.utils import find_first_tagged_cell_index
+    nb = load_notebook_node(str(path))
+    index = find_first_tagged_cell_index(nb, "parameters")
+    if index < 0:
         raise MmworkError(f"{path.name} has no cell tagged 'parameters'; tag one so its values can be set")
-    defaults = {}
-    for node in ast.parse(cells[0].source).body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
-            if isinstance(target, ast.Name):
-                try:
-                    defaults[target.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    defaults[target.id] = None  # not a literal: accept any value
-    return defaults
+    return {p.name: _literal(p.default) for p in PythonTranslator.inspect(nb.cells[index])}
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None  # not a literal: accept any value
 
 
 def _type_ok(default, value) -> bool:
@@ -129,17 +133,28 @@ def read_parameters(pairs: list[tuple[str, str]] | None = None, files: list[str 
 
 # -- running ---------------------------------------------------------------------------------------
 def ensure_kernel() -> str:
-    """Make sure a Jupyter kernel named ``mmwork`` runs this interpreter; return its name."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    manager = KernelSpecManager()
-    try:
-        spec = manager.get_kernel_spec(KERNEL_NAME)
-        if spec.argv and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
-            return KERNEL_NAME
-    except Exception:  # noqa: BLE001 - jupyter_client raises NoSuchKernel and others
-        pass
+    """Make sure the Jupyter kernel named ``mmwork`` runs this interpreter (installing it into this
+    environment's prefix if needed); return its name.
+
+    >>> ensure_kernel()                          # doctest: +SKIP
+    'mmwork'
+    """
     from ipykernel.kernelspec import install
-    install(kernel_name=KERNEL_NAME, display_name="Python (mmwork)", prefix=sys.prefix)
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    def runs_here() -> bool:  # compare unresolved paths: every venv's python links to the same binary
+        try:
+            argv = KernelSpecManager().get_kernel_spec(KERNEL_NAME).argv
+        except NoSuchKernel:
+            return False
+        return bool(argv) and os.path.abspath(argv[0]) == os.path.abspath(sys.executable)
+
+    if not runs_here():
+        install(kernel_name=KERNEL_NAME, display_name="Python (mmwork)", prefix=sys.prefix)
+        if not runs_here():
+            where = KernelSpecManager().find_kernel_specs()[KERNEL_NAME]
+            raise MmworkError(f"the Jupyter kernel {KERNEL_NAME!r} in {where} runs another Python and hides this "
+                              f"environment's; remove it with `jupyter kernelspec remove {KERNEL_NAME}`")
     return KERNEL_NAME
 
 
@@ -249,15 +264,11 @@ def run_report(notebook: str | Path, parameters: dict | None = None, progress: b
 
 
 # -- ledger and index ------------------------------------------------------------------------------
-@contextmanager
 def _ledger_lock():
+    """A file lock around the ledger: concurrent runs (threads or processes) append one at a time."""
+    from filelock import FileLock
     reports_dir().mkdir(parents=True, exist_ok=True)
-    with open(reports_dir() / ".ledger.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return FileLock(reports_dir() / ".ledger.lock")
 
 
 def ledger() -> pd.DataFrame:
@@ -288,44 +299,36 @@ def compare(run_a: str, run_b: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _metric_cells(metrics: dict, previous: dict | None) -> str:
-    parts = []
+def _metric_rows(metrics: dict, previous: dict | None) -> list[dict]:
+    """Each metric with its change since ``previous`` (None when either side is not a number)."""
+    rows = []
     for name, value in metrics.items():
-        shown = f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
-        delta = ""
-        if previous and isinstance(value, (int, float)) and isinstance(previous.get(name), (int, float)):
-            change = value - previous[name]
-            delta = f' <span class="{"up" if change > 0 else "down" if change < 0 else "same"}">({change:+.3g})</span>'
-        parts.append(f"<b>{html.escape(name)}</b> {shown}{delta}")
-    return "<br>".join(parts)
+        before = (previous or {}).get(name)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, before))
+        rows.append({"name": name, "value": f"{value:.4g}" if isinstance(value, float) else value,
+                     "change": value - before if numbers else None})
+    return rows
 
 
 def write_index() -> Path:
-    """``reports/index.html``: every run, newest first, with status, parameters, key metrics (and
-    their change since the previous run of the same notebook) and links."""
-    runs = ledger()
-    rows, previous = [], {}
-    for _, run in runs.iterrows():
+    """``reports/index.html`` (from ``templates/index.html.j2``): every run, newest first, with status,
+    parameters, key metrics (and their change since the previous successful run of the same
+    notebook) and links.
+
+    >>> write_index()                                   # doctest: +SKIP
+    PosixPath('reports/index.html')
+    """
+    from jinja2 import Environment, PackageLoader
+    runs, previous = [], {}
+    for run in ledger().to_dict("records"):
         metrics = json.loads(run["metrics"] or "{}")
-        params = json.loads(run["parameters"] or "{}")
-        rows.append(f"""<tr class="{run['status']}"><td>{html.escape(run['started'])}</td>
-<td>{html.escape(run['notebook'])}</td><td><a href="{html.escape(run['html'])}">{html.escape(run['run_id'])}</a>
- · <a href="{html.escape(run['folder'])}/">files</a></td><td class="status">{html.escape(run['status'])}</td>
-<td>{run['duration_s']:.1f} s</td><td><code>{html.escape(json.dumps(params))}</code></td>
-<td>{_metric_cells(metrics, previous.get(run['notebook']))}</td>
-<td>{html.escape(run['error'] or '')}</td><td><code>{html.escape(run['code_version'])}</code>
-<br><code>{html.escape(run['data_hash'] or '')}</code></td></tr>""")
+        runs.append(run | {"parameters": json.loads(run["parameters"] or "{}"),
+                           "metrics": _metric_rows(metrics, previous.get(run["notebook"]))})
         if run["status"] == "ok":
             previous[run["notebook"]] = metrics
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mmwork reports</title><style>
-body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #ddd;padding:6px;vertical-align:top;text-align:left;font-size:14px}}
-tr.failed .status{{color:#b00;font-weight:bold}} tr.ok .status{{color:#080}} code{{font-size:12px}}
-.up{{color:#080}} .down{{color:#b00}} .same{{color:#888}}</style></head><body>
-<h1>mmwork reports</h1><p>{len(runs)} run(s); newest first. Metric changes are against the previous successful
-run of the same notebook. Ledger: <code>runs.parquet</code>.</p>
-<table><tr><th>started (UTC)</th><th>notebook</th><th>run</th><th>status</th><th>time</th><th>parameters</th>
-<th>key metrics</th><th>error</th><th>code / data</th></tr>{''.join(reversed(rows))}</table></body></html>"""
+    templates = Environment(loader=PackageLoader("mmwork", "templates"), autoescape=True, trim_blocks=True,
+                            lstrip_blocks=True)
+    page = templates.get_template("index.html.j2").render(runs=runs[::-1])
     target = reports_dir() / "index.html"
     tmp = target.with_name(".index.html.tmp")
     tmp.write_text(page, encoding="utf-8")

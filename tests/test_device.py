@@ -6,9 +6,21 @@ from mmwork.device import resolve_device
 
 
 def test_auto_picks_an_available_device():
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    expected = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
     device = resolve_device("auto")
-    assert device.type == ("cuda" if torch.cuda.is_available() else device.type)
-    torch.zeros(1, device=device)  # usable
+    assert device.type == expected
+    assert torch.ones(2, device=device).sum().item() == 2  # usable
+
+
+def test_auto_falls_back_to_cpu_without_cuda_or_mps(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")  # MPS before CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")  # CUDA first
 
 
 def test_explicit_cpu_and_bad_names():
