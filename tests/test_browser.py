@@ -35,16 +35,22 @@ class Chromium:
     def __init__(self, profile: Path):
         self.process = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self.socket = websocket.create_connection(self._page_url(profile), timeout=60, suppress_origin=True)
+        except BaseException:
+            self.process.kill()
+            raise
+        self.calls, self.events = 0, []
+        for domain in ("Page", "Runtime", "Log"):
+            self.call(f"{domain}.enable")
+
+    def _page_url(self, profile: Path) -> str:
         port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text().strip()):
             assert self.process.poll() is None and time.monotonic() < deadline, "chromium did not start"
             time.sleep(0.05)
         targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port_file.read_text().split()[0]}/json/list"))
-        page = next(t for t in targets if t["type"] == "page")
-        self.socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
-        self.calls, self.events = 0, []
-        for domain in ("Page", "Runtime", "Log"):
-            self.call(f"{domain}.enable")
+        return next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
 
     def call(self, method, **params):
         self.calls += 1

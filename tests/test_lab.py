@@ -31,7 +31,11 @@ class Server:
              "--allow-root",  # CI containers run as root; the server is on loopback with a token
              f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}"],
             env=env | {"JUPYTER_RUNTIME_DIR": str(self.runtime)}, stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = self._wait_for_url()
+        try:
+            self.url = self._wait_for_url()
+        except BaseException:
+            self.process.kill()
+            raise
 
     def _wait_for_url(self, timeout=60):
         deadline = time.monotonic() + timeout
