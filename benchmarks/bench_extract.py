@@ -4,7 +4,7 @@ Audio (the real speech-prompts + instrument-samples clips): clips per second of
   - the plain serial loop a user would write (load each clip, compute the same librosa features),
     in a warm process and as a fresh process (imports and numba JIT included),
   - `mmwork extract` with local worker processes, cold (the command as a user runs it, process
-    start-up and numba warm-up included),
+    start-up and numba warm-up included), and the same command re-run with nothing changed,
   - the same graph on an already running local `distributed` cluster (warm workers),
   - the ideal: cores x the serial rate.
 The pipeline's outputs are checked against the serial loop's (max abs difference reported).
@@ -110,6 +110,9 @@ def main() -> None:
             total, peak = total + wall, max(peak, rss)
         cold_times.append(total)
         cold_rss.append(peak)
+    # The same command again, nothing changed: every part is up to date, so nothing is extracted or written.
+    noop_times = [sum(_run_cli(["extract", d, "--modalities", "audio", "--workers", str(cores), "--no-progress"],
+                               env)[0] for d in audio_sets) for _ in range(args.repeats)]
 
     from distributed import Client, LocalCluster
     from mmwork.features import extract
@@ -160,6 +163,7 @@ def main() -> None:
             "mmwork_extract_cold": {"median_s": round(median(cold_times), 2),
                                     "clips_per_s": round(n_clips / median(cold_times), 1),
                                     "peak_rss_mb": round(max(cold_rss), 1)},
+            "mmwork_extract_noop_rerun": {"median_s": round(median(noop_times), 2)},
             "mmwork_extract_warm_cluster": {"median_s": round(median(warm_times), 2),
                                             "clips_per_s": round(n_clips / median(warm_times), 1),
                                             "worker_peak_rss_mb": round(worker_rss, 1)},

@@ -172,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="processes (default), threads, sync, or a dask.distributed address "
                                        "tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS)")
     p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
-    p.add_argument("--chunk-size", type=int, help="items per task (default: audio 16, image 512, text 2048)")
-    p.add_argument("--limit", type=int, help="only the first N items")
+    p.add_argument("--chunk-size", type=int, help="items per task and part file (default: the table's own, "
+                                                  "else audio 16, image 512, text 2048)")
+    p.add_argument("--limit", type=int, help="cover only the first N items in this run; the table's other rows stay")
     p.add_argument("--param", action="append", default=[], metavar="MODALITY.NAME=VALUE",
                    help="an extractor parameter, e.g. audio.n_mfcc=13 or image.cnn=false (repeatable)")
     p.add_argument("--refit", action="store_true", help="refit the text models instead of reusing the saved fit")

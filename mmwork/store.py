@@ -15,6 +15,7 @@ mmwork version, a hash of its inputs and its creation time.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -101,6 +102,7 @@ def write_table(data: pd.DataFrame | pa.Table, path: str | Path, *, schema: pa.S
     table = table.replace_schema_metadata(existing)
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(path.parent, path.name)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd")
@@ -156,6 +158,15 @@ def read_table(path_or_dataset: str | Path, table: str | None = None, *, columns
         raise MmworkError(f"table {path} is unreadable or truncated ({exc}); delete it and rebuild it") from exc
 
 
+def table_schema(path_or_dataset: str | Path, table: str | None = None) -> pa.Schema:
+    """A table's Arrow schema, read from its footer (no rows are read).
+
+    >>> table_schema("movielens-100k", "items").names[:2]     # doctest: +SKIP
+    ['item_id', 'title']
+    """
+    return _open(_resolve(path_or_dataset, table)).schema_arrow
+
+
 def table_metadata(path_or_dataset: str | Path, table: str | None = None) -> dict:
     """The provenance metadata mmwork wrote with a table (empty for tables written by others)."""
     raw = (_open(_resolve(path_or_dataset, table)).schema_arrow.metadata or {}).get(METADATA_KEY)
@@ -165,8 +176,7 @@ def table_metadata(path_or_dataset: str | Path, table: str | None = None) -> dic
 def list_tables(root: str | Path | None = None) -> pd.DataFrame:
     """Every table under ``data/processed``: data set, table, rows, columns, producer, created.
 
-    Left-over temporary files of killed writers are removed on the way (they are never tables);
-    those of writers still running are left alone.
+    Reading only: it never deletes anything (temporary files are not tables and are not listed).
     """
     root = Path(root) if root is not None else data_root() / "processed"
     rows = []
@@ -192,10 +202,23 @@ def list_tables(root: str | Path | None = None) -> pd.DataFrame:
             "producer": meta.get("producer"),
             "created": meta.get("created"),
         })
-    for stale in root.glob("**/.*.tmp-*") if root.exists() else []:
-        if not _writer_alive(stale):
-            stale.unlink(missing_ok=True)
     return pd.DataFrame(rows, columns=["dataset", "table", "rows", "columns", "schema", "producer", "created", "path"])
+
+
+def remove_dead_temporaries(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Delete the temporary files in ``folder`` (of table file ``name`` only, if given) that killed
+    writers left: ``.NAME.tmp-PID-HEX`` whose PID no longer runs. A live writer's file is left alone.
+    Returns the paths removed.
+
+    >>> import tempfile, pathlib
+    >>> remove_dead_temporaries(pathlib.Path(tempfile.mkdtemp()))
+    []
+    """
+    pattern = f".{glob.escape(name) if name else '*'}.tmp-*"
+    dead = sorted(p for p in Path(folder).glob(pattern) if not _writer_alive(p))
+    for path in dead:
+        path.unlink(missing_ok=True)
+    return dead
 
 
 def _writer_alive(tmp: Path) -> bool:

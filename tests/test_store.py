@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from mmwork import MmworkError
-from mmwork.store import (list_tables, read_table, table_metadata, table_path, validate_interactions,
-                          validate_items, write_table)
+from mmwork.store import (list_tables, read_table, remove_dead_temporaries, table_metadata, table_path,
+                          validate_interactions, validate_items, write_table)
 
 
 def test_round_trip_keeps_explicit_schema_and_metadata(data_root):
@@ -70,7 +70,9 @@ def test_write_killed_midway_leaves_old_table_intact(data_root):
     pd.testing.assert_frame_equal(read_table(path), old)
     listed = list_tables()
     assert listed["table"].tolist() == ["t"] and listed["rows"].tolist() == [10]
-    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], "stale temporaries are cleaned"
+    assert [p for p in path.parent.iterdir() if p.name.startswith(".")] == leftovers, "listing deletes nothing"
+    write_table(old, path)  # the next write of the table removes its killed writer's debris
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
 
 
 def test_truncated_table_gives_one_line_error(data_root):
@@ -99,9 +101,11 @@ def test_validate_items_and_interactions():
         validate_interactions(pd.DataFrame({"user_id": [7], "item_id": [1], "weight": ["x"]}), items)
 
 
-def test_listing_leaves_a_live_writers_temporary_alone(data_root):
+def test_a_live_writers_temporary_is_left_alone(data_root):
     path = write_table(pd.DataFrame({"item_id": ["a"]}), table_path("toy", "t"))
     in_progress = path.with_name(f".{path.name}.tmp-{os.getpid()}-abcd1234")
     in_progress.write_bytes(b"half a table")
     list_tables()
+    write_table(pd.DataFrame({"item_id": ["b"]}), path)
+    assert remove_dead_temporaries(path.parent) == []
     assert in_progress.exists(), "a write still running in another process must not lose its file"

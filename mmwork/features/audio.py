@@ -15,10 +15,55 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from pydantic import ConfigDict, NonNegativeFloat, PositiveInt, ValidationInfo, field_validator
 
-AUDIO_DEFAULTS = {"n_mfcc": 20, "n_mels": 64, "n_fft": 1024, "hop_length": 256, "fmin": 0.0, "delta_width": 9}
+from mmwork.config import Config
+from mmwork.errors import MmworkError
+
 #: Order of the 5 frame-wise descriptors in ``spectral_stats`` (their 5 means, then their 5 stds).
 SPECTRAL_ORDER = ("centroid", "bandwidth", "rolloff", "zcr", "rms")
+
+
+class AudioConfig(Config):
+    """Parameters of the audio features.
+
+    >>> AudioConfig(n_mfcc=13).n_mels
+    64
+    """
+
+    model_config = ConfigDict(validate_default=True)  # so checks between fields see the defaults too
+
+    sr: PositiveInt | None = None
+    """Sample rate (Hz) every clip is resampled to, once; None keeps each clip's native rate."""
+    n_mfcc: PositiveInt = 20
+    """Number of MFCC coefficients."""
+    n_mels: PositiveInt = 64
+    """Number of mel bands (at least ``n_mfcc``)."""
+    hop_length: PositiveInt = 256
+    """Samples between the starts of successive frames."""
+    n_fft: PositiveInt = 1024
+    """FFT window length in samples (at least ``hop_length``)."""
+    fmin: NonNegativeFloat = 0.0
+    """Lowest mel-band frequency (Hz), below half the sample rate."""
+    delta_width: PositiveInt = 9
+    """Frames in the delta and delta-delta window (odd, >= 3); shrunk for clips with fewer frames."""
+    keep_frames: bool = False
+    """Also store the MFCC frame sequence (``mfcc_frames``, one row per frame)."""
+
+    @field_validator("n_mels", "n_fft", "fmin", "delta_width")
+    @classmethod
+    def _consistent(cls, value, info: ValidationInfo):
+        """Checks between fields; ``info.data`` holds the valid fields declared above this one."""
+        field, seen = info.field_name, info.data
+        if field == "n_mels" and value < seen.get("n_mfcc", 1):
+            raise ValueError(f"must be >= n_mfcc={seen['n_mfcc']}")
+        if field == "n_fft" and value < seen.get("hop_length", 1):
+            raise ValueError(f"must be >= hop_length={seen['hop_length']}")
+        if field == "fmin" and seen.get("sr") and value >= seen["sr"] / 2:
+            raise ValueError(f"must be below sr/2={seen['sr'] / 2:g}")
+        if field == "delta_width" and (value < 3 or value % 2 == 0):
+            raise ValueError("must be odd and >= 3")
+        return value
 
 
 class AudioDecodeError(ValueError):
@@ -100,20 +145,6 @@ def feature_dims(n_mfcc: int = 20, n_mels: int = 64) -> dict[str, int]:
     return {"mfcc_stats": 6 * n_mfcc, "logmel_stats": 2 * n_mels, "spectral_stats": 2 * len(SPECTRAL_ORDER)}
 
 
-def _check_params(sr, n_mfcc, n_mels, n_fft, hop_length, fmin, delta_width) -> None:
-    problems = [msg for bad, msg in [
-        (not sr > 0, f"sr must be > 0, got {sr}"),
-        (n_mfcc < 1, f"n_mfcc must be >= 1, got {n_mfcc}"),
-        (n_mels < n_mfcc, f"n_mels must be >= n_mfcc, got n_mels={n_mels} < n_mfcc={n_mfcc}"),
-        (hop_length < 1, f"hop_length must be >= 1, got {hop_length}"),
-        (n_fft < hop_length, f"n_fft must be >= hop_length, got n_fft={n_fft} < hop_length={hop_length}"),
-        (delta_width < 3 or delta_width % 2 == 0, f"delta_width must be odd and >= 3, got {delta_width}"),
-        (sr > 0 and not 0 <= fmin < sr / 2, f"fmin must be in [0, sr/2), got fmin={fmin} for sr={sr}"),
-    ] if bad]
-    if problems:
-        raise ValueError("; ".join(problems))
-
-
 def _deltas(mfcc: np.ndarray, delta_width: int) -> tuple[np.ndarray, np.ndarray]:
     """Delta and delta-delta, with the window shrunk to the largest odd width that fits; zeros if < 3 frames."""
     import librosa
@@ -140,7 +171,11 @@ def audio_features(y: np.ndarray, sr: int, *, n_mfcc: int = 20, n_mels: int = 64
     >>> out["mfcc_frames"].shape, bool(np.isfinite(out["mfcc_stats"]).all())
     ((20, 2), True)
     """
-    _check_params(sr, n_mfcc, n_mels, n_fft, hop_length, fmin, delta_width)
+    try:
+        AudioConfig.make(sr=sr, n_mfcc=n_mfcc, n_mels=n_mels, n_fft=n_fft, hop_length=hop_length, fmin=fmin,
+                         delta_width=delta_width)
+    except MmworkError as exc:  # a pure function raises ValueError, like librosa's
+        raise ValueError(str(exc)) from None
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"y must be a non-empty 1-D (mono) waveform, got shape {y.shape}")

@@ -13,13 +13,59 @@ import contextlib
 import io
 import threading
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import ConfigDict, PositiveInt, ValidationInfo, field_validator
+
+from mmwork.config import Config
+from mmwork.errors import MmworkError
+from mmwork.features.extras import use_extra
 
 CNN_DIM = 1280
-IMAGE_DEFAULTS = {"hist_bins": 16, "hog_size": 64, "hog_orientations": 9, "hog_pixels_per_cell": 16,
-                  "hog_cells_per_block": 2}
 _IMAGENET_MEAN, _IMAGENET_STD, _CNN_SIZE = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 224
+
+
+class ImageConfig(Config):
+    """Parameters of the image features.
+
+    >>> ImageConfig(cnn=False, hog_size=32).hog_pixels_per_cell
+    16
+    """
+
+    model_config = ConfigDict(validate_default=True)  # defaults are checked too: "auto" resolved, HOG block fits
+
+    hist_bins: PositiveInt = 16
+    """Bins per RGB channel of the colour histogram (``color_hist`` has 3 x hist_bins values)."""
+    hog_size: PositiveInt = 64
+    """Side (pixels) of the grey square an image is resized to for HOG."""
+    hog_orientations: PositiveInt = 9
+    """HOG orientation bins."""
+    hog_pixels_per_cell: PositiveInt = 16
+    """Side of a HOG cell, in pixels."""
+    hog_cells_per_block: PositiveInt = 2
+    """Side of a HOG block, in cells (at most hog_size // hog_pixels_per_cell)."""
+    cnn: bool | Literal["auto"] = "auto"
+    """EfficientNet-Lite0 features (``cnn_effnet_lite0``): True, False, or "auto" = when mmwork[cnn] is
+    installed (stored resolved, so "auto" and the value it stands for are the same config)."""
+    device: str = "auto"
+    """Torch device for the CNN: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", ...; the features do
+    not depend on it."""
+    batch_size: PositiveInt = 64
+    """Images per CNN forward pass; the features do not depend on it."""
+
+    @field_validator("hog_cells_per_block")
+    @classmethod
+    def _block_fits(cls, value, info: ValidationInfo):
+        cells = info.data.get("hog_size", value) // info.data.get("hog_pixels_per_cell", 1)
+        if value > cells:
+            raise ValueError(f"must be at most hog_size // hog_pixels_per_cell = {cells}")
+        return value
+
+    @field_validator("cnn")
+    @classmethod
+    def _installed(cls, value):
+        return use_extra(value, "cnn")
 
 
 class ImageDecodeError(ValueError):
@@ -77,26 +123,22 @@ def decode_image(source) -> np.ndarray:
 
 
 def feature_dims(**params) -> dict[str, int]:
-    """Length of each cheap feature for the given ``IMAGE_DEFAULTS`` overrides.
+    """Length of each cheap feature for the given :class:`ImageConfig` values.
 
     >>> feature_dims()
     {'color_hist': 48, 'hog': 324}
     """
-    p = _params(params)
-    cells = p["hog_size"] // p["hog_pixels_per_cell"]
-    blocks = cells - p["hog_cells_per_block"] + 1
-    if blocks < 1:
-        raise ValueError(f"hog_size={p['hog_size']} gives {cells} cells per side, fewer than "
-                         f"hog_cells_per_block={p['hog_cells_per_block']}")
-    return {"color_hist": 3 * p["hist_bins"],
-            "hog": blocks * blocks * p["hog_cells_per_block"] ** 2 * p["hog_orientations"]}
+    p = _config(params)
+    blocks = p.hog_size // p.hog_pixels_per_cell - p.hog_cells_per_block + 1
+    return {"color_hist": 3 * p.hist_bins, "hog": blocks * blocks * p.hog_cells_per_block ** 2 * p.hog_orientations}
 
 
-def _params(params: dict) -> dict:
-    unknown = set(params) - set(IMAGE_DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown image feature parameter(s) {sorted(unknown)}; known: {sorted(IMAGE_DEFAULTS)}")
-    return {**IMAGE_DEFAULTS, **params}
+def _config(params: dict) -> ImageConfig:
+    """The cheap features' parameters, validated; a bad one is a ValueError."""
+    try:
+        return ImageConfig.make({"cnn": False}, **params)
+    except MmworkError as exc:  # a pure function raises ValueError
+        raise ValueError(str(exc)) from None
 
 
 def color_histogram(img: np.ndarray, bins: int = 16) -> np.ndarray:
@@ -128,15 +170,14 @@ def hog_descriptor(img: np.ndarray, size: int = 64, orientations: int = 9, pixel
 
 
 def cheap_image_features(img: np.ndarray, **params) -> dict[str, np.ndarray]:
-    """Colour histogram and HOG of one image, with ``IMAGE_DEFAULTS`` keys as overrides.
+    """Colour histogram and HOG of one image, with :class:`ImageConfig` values as overrides.
 
     >>> sorted(cheap_image_features(np.zeros((8, 8), np.uint8), hog_size=32))
     ['color_hist', 'hog']
     """
-    p = _params(params)
-    return {"color_hist": color_histogram(img, p["hist_bins"]),
-            "hog": hog_descriptor(img, p["hog_size"], p["hog_orientations"], p["hog_pixels_per_cell"],
-                                  p["hog_cells_per_block"])}
+    p = _config(params)
+    return {"color_hist": color_histogram(img, p.hist_bins),
+            "hog": hog_descriptor(img, p.hog_size, p.hog_orientations, p.hog_pixels_per_cell, p.hog_cells_per_block)}
 
 
 def _load_efficientnet():

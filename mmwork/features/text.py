@@ -17,11 +17,48 @@ import re
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import ConfigDict, NonNegativeInt, PositiveInt, field_validator
+
+from mmwork.config import Config
+from mmwork.features.extras import use_extra
 
 SENTENCE_DIM = 384
 _TOKEN = re.compile(r"[a-z0-9']+")
+
+
+class TextConfig(Config):
+    """Parameters of the text features.
+
+    >>> TextConfig(minilm=False, lsa_components="64").lsa_components
+    64
+    """
+
+    model_config = ConfigDict(validate_default=True)  # so the default "auto" is resolved too
+
+    lsa_components: PositiveInt = 128
+    """TF-IDF + LSA dimensions (``tfidf_lsa``); fewer when the corpus has fewer documents or terms."""
+    max_features: PositiveInt = 20000
+    """Largest TF-IDF vocabulary (the most frequent unigrams and bigrams)."""
+    skipgram_dim: PositiveInt = 64
+    """Size of the skip-gram word vectors (``skipgram``)."""
+    skipgram_epochs: PositiveInt = 5
+    """Passes of skip-gram training over the corpus."""
+    minilm: bool | Literal["auto"] = "auto"
+    """all-MiniLM-L6-v2 sentence vectors (``minilm``): True, False, or "auto" = when mmwork[embeddings] is
+    installed (stored resolved, so "auto" and the value it stands for are the same config)."""
+    device: str = "auto"
+    """Torch device for MiniLM: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", ...; the features do not
+    depend on it."""
+    seed: NonNegativeInt = 0
+    """Seeds the LSA and skip-gram fits."""
+
+    @field_validator("minilm")
+    @classmethod
+    def _installed(cls, value):
+        return use_extra(value, "embeddings")
 
 
 class TextDecodeError(ValueError):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 librosa = pytest.importorskip("librosa")
-from mmwork.features.audio import (AUDIO_DEFAULTS, AudioDecodeError, audio_features,  # noqa: E402
+from mmwork.features.audio import (AudioConfig, AudioDecodeError, audio_features,  # noqa: E402
                                    feature_dims, load_audio, warm_up)
 
 MAIN_KEYS = {"mfcc_stats", "logmel_stats", "spectral_stats"}
@@ -29,8 +29,8 @@ def _warm():
 
 
 def test_defaults_and_dims():
-    assert AUDIO_DEFAULTS == {"n_mfcc": 20, "n_mels": 64, "n_fft": 1024, "hop_length": 256, "fmin": 0.0,
-                              "delta_width": 9}
+    assert AudioConfig().model_dump() == {"sr": None, "n_mfcc": 20, "n_mels": 64, "hop_length": 256, "n_fft": 1024,
+                                          "fmin": 0.0, "delta_width": 9, "keep_frames": False}
     assert feature_dims() == {"mfcc_stats": 120, "logmel_stats": 128, "spectral_stats": 10}
     assert feature_dims(13, 40) == {"mfcc_stats": 78, "logmel_stats": 80, "spectral_stats": 10}
 
@@ -124,9 +124,9 @@ def test_decode_errors(tmp_path, speech_clip_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n_mfcc": 0}, "n_mfcc"), ({"n_mels": 10}, "n_mels must be >= n_mfcc"), ({"hop_length": 0}, "hop_length"),
-    ({"n_fft": 128, "hop_length": 256}, "n_fft must be >= hop_length"), ({"sr": 0}, "sr must be > 0"),
-    ({"delta_width": 4}, "delta_width"), ({"fmin": 8000.0}, "fmin"),
+    ({"n_mfcc": 0}, "n_mfcc"), ({"n_mels": 10}, "n_mels: .*must be >= n_mfcc=20"), ({"hop_length": 0}, "hop_length"),
+    ({"n_fft": 128, "hop_length": 256}, "n_fft: .*must be >= hop_length=256"), ({"sr": 0}, "sr: .*greater than 0"),
+    ({"delta_width": 4}, "delta_width: .*odd"), ({"fmin": 8000.0}, "fmin: .*below sr/2=8000"),
 ])
 def test_bad_params_raise_value_error(kwargs, message):
     call = {"y": sine(), "sr": 16000, **kwargs}

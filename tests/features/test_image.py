@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmwork.features.image import (CNN_DIM, IMAGE_DEFAULTS, CnnEncoder, ImageDecodeError, cheap_image_features,
+from mmwork.features.image import (CNN_DIM, CnnEncoder, ImageConfig, ImageDecodeError, cheap_image_features,
                                    color_histogram, decode_image, feature_dims, get_cnn_encoder, hog_descriptor)
 
 
@@ -98,9 +98,11 @@ def test_cheap_features_and_dims(fashion_images):
     params = {"hist_bins": 8, "hog_size": 32, "hog_pixels_per_cell": 8}
     feats = cheap_image_features(fashion_images[0][4], **params)
     assert {k: v.shape[0] for k, v in feats.items()} == feature_dims(**params)
-    assert set(IMAGE_DEFAULTS) >= set(params)
-    with pytest.raises(TypeError, match="unknown"):
+    assert set(ImageConfig.model_fields) >= set(params)
+    with pytest.raises(ValueError, match="unknown parameter 'bins'"):
         feature_dims(bins=3)
+    with pytest.raises(ValueError, match="hog_cells_per_block: .*at most hog_size // hog_pixels_per_cell = 1"):
+        feature_dims(hog_size=16)
 
 
 # --- CNN encoder ------------------------------------------------------------------------------------------

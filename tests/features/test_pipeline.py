@@ -17,15 +17,6 @@ from mmwork.features import extract
 from mmwork.features.audio import audio_features, load_audio
 
 
-@pytest.fixture(scope="module")
-def speech_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MMWORK_DATA", str(root))
-        datasets.get("speech-prompts")
-        yield root
-
-
 def _features(dataset, modality="audio"):
     table = read_table(dataset, f"features/{modality}")
     return table.set_index("item_id")
@@ -44,6 +35,7 @@ def test_audio_matches_the_serial_librosa_loop(speech_root):
 
 
 def test_incremental_run_reuses_rows_and_equals_a_clean_run(speech_root, tmp_path, monkeypatch):
+    shutil.rmtree(speech_root / "processed" / "speech-prompts" / "features", ignore_errors=True)
     extract("speech-prompts", "audio", scheduler="sync", limit=24, chunk_size=8, progress=False)
     again = extract("speech-prompts", "audio", scheduler="threads", workers=2, limit=40, chunk_size=8, progress=False)
     assert again[["rows", "extracted", "reused"]].values.tolist() == [[40, 16, 24]]
@@ -51,9 +43,84 @@ def test_incremental_run_reuses_rows_and_equals_a_clean_run(speech_root, tmp_pat
     shutil.rmtree(speech_root / "processed" / "speech-prompts" / "features")
     extract("speech-prompts", "audio", scheduler="sync", limit=40, chunk_size=8, progress=False)
     pd.testing.assert_frame_equal(incremental, _features("speech-prompts"))
-    changed = extract("speech-prompts", "audio", params={"audio": {"n_mfcc": 13}}, scheduler="sync", limit=8,
-                      chunk_size=8, progress=False)
-    assert changed["reused"].item() == 0 and len(_features("speech-prompts").iloc[0]["mfcc_stats"]) == 78
+
+
+def test_a_limited_run_keeps_every_existing_row(speech_root):
+    """A limit bounds what one run computes (the first N items); it never shrinks the table."""
+    shutil.rmtree(speech_root / "processed" / "speech-prompts" / "features", ignore_errors=True)
+    extract("speech-prompts", "audio", scheduler="sync", limit=40, chunk_size=8, progress=False)
+    before = _features("speech-prompts")
+    # no chunk_size: the table's own (8) is kept, so the limit ends inside a part (items 8..15)
+    summary = extract("speech-prompts", "audio", scheduler="sync", limit=12, progress=False)
+    assert summary[["rows", "extracted", "reused"]].values.tolist() == [[12, 0, 12]]
+    pd.testing.assert_frame_equal(_features("speech-prompts"), before)
+    with pytest.raises(MmworkError, match="other parameters.*without --limit"):
+        extract("speech-prompts", "audio", params={"audio": {"n_mfcc": 13}}, scheduler="sync", limit=8,
+                progress=False)
+    with pytest.raises(MmworkError, match="chunk size 8"):
+        extract("speech-prompts", "audio", scheduler="sync", limit=8, chunk_size=4, progress=False)
+    pd.testing.assert_frame_equal(_features("speech-prompts"), before)
+
+
+@pytest.fixture
+def duplicate_catalogue(data_root, tmp_path, speech_dir):
+    """Six items over three real clips: items sharing a file, and items whose files are copies."""
+    media = tmp_path / "dups" / "media"
+    media.mkdir(parents=True)
+    for name in ("1", "2", "3"):
+        for copy in ("", "_copy"):
+            shutil.copyfile(speech_dir / "digits" / f"{name}.wav", media / f"{name}{copy}.wav")
+    rows = [("d1", "media/1.wav"), ("d2", "media/1.wav"), ("d3", "media/1_copy.wav"),
+            ("d4", "media/2.wav"), ("d5", "media/2_copy.wav"), ("d6", "media/3.wav")]
+    pd.DataFrame(rows, columns=["item_id", "audio"]).to_csv(tmp_path / "dups" / "items.csv", index=False)
+    datasets.import_catalogue("dups", tmp_path / "dups")
+    return "dups"
+
+
+def _stats(folder):
+    """(inode, mtime) of every file under ``folder``: a rewritten file gets a new inode (atomic rename)."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_rerun_with_nothing_changed_extracts_and_writes_nothing(duplicate_catalogue, data_root):
+    first = extract(duplicate_catalogue, "audio", scheduler="sync", progress=False)
+    assert first[["rows", "extracted", "reused"]].values.tolist() == [[6, 6, 0]]
+    table = _features(duplicate_catalogue)
+    folder = data_root / "processed" / duplicate_catalogue / "features"
+    written = _stats(folder)
+    again = extract(duplicate_catalogue, "audio", scheduler="sync", progress=False)
+    assert again[["rows", "extracted", "reused"]].values.tolist() == [[6, 0, 6]]
+    assert _stats(folder) == written, "an unchanged part must not be rewritten"
+    pd.testing.assert_frame_equal(_features(duplicate_catalogue), table)
+    changed = extract(duplicate_catalogue, "audio", params={"audio": {"n_mfcc": 13}}, scheduler="sync",
+                      progress=False)
+    assert changed[["extracted", "reused"]].values.tolist() == [[6, 0]]
+    assert len(_features(duplicate_catalogue).iloc[0]["mfcc_stats"]) == 78
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_extraction_removes_only_its_dead_writers_temporaries(speech_root):
+    extract("speech-prompts", "audio", scheduler="sync", limit=8, chunk_size=8, progress=False)
+    features = speech_root / "processed" / "speech-prompts" / "features"
+    (features / "audio_errors").mkdir(exist_ok=True)
+    dead, live = [], []
+    for folder in ("audio", "audio_errors"):
+        dead.append(features / folder / f".part-00000.parquet.tmp-{_dead_pid()}-0badc0de")
+        live.append(features / folder / f".part-00000.parquet.tmp-{os.getpid()}-abcd1234")
+    for path in dead + live:
+        path.write_bytes(b"half a part")
+    try:
+        extract("speech-prompts", "audio", scheduler="sync", limit=8, chunk_size=8, progress=False)
+        assert not any(p.exists() for p in dead), "a killed writer's temporary is debris"
+        assert all(p.exists() for p in live), "a running writer's temporary is work in progress"
+    finally:
+        for path in live:
+            path.unlink(missing_ok=True)
 
 
 def test_kill_9_midway_then_rerun_equals_a_clean_run(speech_root):
@@ -124,6 +191,21 @@ def test_bad_inputs_become_error_rows_and_the_rest_is_extracted(broken_catalogue
     np.testing.assert_array_equal(text.loc["t1", "tfidf_lsa"], text.loc["t3", "tfidf_lsa"])
 
 
+def test_error_messages_are_stable_across_runs(broken_catalogue, data_root):
+    """No object addresses (``<_io.BytesIO object at 0x...>``): a rerun gives the same errors table,
+    and so leaves the errors parts alone."""
+    kwargs = dict(modalities=["audio", "image"], params={"image": {"cnn": False}}, scheduler="sync", progress=False)
+    extract(broken_catalogue, **kwargs)
+    first = {m: read_table(broken_catalogue, f"features/{m}_errors") for m in ("audio", "image")}
+    folder = data_root / "processed" / broken_catalogue / "features"
+    written = _stats(folder)
+    extract(broken_catalogue, **kwargs)
+    for modality, errors in first.items():
+        assert not errors["message"].str.contains("0x").any(), errors["message"].tolist()
+        pd.testing.assert_frame_equal(read_table(broken_catalogue, f"features/{modality}_errors"), errors)
+    assert _stats(folder) == written
+
+
 def test_strict_and_nothing_extracted_fail_loudly(broken_catalogue):
     with pytest.raises(MmworkError, match="--strict"):
         extract(broken_catalogue, "audio", scheduler="sync", strict=True, progress=False)
@@ -132,9 +214,9 @@ def test_strict_and_nothing_extracted_fail_loudly(broken_catalogue):
                             capture_output=True, text=True)
     assert result.returncode == 2 and "nothing could be extracted" in result.stderr  # a1..a3 have no image
     result = subprocess.run([sys.executable, "-m", "mmwork", "extract", broken_catalogue, "--modalities", "audio",
-                             "--chunk-size", "1", "--limit", "6", "--scheduler", "sync"], capture_output=True, text=True)
+                             "--chunk-size", "1", "--scheduler", "sync"], capture_output=True, text=True)
     assert result.returncode == 0  # 2 of 6 extracted
-    with pytest.raises(MmworkError, match="unknown audio parameter"):
+    with pytest.raises(MmworkError, match="unknown parameter 'mfcc'"):
         extract(broken_catalogue, "audio", params={"audio": {"mfcc": 3}})
     with pytest.raises(MmworkError, match="no image input column"):
         datasets.get("speech-prompts")
