@@ -95,15 +95,15 @@ def _error(item_id: str, stage: str, exc: BaseException) -> dict:
     return {"item_id": item_id, "stage": stage, "error_type": type(exc).__name__, "message": message}
 
 
-def _previous(path: str, fingerprint: str) -> tuple[list[dict], bool]:
+def _previous(path: str, metadata: dict) -> tuple[list[dict], bool]:
     """The rows an earlier run wrote to ``path`` (none if missing or unreadable: then it is rebuilt),
-    and whether that run had this fingerprint."""
+    and whether it recorded the same extractor metadata (fingerprint, parameters, chunk size)."""
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError):
         return [], False
     meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
-    return table.to_pylist(), meta.get("input_hash") == fingerprint
+    return table.to_pylist(), meta.get("params") == metadata
 
 
 def run_chunk(modality: Modality, items_path: str, start: int, stop: int, end: int, part: str, errors_part: str,
@@ -112,8 +112,8 @@ def run_chunk(modality: Modality, items_path: str, start: int, stop: int, end: i
     part lie beyond this run's limit and keep what they had. A file whose rows would not change is not
     rewritten. Returns counts for items ``[start, stop)`` only."""
     rows = read_rows(items_path, ["item_id", modality.column], start, end).to_pylist()
-    old, same = _previous(part, fingerprint)
-    old_errors, same_errors = _previous(errors_part, fingerprint)
+    old, same = _previous(part, metadata)
+    old_errors, same_errors = _previous(errors_part, metadata)
     old_row = {r["item_id"]: r for r in old}
     old_error = {e["item_id"]: e for e in old_errors}
     output: list[dict | None] = [None] * len(rows)
