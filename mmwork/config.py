@@ -57,5 +57,6 @@ def explain(exc: ValidationError, config: type[Config]) -> str:
         if error["type"] == "extra_forbidden":
             parts.append(f"unknown parameter {where!r} (it has {', '.join(config.model_fields)})")
         else:
-            parts.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+            message = error["msg"].removeprefix("Value error, ")  # a field validator's own message
+            parts.append(f"{where}: {message} (got {error.get('input')!r})")
     return "; ".join(parts)

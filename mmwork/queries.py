@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmwork.errors import MmworkError
-from mmwork.store import METADATA_KEY, _parts, list_tables, table_path
+from mmwork.store import METADATA_KEY, _parts, list_tables, table_metadata, table_path
 
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "in", "not in")
 _WHERE = re.compile(r"^\s*([\w./-]+)\s*(==|!=|>=|<=|>|<|=|not in|in)\s*(.+?)\s*$")
@@ -274,16 +274,24 @@ def similar_to_text(dataset: str, text: str, features: str = "text:minilm", k: i
         from mmwork.features.text import SentenceEmbedder
         vector = SentenceEmbedder(device="cpu").fit().transform([text])[0]
     else:
-        import joblib
-        from mmwork.paths import data_root
-        saved = sorted((data_root() / "models" / dataset).glob("text-*.joblib"))
-        if not saved:
-            raise MmworkError(f"no saved text models for {dataset}; run `mmwork extract {dataset} --modalities text`")
-        models = joblib.load(saved[-1])["models"]
-        if column not in models:
-            raise MmworkError(f"no saved {column} model for {dataset}")
-        vector = models[column].transform([text])[0]
+        vector = _fitted_text_model(dataset, column).transform([text])[0]
     return similar_to_vector(dataset, vector, features, k, scheduler=scheduler)
+
+
+def _fitted_text_model(dataset: str, column: str):
+    """The saved text model that computed ``features/text`` as it is now: chosen by the configuration
+    recorded in the table and checked against the table's fingerprint, so a refit never goes unseen."""
+    from mmwork.features.modalities import TextModality
+    from mmwork.paths import data_root
+    meta = table_metadata(dataset, "features/text").get("params", {})  # what the pipeline recorded
+    modality = TextModality(meta.get("requested") or meta.get("params") or {})
+    rerun = f"re-run `mmwork extract {dataset} --modalities text`"
+    if not modality.load_fit(data_root() / "models" / dataset):
+        raise MmworkError(f"the text model that computed {dataset}/features/text is not saved here; {rerun}")
+    if modality.fingerprint() != meta.get("fingerprint") or column not in modality.models:
+        raise MmworkError(f"the saved text models of {dataset} no longer match features/text (refitted since); "
+                          f"{rerun}")
+    return modality.models[column]
 
 
 def join_items(frame, dataset: str, columns: list[str]):

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 import mmwork
+import mmwork.paths
 from mmwork import MmworkError, datasets, read_table
 from mmwork.features import extract
 from mmwork.queries import feature_stat_by, parse_where, similar_to_vector, top_items_by
@@ -90,3 +91,21 @@ def test_catalog_lists_tables_with_extractor_params(root):
 def test_bad_queries_fail_clearly(root, call, message):
     with pytest.raises(MmworkError, match=message):
         call()
+
+
+def test_free_text_queries_use_the_model_that_computed_the_table(root):
+    """Two saved text fits exist (two configurations); the query must use the one recorded in the
+    table, whichever was written last, and refuse when the table no longer matches any saved fit."""
+    fast = {"minilm": False, "skipgram_epochs": 1, "max_features": 2000}
+    for first, second in ((8, 16), (16, 8)):
+        for lsa in (first, second):
+            extract("movielens-100k", "text", scheduler="sync", progress=False,
+                    params={"text": fast | {"lsa_components": lsa}})
+        text = read_table("movielens-100k", "items").set_index("item_id").loc["50", "text"]  # the input column
+        hits = mmwork.similar_to_text("movielens-100k", text, features="text:tfidf_lsa", k=3)
+        assert hits["item_id"].iloc[0] == "50", (second, hits)
+        assert hits["similarity"].iloc[0] > 0.99
+    for saved in (mmwork.paths.data_root() / "models" / "movielens-100k").glob("text-*.joblib"):
+        saved.unlink()
+    with pytest.raises(MmworkError, match="not saved here"):
+        mmwork.similar_to_text("movielens-100k", "star wars", features="text:tfidf_lsa")

@@ -181,18 +181,29 @@ class TextModality(Modality):
             return value.encode("utf-8")
         return _read_bytes(value)
 
+    def saved_fit(self, models_dir: Path) -> Path:
+        """Where the corpus fit (TF-IDF/LSA, skip-gram) of this configuration is saved."""
+        keep = self.config.model_dump(exclude={"device", "minilm"})
+        return models_dir / f"text-{hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]}.joblib"
+
+    def load_fit(self, models_dir: Path) -> bool:
+        """Load the saved corpus fit of this configuration; False when there is none."""
+        import joblib
+        saved = self.saved_fit(models_dir)
+        if not saved.exists():
+            return False
+        state = joblib.load(saved)
+        self.models, self.corpus_hash = state["models"], state["corpus_hash"]
+        return True
+
     def prepare(self, items_path, column, models_dir, refit=False):
         """Fit TF-IDF/LSA and skip-gram once over the corpus; reuse a saved fit so that re-runs and new
         items are transformed by the same models (``refit=True`` fits anew)."""
         import joblib
         import pyarrow.parquet as pq
         from mmwork.features.text import SentenceEmbedder, SkipGramEmbedder, TfidfLsa, decode_text
-        keep = self.config.model_dump(exclude={"device", "minilm"})
-        saved = models_dir / f"text-{hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]}.joblib"
-        if saved.exists() and not refit:
-            state = joblib.load(saved)
-            self.models, self.corpus_hash = state["models"], state["corpus_hash"]
-        else:
+        saved = self.saved_fit(models_dir)
+        if refit or not self.load_fit(models_dir):
             texts = []
             for value in pq.read_table(items_path, columns=[column]).column(0).to_pylist():
                 try:

@@ -59,19 +59,17 @@ def _parse(spec: str) -> tuple[str, str]:
 
 
 def _feature_tables(dataset: str) -> list[str]:
-    from mmwork.paths import processed_dir
-    folder = processed_dir(dataset) / "features"
-    if not folder.is_dir():
-        return []
-    return sorted({p.stem if p.is_file() else p.name for p in folder.iterdir()
-                   if not p.name.startswith((".", "_")) and (p.is_dir() or p.suffix == ".parquet")})
+    from mmwork.store import list_tables
+    tables = list_tables()
+    mine = tables[(tables["dataset"] == dataset) & tables["table"].str.startswith("features/")]
+    return sorted(name.removeprefix("features/") for name in mine["table"] if not name.endswith("_errors"))
 
 
 def _vector_columns(path) -> list[str]:
     """The columns of a feature table that hold vectors (lists of numbers)."""
     import pyarrow as pa
-    from mmwork.store import _open
-    schema = _open(path).schema_arrow
+    from mmwork.store import table_schema
+    schema = table_schema(path)
     return [f.name for f in schema
             if (pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type) or pa.types.is_large_list(f.type))
             and (pa.types.is_floating(f.type.value_type) or pa.types.is_integer(f.type.value_type))]
@@ -79,10 +77,10 @@ def _vector_columns(path) -> list[str]:
 
 def _read_spec(dataset: str, table: str, column: str) -> tuple[pd.Series, pd.Series]:
     """(item ids, values) of one spec's column, as read from its table."""
-    from mmwork.store import _open, read_table, table_path
+    from mmwork.store import read_table, table_path, table_schema
     if table == "items":
         path = table_path(dataset, "items")
-        names = _open(path).schema_arrow.names
+        names = table_schema(path).names
         if column not in names or column == "item_id":
             raise MmworkError(f"the {dataset} items table has no feature column {column!r}; it has "
                               f"{[n for n in names if n != 'item_id']}")
