@@ -1,0 +1,61 @@
+"""Fixtures for the generator tests: real Fashion-MNIST images as model input, and a small real slice
+of the fashion-mnist store built by the data set's own builder."""
+import gzip
+import struct
+
+import pytest
+import torch
+
+from mmwork.datasets._sources import debian_package_root
+
+FASHION = "usr/share/datasets/fashion-mnist"
+SLICE = {"train": 300, "test": 200}  # images per split in the store slice
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small models and matrices: one thread is as fast on an idle machine and far faster when the CI
+    runner's cores are shared (OpenMP threads waiting on each other)."""
+    from threadpoolctl import threadpool_limits
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):  # numpy's BLAS too, for the metrics' small matrix products
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def images(fashion_images):
+    """The 256 real test images as float pixels in [0, 1], (256, 1, 28, 28), and their labels."""
+    pixels, labels = fashion_images
+    return torch.from_numpy(pixels).float().div(255).unsqueeze(1), torch.from_numpy(labels).long()
+
+
+@pytest.fixture(scope="session")
+def fashion_slice_root(tmp_path_factory):
+    """A data root whose fashion-mnist table holds the first 300 train and 200 test images: the real
+    idx files, cut short, fed through ``mmwork.datasets.get`` (the full 70,000 take about 15 s)."""
+    from mmwork import datasets
+    package = debian_package_root("dataset-fashion-mnist", f"/{FASHION}/t10k-images-idx3-ubyte.gz") / FASHION
+    source = tmp_path_factory.mktemp("fashion-idx")
+    for split, prefix in [("train", "train"), ("test", "t10k")]:
+        n = SLICE[split]
+        with gzip.open(package / f"{prefix}-images-idx3-ubyte.gz") as f:
+            pixels = f.read(16 + n * 784)[16:]
+        with gzip.open(package / f"{prefix}-labels-idx1-ubyte.gz") as f:
+            labels = f.read(8 + n)[8:]
+        with gzip.open(source / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">IIII", 2051, n, 28, 28) + pixels)
+        with gzip.open(source / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">II", 2049, n) + labels)
+    root = tmp_path_factory.mktemp("fashion-data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMWORK_DATA", str(root))
+        datasets.get("fashion-mnist", source=source)
+    return root
+
+
+@pytest.fixture
+def fashion_store(fashion_slice_root, monkeypatch):
+    monkeypatch.setenv("MMWORK_DATA", str(fashion_slice_root))
+    return fashion_slice_root
