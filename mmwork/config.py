@@ -19,9 +19,9 @@ mmwork.errors.MmworkError: bad parameter for Knobs: epochs: Input should be grea
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
 
 from mmwork.errors import MmworkError
 
@@ -47,6 +47,44 @@ class Config(BaseModel):
     def describe(cls) -> dict[str, str]:
         """Each field's docstring, by name (what ``--help``-style listings show)."""
         return {name: field.description or "" for name, field in cls.model_fields.items()}
+
+
+class ModelConfig(Config):
+    """Parameters every trained model (recommender or generator) has."""
+
+    device: str = "auto"
+    """Torch device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", ..."""
+    seed: NonNegativeInt = 0
+    """Seeds the model's own random generators (never the global ones); CPU fits repeat exactly."""
+
+
+class Configurable:
+    """A component whose constructor validates and stores ``self.config`` (an instance of
+    ``config_class``), from a config, a dict and/or keyword parameters."""
+
+    config_class: ClassVar[type[Config]] = Config
+
+    def __init__(self, config: Config | dict | None = None, /, **params: Any):
+        self.config = self.config_class.make(config, **params)
+
+    def get_params(self) -> dict:
+        return self.config.model_dump()
+
+    def __repr__(self) -> str:
+        defaults = self.config_class()
+        changed = {k: v for k, v in self.get_params().items() if getattr(defaults, k) != v}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    @classmethod
+    def subclass_named(cls, name: str) -> type | None:
+        """The subclass (at any depth) with this class name, for loading saved models."""
+        todo = list(cls.__subclasses__())
+        while todo:
+            sub = todo.pop()
+            if sub.__name__ == name:
+                return sub
+            todo += sub.__subclasses__()
+        return None
 
 
 def explain(exc: ValidationError, config: type[Config]) -> str:

@@ -10,6 +10,7 @@ FORBIDDEN = {
     "interactions": {"mmwork.recommenders", "mmwork.evaluation", "mmwork.experiments", "mmwork.cli"},
     "recommenders": {"mmwork.evaluation", "mmwork.experiments", "mmwork.cli", "mmwork.reports"},
     "evaluation": {"mmwork.experiments", "mmwork.cli", "mmwork.reports"},
+    "generators": {"mmwork.recommenders", "mmwork.evaluation", "mmwork.experiments", "mmwork.cli", "mmwork.reports"},
     "features": {"mmwork.recommenders", "mmwork.evaluation", "mmwork.experiments", "mmwork.cli"},
     "store": {"mmwork.features", "mmwork.recommenders", "mmwork.evaluation", "mmwork.queries", "mmwork.cli"},
 }

@@ -131,8 +131,8 @@ class Experiment:
         setup = self.split.describe() | {
             "mask_rule": masking.MASKS[self.split.mask], "k": self.k,
             "evaluated_users": int(len(next(iter(rankings.values())).users)),
-            "models": {n: repr(m) for n, m in zip(names, self.models)},
-            "seeds": {n: getattr(getattr(m, "config", None), "seed", None) for n, m in zip(names, self.models)},
+            "models": {n: {"class": type(m).__name__, "params": m.get_params()} for n, m in zip(names, self.models)},
+            "seeds": {n: m.get_params().get("seed") for n, m in zip(names, self.models)},
             "machine": {"python": platform.python_version(), "torch": torch.__version__,
                         "device": str(getattr(self.models[0], "device_", "cpu"))},
         }

@@ -31,10 +31,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import PositiveFloat, PositiveInt
 from tqdm import tqdm
 
-from mmwork.config import Config
+from mmwork.config import Configurable, ModelConfig
 from mmwork.device import resolve_device
 from mmwork.errors import MmworkError
 
@@ -43,13 +43,9 @@ log = logging.getLogger("mmwork.generators")
 FORMAT = 1  # version of the model.json / model.safetensors layout; bump when it changes
 
 
-class GeneratorConfig(Config):
+class GeneratorConfig(ModelConfig):
     """Parameters every generator has."""
 
-    device: str = "auto"
-    """Torch device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", ..."""
-    seed: NonNegativeInt = 0
-    """Seeds the model's own random generators (never the global ones); CPU fits repeat exactly."""
     epochs: PositiveInt = 10
     """Maximum number of passes over the training data."""
     batch_size: PositiveInt = 128
@@ -67,7 +63,7 @@ class GeneratorConfig(Config):
 Validation = Callable[["Generator"], float]
 
 
-class Generator:
+class Generator(Configurable):
     """Base class. Subclasses set ``name``, ``config_class`` and ``data_shape``, list their learned
     modules/tensors in ``_state``, and implement ``_build`` (empty modules from the config), ``_fit``,
     ``_valid_loss`` and ``sample``."""
@@ -76,17 +72,6 @@ class Generator:
     config_class: ClassVar[type[GeneratorConfig]] = GeneratorConfig
     data_shape: ClassVar[tuple[int, ...]] = ()  # shape of one example, e.g. (1, 28, 28)
     _state: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, config: GeneratorConfig | dict | None = None, /, **params):
-        self.config = self.config_class.make(config, **params)
-
-    def get_params(self) -> dict:
-        return self.config.model_dump()
-
-    def __repr__(self) -> str:
-        defaults = self.config_class()
-        changed = {k: v for k, v in self.get_params().items() if getattr(defaults, k) != v}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     # -- training ------------------------------------------------------------------------------------
     def fit(self, data, condition=None, valid=None, *, checkpoint: str | Path | None = None,
@@ -244,17 +229,10 @@ def _generator_class(meta: dict, path: Path) -> type[Generator]:
         raise MmworkError(f"{path} was written in checkpoint format {meta['format']} (mmwork "
                           f"{meta.get('mmwork_version')}); this mmwork reads format {FORMAT}: retrain or "
                           "load it with that mmwork version")
-    klass = next((k for k in _subclasses(Generator) if k.__name__ == meta["class"]), None)
+    klass = Generator.subclass_named(meta["class"])
     if klass is None:
         raise MmworkError(f"{path} holds a {meta['class']}, which is no generator this mmwork knows")
     return klass
-
-
-def _subclasses(cls: type) -> list[type]:
-    found = []
-    for sub in cls.__subclasses__():
-        found += [sub] + _subclasses(sub)
-    return found
 
 
 def _write(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:

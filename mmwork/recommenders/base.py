@@ -25,10 +25,9 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import NonNegativeInt
 from tqdm import tqdm
 
-from mmwork.config import Config
+from mmwork.config import Configurable, ModelConfig
 from mmwork.device import resolve_device
 from mmwork.errors import MmworkError
 from mmwork.interactions import Interactions
@@ -36,19 +35,14 @@ from mmwork.interactions import Interactions
 log = logging.getLogger("mmwork.recommenders")
 
 
-class RecommenderConfig(Config):
+class RecommenderConfig(ModelConfig):
     """Parameters every recommender has."""
-
-    device: str = "auto"
-    """Torch device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", ..."""
-    seed: NonNegativeInt = 0
-    """Seeds the model's own random generators (never the global ones); CPU fits repeat exactly."""
 
 
 Validation = Callable[["Recommender"], float]
 
 
-class Recommender:
+class Recommender(Configurable):
     """Base class. Subclasses set ``name`` and ``config_class``, implement ``_fit`` and ``_score``,
     and list in ``_state`` the names of the learned tensors/arrays (each ending in ``_``)."""
 
@@ -56,18 +50,6 @@ class Recommender:
     config_class: ClassVar[type[RecommenderConfig]] = RecommenderConfig
     uses_features: ClassVar[bool] = False  # True if the model reads item content features
     _state: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, config: RecommenderConfig | dict | None = None, /, **params):
-        self.config = self.config_class.make(config, **params)
-
-    # -- parameters -------------------------------------------------------------------------
-    def get_params(self) -> dict:
-        return self.config.model_dump()
-
-    def __repr__(self) -> str:
-        defaults = self.config_class()
-        changed = {k: v for k, v in self.get_params().items() if getattr(defaults, k) != v}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     # -- training and scoring --------------------------------------------------------------------
     def fit(self, train: Interactions, item_features: np.ndarray | dict | None = None,
@@ -167,7 +149,7 @@ class Recommender:
         if not (path / "model.json").exists():
             raise MmworkError(f"{path} holds no saved model (model.json missing)")
         meta = json.loads((path / "model.json").read_text())
-        klass = next((m for m in _subclasses(Recommender) if m.__name__ == meta["class"]), None)
+        klass = Recommender.subclass_named(meta["class"])
         if klass is None or (cls is not Recommender and not issubclass(klass, cls)):
             raise MmworkError(f"{path} holds a {meta['class']}, which cannot be loaded as {cls.__name__}")
         model = klass(meta["params"], device=device)
@@ -181,13 +163,6 @@ class Recommender:
         for name, value in tensors.items():
             setattr(model, name, value.to(model.device_))
         return model
-
-
-def _subclasses(cls: type) -> list[type]:
-    found = []
-    for sub in cls.__subclasses__():
-        found += [sub] + _subclasses(sub)
-    return found
 
 
 class EarlyStopping:
