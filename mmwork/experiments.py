@@ -69,7 +69,7 @@ def build_models(names: list[str], params: dict[str, dict] | None = None, device
     unknown = [n for n in list(names) + list(params) if n not in MODELS]
     if unknown:
         raise MmworkError(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
-    return [MODELS[name](device=device, seed=seed, **params.get(name, {})) for name in names]
+    return [MODELS[name]({"device": device, "seed": seed} | params.get(name, {})) for name in names]
 
 
 def run_experiment(dataset: str, models: list[str], protocol: str | None = None, k: int = 10, seed: int = 2020,

@@ -107,3 +107,11 @@ def test_a_failed_refit_leaves_no_stale_state(data):
 def test_valid_must_be_a_callback(data):
     with pytest.raises(MmworkError, match="Validator"):
         MODELS["bpr"](epochs=1).fit(data[0].train, valid=data[0].valid)
+
+
+def test_named_parameters_override_the_experiment_seed_and_device():
+    from mmwork.experiments import build_models
+    model, = build_models(["bpr"], {"bpr": {"seed": "3", "epochs": "7"}}, device="cpu", seed=2020)
+    assert (model.config.seed, model.config.epochs, model.config.device) == (3, 7, "cpu")
+    with pytest.raises(MmworkError, match="unknown model"):
+        build_models(["bpr", "nope"])
