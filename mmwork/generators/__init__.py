@@ -1,7 +1,9 @@
 """Generators (one model per module, one interface in ``base``), and the data adapters that feed them."""
 from mmwork.generators.base import Generator, GeneratorConfig
+from mmwork.generators.classifier import Classifier, ClassifierConfig
 from mmwork.generators.data import LabelledImages, class_condition, fashion_mnist, one_hot
+from mmwork.generators.gan import GAN, GANConfig
 from mmwork.generators.vae import VAE, VAEConfig
 
-__all__ = ["Generator", "GeneratorConfig", "LabelledImages", "VAE", "VAEConfig", "class_condition",
-           "fashion_mnist", "one_hot"]
+__all__ = ["GAN", "VAE", "Classifier", "ClassifierConfig", "GANConfig", "Generator", "GeneratorConfig",
+           "LabelledImages", "VAEConfig", "class_condition", "fashion_mnist", "one_hot"]

@@ -1,0 +1,181 @@
+"""The in-project Fashion-MNIST classifier: it labels generated images (conditional accuracy, class
+histograms) and its penultimate layer is a feature space for generation metrics (Fréchet distance,
+KID, precision/recall in "classifier space"; never to be called FID).
+
+It reuses the generators' machinery rather than repeating it: the ``Generator`` base class brings the
+typed config, input checks, the shared :class:`~mmwork.generators.base.Training` loop (progress bar,
+early stopping, NaN stop, checkpoints and resuming, amp) and safetensors + JSON save/load. The labels
+travel where a generator's condition does (``fit(images, labels, valid=(images, labels))``); a
+classifier draws no samples, so ``sample`` refuses.
+
+>>> import torch
+>>> from mmwork.generators import Classifier
+>>> images = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # real ones: fashion_mnist()
+>>> model = Classifier(epochs=1, device="cpu").fit(images, torch.arange(32) % 10)
+>>> model.features(images).shape, model.predict(images[:3]).dtype
+(torch.Size([32, 128]), torch.int64)
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, PositiveInt
+from torch import nn
+
+from mmwork.errors import MmworkError
+from mmwork.generators.base import Generator, GeneratorConfig, Training
+
+
+class ClassifierConfig(GeneratorConfig):
+    """Parameters of :class:`Classifier`."""
+
+    n_classes: PositiveInt = 10
+    """Number of classes (labels are integers 0..n_classes-1)."""
+    channels: PositiveInt = 32
+    """Channels of the first convolution block (the second has twice as many)."""
+    features: PositiveInt = 128
+    """Width of the penultimate layer: the feature space ``features`` returns."""
+    dropout: float = Field(0.25, ge=0, lt=1)
+    """Dropout probability after each convolution block and before the output layer."""
+
+
+class Classifier(Generator):
+    """Two convolution blocks (3x3 conv, batch norm, ReLU, 2x2 max pool, dropout: 28 -> 14 -> 7), a
+    fully connected ``features``-wide layer (batch norm, ReLU: the feature space), dropout and a linear
+    output layer; Adam on the cross-entropy. Dropout draws from the model's own generator, so fits on
+    CPU repeat exactly and torch's global generator is never used.
+
+    Learned state: ``net_``; ``history_`` (one dict per epoch: loss (mean cross-entropy in nats),
+    accuracy (on the training batches, dropout on), seconds, images_per_s and, with ``valid``,
+    valid_loss: the held-out cross-entropy), ``best_epoch_``.
+    """
+
+    name = "classifier"
+    config_class = ClassifierConfig
+    data_shape = (1, 28, 28)
+    _state = ("net_",)
+
+    def _build(self) -> None:
+        self.net_ = _ConvClassifier(self.config)
+
+    def _check_data(self, data, what: str = "data") -> torch.Tensor:
+        x = super()._check_data(data, what)
+        if x.min() < 0 or x.max() > 1:
+            raise MmworkError(f"{what} must be pixels in [0, 1], got values from {float(x.min()):.4g} "
+                              f"to {float(x.max()):.4g}")
+        return x
+
+    def _check_condition(self, labels, n: int, what: str = "labels", broadcast: bool = False):
+        """The labels (the base class's "condition" slot) as an int64 CPU tensor (n,)."""
+        what = what.replace("condition", "labels")
+        k = self.config.n_classes
+        if labels is None:
+            raise MmworkError(f"{self.name} needs {what}: one integer class in 0..{k - 1} per image")
+        if not isinstance(labels, (torch.Tensor, np.ndarray, list, tuple)):
+            raise MmworkError(f"{what} must be a tensor, array or list of integers, got {type(labels).__name__}")
+        y = torch.as_tensor(np.asarray(labels)).detach().cpu()
+        if y.is_floating_point() or y.dtype == torch.bool or y.shape != (n,):
+            raise MmworkError(f"{what} must be {n} integer class indices (shape ({n},)), got {y.dtype} of "
+                              f"shape {tuple(y.shape)}")
+        if y.min() < 0 or y.max() >= k:
+            raise MmworkError(f"{what} must lie in 0..{k - 1} (n_classes={k}), got {int(y.min())}..{int(y.max())}")
+        return y.long()
+
+    # -- training ------------------------------------------------------------------------------------
+    def _fit(self, x: torch.Tensor, y: torch.Tensor, training: Training) -> None:
+        config, device = self.config, self.device_
+        generator = torch.Generator(device).manual_seed(config.seed)
+        optimizer = torch.optim.Adam(self.net_.parameters(), lr=config.lr)
+        n = len(x)
+        for _ in training.epochs(optimizer, generator):
+            started = time.perf_counter()
+            self.net_.train()
+            order = torch.randperm(n, generator=generator, device=device)
+            sums = torch.zeros(2, device=device)  # cross-entropy and correct predictions, summed
+            for start in range(0, n, config.batch_size):
+                batch = order[start:start + config.batch_size]
+                with training.autocast():
+                    logits = self.net_(x[batch], generator)
+                    loss = F.cross_entropy(logits.float(), y[batch])
+                training.step(loss)
+                sums += torch.stack([loss.detach() * len(batch), (logits.argmax(1) == y[batch]).sum()])
+            self.net_.eval()
+            seconds = time.perf_counter() - started
+            loss, accuracy = (sums / n).tolist()
+            training.end_epoch({"loss": loss, "accuracy": accuracy, "seconds": seconds, "images_per_s": n / seconds})
+
+    @torch.no_grad()
+    def _valid_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        return float(F.cross_entropy(self._batched(lambda b: self.net_(b), x), y, reduction="sum")) / len(x)
+
+    # -- prediction ----------------------------------------------------------------------------------
+    def predict_proba(self, images) -> torch.Tensor:
+        """Class probabilities (N, n_classes), float32."""
+        return self.logits(images).softmax(1)
+
+    def predict(self, images) -> torch.Tensor:
+        """The most probable class of each image (N,), int64."""
+        return self.logits(images).argmax(1)
+
+    @torch.no_grad()
+    def logits(self, images) -> torch.Tensor:
+        """The output layer's scores (N, n_classes), float32."""
+        return self._batched(lambda b: self.net_(b), self._images(images))
+
+    @torch.no_grad()
+    def features(self, images) -> torch.Tensor:
+        """Penultimate-layer activations (N, features), float32: the feature space for generation metrics."""
+        x = self._images(images)
+        return self._batched(self.net_.features, x)
+
+    def accuracy(self, images, labels) -> float:
+        """The fraction of images whose predicted class is their label."""
+        x = self._images(images)
+        y = self._check_condition(labels, len(x)).to(self.device_)
+        return float((self.predict(x) == y).double().mean())
+
+    def sample(self, n: int, condition=None, seed: int = 0):
+        raise MmworkError(f"a {self.name} labels images and draws none; sample from a generator (VAE, GAN)")
+
+    def _images(self, images) -> torch.Tensor:
+        self._check_fitted()
+        return self._check_data(images, "images").to(self.device_)
+
+    def _batched(self, fn, x: torch.Tensor) -> torch.Tensor:
+        self.net_.eval()
+        size = max(self.config.batch_size, 256)
+        return torch.cat([fn(x[s:s + size]).float() for s in range(0, len(x), size)])
+
+
+class _ConvClassifier(nn.Module):
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        ch, p = config.channels, config.dropout
+        self.p = p
+
+        def block(c_in, c_out):
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                                 nn.ReLU(), nn.MaxPool2d(2))
+        self.block1, self.block2 = block(1, ch), block(ch, 2 * ch)  # 28 -> 14 -> 7
+        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(2 * ch * 49, config.features, bias=False),
+                                    nn.BatchNorm1d(config.features), nn.ReLU())
+        self.out = nn.Linear(config.features, config.n_classes)
+
+    def _drop(self, h, generator):
+        """Inverted dropout with the model's own generator (None: evaluation, no dropout)."""
+        if generator is None or self.p == 0:
+            return h
+        keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.p
+        return h * keep / (1 - self.p)
+
+    def features(self, x, generator=None):
+        h = self._drop(self.block1(x), generator)
+        h = self._drop(self.block2(h), generator)
+        return self.hidden(h)
+
+    def forward(self, x, generator=None):
+        return self.out(self._drop(self.features(x, generator), generator))
+

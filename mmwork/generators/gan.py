@@ -1,0 +1,199 @@
+"""DCGAN-sized conditional GAN for 28x28 greyscale images, with the stable choices of the literature:
+the hinge loss and spectral normalisation in the discriminator (Miyato et al., 2018), a projection
+discriminator for the condition (Miyato & Koyama, 2018: the inner product of an embedding of the
+condition with the discriminator's features is added to its score), the condition concatenated to the
+generator's noise, and samples drawn from an exponential moving average of the generator's weights
+(``ema_decay``; Yazıcı et al., 2019). ``condition_dim=0`` makes it unconditional.
+
+A GAN has no likelihood, so held-out data cannot score it here: ``valid`` is a callback
+``valid(model) -> float`` (lower is better, e.g. a Fréchet distance of ``model.sample(...)`` computed
+with ``mmwork.evaluation``, which this layer may not import); give the callback a ``name`` attribute
+to name its column in ``history_`` (``valid_<name>``).
+
+>>> import torch
+>>> from mmwork.generators import GAN, one_hot
+>>> images = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # real ones: fashion_mnist()
+>>> model = GAN(epochs=1, channels=8, condition_dim=10, device="cpu").fit(images, one_hot(torch.arange(32) % 10, 10))
+>>> model.sample(4, one_hot([9], 10)[0], seed=1).shape
+torch.Size([4, 1, 28, 28])
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from mmwork.errors import MmworkError
+from mmwork.generators.base import Generator, GeneratorConfig, Training
+
+
+class GANConfig(GeneratorConfig):
+    """Parameters of :class:`GAN`."""
+
+    lr: PositiveFloat = 2e-4
+    """Adam learning rate of both networks (betas 0.5, 0.999)."""
+    batch_size: PositiveInt = 64
+    """Real images per step (and as many generated ones)."""
+    noise_dim: PositiveInt = 64
+    """Size of the generator's noise vector z ~ N(0, I)."""
+    channels: PositiveInt = 64
+    """Channels of the discriminator's first convolution and the generator's last hidden layer (the
+    layers nearer 7x7 have twice as many)."""
+    condition_dim: NonNegativeInt = 0
+    """Width of the condition vector (10 for one-hot Fashion-MNIST classes); 0 = unconditional."""
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    """Decay of the moving average of the generator's weights that ``sample`` uses, warmed up as
+    min(ema_decay, (1 + step) / (10 + step)); 0 samples from the raw generator's weights."""
+
+
+class GAN(Generator):
+    """Generator: [z, condition] -> linear -> 2 x channels x 7 x 7 -> transposed convolutions (batch
+    norm, ReLU) -> 14 x 14 -> 28 x 28, tanh. Discriminator (spectral norm on every layer): 4x4 stride-2
+    convolutions 1 -> channels -> 2 x channels (leaky ReLU 0.1), flattened features phi(x); score =
+    linear(phi(x)) + <embed(condition), phi(x)>. Each step: one discriminator update on the hinge loss
+    relu(1 - D(real)) + relu(1 + D(fake)), then one generator update on -D(fake) with the same fakes
+    (generated for the real batch's conditions), then the moving average. The seed drives
+    initialisation, shuffling and noise, so fits on CPU repeat exactly.
+
+    Learned state: ``generator_``, ``discriminator_``, ``ema_`` (the averaged generator that samples);
+    ``history_`` (one dict per epoch: loss (d_loss + g_loss, which the NaN stop watches), d_loss (the
+    hinge loss), g_loss, d_real and d_fake (mean scores of real and generated images), seconds,
+    images_per_s (real images) and, with ``valid``, the callback's value), ``best_epoch_``.
+    """
+
+    name = "gan"
+    config_class = GANConfig
+    data_shape = (1, 28, 28)
+    _state = ("generator_", "discriminator_", "ema_")
+
+    def _build(self) -> None:
+        self.generator_ = _Generator(self.config)
+        self.discriminator_ = _Discriminator(self.config)
+        self.ema_ = copy.deepcopy(self.generator_).requires_grad_(False)
+
+    def _check_data(self, data, what: str = "data") -> torch.Tensor:
+        x = super()._check_data(data, what)
+        if x.min() < 0 or x.max() > 1:
+            raise MmworkError(f"{what} must be pixels in [0, 1], got values from {float(x.min()):.4g} "
+                              f"to {float(x.max()):.4g}")
+        return x
+
+    def _check_valid(self, valid):
+        if valid is None or callable(valid):
+            return valid
+        raise MmworkError("a GAN has no likelihood to score held-out data with: pass valid=a callback "
+                          "valid(model) -> float, lower is better (e.g. a Fréchet distance of model.sample(...))")
+
+    # -- training ------------------------------------------------------------------------------------
+    def _fit(self, x: torch.Tensor, c: torch.Tensor | None, training: Training) -> None:
+        config, device = self.config, self.device_
+        G, D = self.generator_, self.discriminator_
+        generator = torch.Generator(device).manual_seed(config.seed)
+        optimizer = torch.optim.Adam([{"params": G.parameters()}, {"params": D.parameters()}],
+                                     lr=config.lr, betas=(0.5, 0.999))
+        n, steps_per_epoch = len(x), math.ceil(len(x) / config.batch_size)
+        for epoch in training.epochs(optimizer, generator):
+            started = time.perf_counter()
+            G.train(), D.train()
+            order = torch.randperm(n, generator=generator, device=device)
+            sums = torch.zeros(4, device=device)  # d_loss, g_loss, d_real, d_fake, summed over images
+            for i, start in enumerate(range(0, n, config.batch_size)):
+                batch = order[start:start + config.batch_size]
+                real, cond = x[batch] * 2 - 1, None if c is None else c[batch]
+                z = torch.randn(len(batch), config.noise_dim, generator=generator, device=device)
+                with training.autocast():
+                    fake = G(z, cond)
+                    d_real, d_fake = D(real, cond), D(fake.detach(), cond)
+                    d_loss = F.relu(1 - d_real.float()).mean() + F.relu(1 + d_fake.float()).mean()
+                training.step(d_loss)
+                D.requires_grad_(False)  # the generator's step leaves the discriminator's weights alone
+                with training.autocast():
+                    g_loss = -D(fake, cond).float().mean()
+                training.step(g_loss)
+                D.requires_grad_(True)
+                self._update_ema((epoch - 1) * steps_per_epoch + i + 1)
+                sums += len(batch) * torch.stack([d_loss.detach(), g_loss.detach(),
+                                                  d_real.detach().float().mean(), d_fake.detach().float().mean()])
+            G.eval(), D.eval()
+            seconds = time.perf_counter() - started
+            d_loss, g_loss, d_real, d_fake = (sums / n).tolist()
+            training.end_epoch({"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss, "d_real": d_real,
+                                "d_fake": d_fake, "seconds": seconds, "images_per_s": n / seconds})
+
+    @torch.no_grad()
+    def _update_ema(self, step: int) -> None:
+        decay = min(self.config.ema_decay, (1 + step) / (10 + step))
+        for average, current in zip(self.ema_.parameters(), self.generator_.parameters()):
+            average.lerp_(current, 1 - decay)
+        for average, current in zip(self.ema_.buffers(), self.generator_.buffers()):
+            average.copy_(current)  # batch norm's running statistics
+
+    # -- sampling ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, condition=None, seed: int = 0) -> torch.Tensor:
+        """``n`` images (N, 1, 28, 28), pixels in [0, 1], from the averaged generator with noise drawn
+        with ``seed``; ``condition`` is one vector for all or one row per image."""
+        self._check_fitted()
+        if not isinstance(n, int) or n < 1:
+            raise MmworkError(f"n must be a positive integer, got {n!r}")
+        c = self._check_condition(condition, n, broadcast=True)
+        generator = torch.Generator(self.device_).manual_seed(seed)
+        z = torch.randn(n, self.config.noise_dim, generator=generator, device=self.device_)
+        return self._generate(self.ema_, z, None if c is None else c.to(self.device_))
+
+    def _generate(self, net: nn.Module, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        net.eval()
+        size = self.config.batch_size
+        return torch.cat([(net(z[s:s + size], None if c is None else c[s:s + size]).float() + 1) / 2
+                          for s in range(0, len(z), size)])
+
+    @torch.no_grad()
+    def score(self, images, condition=None) -> torch.Tensor:
+        """The discriminator's score of each image (N,), float32: higher reads as more real."""
+        self._check_fitted()
+        x = self._check_data(images, "images").to(self.device_)
+        c = self._check_condition(condition, len(x), broadcast=True)
+        c = None if c is None else c.to(self.device_)
+        self.discriminator_.eval()
+        size = self.config.batch_size
+        return torch.cat([self.discriminator_(x[s:s + size] * 2 - 1, None if c is None else c[s:s + size]).float()
+                          for s in range(0, len(x), size)])
+
+
+class _Generator(nn.Module):
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        ch = config.channels
+        self.net = nn.Sequential(
+            nn.Linear(config.noise_dim + config.condition_dim, 2 * ch * 49, bias=False),
+            nn.Unflatten(1, (2 * ch, 7, 7)), nn.BatchNorm2d(2 * ch), nn.ReLU(),
+            nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),  # 7 -> 14
+            nn.ConvTranspose2d(ch, 1, 4, 2, 1), nn.Tanh())                                        # 14 -> 28
+
+    def forward(self, z, c):
+        return self.net(z if c is None else torch.cat([z, c.to(z.dtype)], 1))
+
+
+class _Discriminator(nn.Module):
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        ch, width = config.channels, 2 * config.channels * 49
+        self.features = nn.Sequential(
+            spectral_norm(nn.Conv2d(1, ch, 4, 2, 1)), nn.LeakyReLU(0.1),           # 28 -> 14
+            spectral_norm(nn.Conv2d(ch, 2 * ch, 4, 2, 1)), nn.LeakyReLU(0.1),      # 14 -> 7
+            nn.Flatten())
+        self.linear = spectral_norm(nn.Linear(width, 1))
+        self.embed = spectral_norm(nn.Linear(config.condition_dim, width, bias=False)) if config.condition_dim else None
+
+    def forward(self, x, c):
+        phi = self.features(x)
+        score = self.linear(phi).squeeze(1)
+        if self.embed is not None:  # projection: <embed(condition), phi(x)>
+            score = score + (self.embed(c.to(phi.dtype)) * phi).sum(1)
+        return score
