@@ -85,6 +85,12 @@ class Classifier(Generator):
         return y.long()
 
     # -- training ------------------------------------------------------------------------------------
+    def fit(self, images, labels=None, valid=None, *, checkpoint=None, resume_from=None) -> "Classifier":
+        """Learn from ``images`` (N, 1, 28, 28) in [0, 1] and their integer ``labels``; ``valid`` is
+        ``(images, labels)`` held out (early stopping on their cross-entropy) or a callback
+        ``valid(model) -> float``; ``checkpoint``/``resume_from`` as for every generator. Returns self."""
+        return super().fit(images, labels, valid, checkpoint=checkpoint, resume_from=resume_from)
+
     def _fit(self, x: torch.Tensor, y: torch.Tensor, training: Training) -> None:
         config, device = self.config, self.device_
         generator = torch.Generator(device).manual_seed(config.seed)
