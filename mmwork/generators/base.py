@@ -71,6 +71,7 @@ class Generator(Configurable):
     name: ClassVar[str] = "base"
     config_class: ClassVar[type[GeneratorConfig]] = GeneratorConfig
     data_shape: ClassVar[tuple[int, ...]] = ()  # shape of one example, e.g. (1, 28, 28)
+    value_range: ClassVar[tuple[float, float] | None] = None  # e.g. (0, 1) for pixels; None: any finite value
     _state: ClassVar[tuple[str, ...]] = ()
 
     # -- training ------------------------------------------------------------------------------------
@@ -135,6 +136,10 @@ class Generator(Configurable):
         x = x.cpu().float()
         if not torch.isfinite(x).all():
             raise MmworkError(f"{what} holds NaN or infinite values ({int((~torch.isfinite(x)).sum())} of them)")
+        if self.value_range is not None and (x.min() < self.value_range[0] or x.max() > self.value_range[1]):
+            low, high = self.value_range
+            raise MmworkError(f"{what} must lie in [{low:g}, {high:g}], got values from {float(x.min()):.4g} "
+                              f"to {float(x.max()):.4g}")
         return x
 
     def _check_condition(self, condition, n: int, what: str = "condition", broadcast: bool = False):

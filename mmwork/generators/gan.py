@@ -70,19 +70,13 @@ class GAN(Generator):
     name = "gan"
     config_class = GANConfig
     data_shape = (1, 28, 28)
+    value_range = (0.0, 1.0)  # pixels
     _state = ("generator_", "discriminator_", "ema_")
 
     def _build(self) -> None:
         self.generator_ = _Generator(self.config)
         self.discriminator_ = _Discriminator(self.config)
         self.ema_ = copy.deepcopy(self.generator_).requires_grad_(False)
-
-    def _check_data(self, data, what: str = "data") -> torch.Tensor:
-        x = super()._check_data(data, what)
-        if x.min() < 0 or x.max() > 1:
-            raise MmworkError(f"{what} must be pixels in [0, 1], got values from {float(x.min()):.4g} "
-                              f"to {float(x.max()):.4g}")
-        return x
 
     def _check_valid(self, valid):
         if valid is None or callable(valid):

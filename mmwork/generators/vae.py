@@ -69,17 +69,11 @@ class VAE(Generator):
     name = "vae"
     config_class = VAEConfig
     data_shape = (1, 28, 28)
+    value_range = (0.0, 1.0)  # pixels
     _state = ("net_",)
 
     def _build(self) -> None:
         self.net_ = _ConvVAE(self.config)
-
-    def _check_data(self, data, what: str = "data") -> torch.Tensor:
-        x = super()._check_data(data, what)
-        if x.min() < 0 or x.max() > 1:
-            raise MmworkError(f"{what} must be pixels in [0, 1], got values from {float(x.min()):.4g} "
-                              f"to {float(x.max()):.4g}")
-        return x
 
     # -- training ------------------------------------------------------------------------------------
     def _fit(self, x: torch.Tensor, c: torch.Tensor | None, training: Training) -> None:

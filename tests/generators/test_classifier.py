@@ -75,7 +75,7 @@ def _bad_inputs(x, y):
     yield lambda: Classifier(dropout=1.0), "dropout: Input should be less than 1"
     yield lambda: Classifier(n_classes=0), "n_classes: Input should be greater than 0"
     yield lambda: Classifier(device="cpu").fit(x[:, 0], y), r"shape \(N, 1, 28, 28\) for classifier, got \(256, 28"
-    yield lambda: Classifier(device="cpu").fit(x * 255, y), r"pixels in \[0, 1\]"
+    yield lambda: Classifier(device="cpu").fit(x * 255, y), r"lie in \[0, 1\]"
     yield lambda: Classifier(device="cpu").fit(x), "classifier needs labels: one integer class in 0..9"
     yield (lambda: Classifier(device="cpu").fit(x, y[:100]),
            r"256 integer class indices \(shape \(256,\)\), got torch.int64 of shape \(100,\)")

@@ -130,7 +130,7 @@ def _bad_inputs(x, y):
     yield None, lambda: GAN(lr=0), "lr: Input should be greater than 0"
     yield 0, lambda m: m.fit(x[:, 0]), r"shape \(N, 1, 28, 28\) for gan, got \(256, 28, 28\)"
     yield 0, lambda m: m.fit(x.expand(-1, 3, -1, -1)), r"got \(256, 3, 28, 28\)"
-    yield 0, lambda m: m.fit(x * 2 - 1), r"pixels in \[0, 1\], got values from -1"
+    yield 0, lambda m: m.fit(x * 2 - 1), r"lie in \[0, 1\], got values from -1"
     yield 0, lambda m: m.fit(x, c), "unconditional .* got a condition"
     yield 0, lambda m: m.fit(x, valid=x), "a GAN has no likelihood .* pass valid=a callback"
     yield 10, lambda m: m.fit(x), r"conditional \(condition_dim=10\): pass a condition of shape \(256, 10\)"

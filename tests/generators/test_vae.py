@@ -143,7 +143,7 @@ def _bad_inputs(x, labels):
     yield "fit", lambda m: m.fit(x[:, 0]), r"shape \(N, 1, 28, 28\) for vae, got \(256, 28, 28\)"
     yield "fit", lambda m: m.fit(x.expand(-1, 3, -1, -1)), r"got \(256, 3, 28, 28\)"
     yield "fit", lambda m: m.fit((x * 255).to(torch.uint8)), "must hold floats, got torch.uint8"
-    yield "fit", lambda m: m.fit(x * 255), r"pixels in \[0, 1\], got values from 0 to 255"
+    yield "fit", lambda m: m.fit(x * 255), r"lie in \[0, 1\], got values from 0 to 255"
     yield "fit", lambda m: m.fit(torch.where(x > 0.99, float("nan"), x)), "NaN or infinite"
     yield "fit", lambda m: m.fit(x.tolist()), "must be a tensor or numpy array, got list"
     yield "fit", lambda m: m.fit(x, c), "unconditional .* got a condition"
