@@ -142,6 +142,17 @@ class Generator(Configurable):
                               f"to {float(x.max()):.4g}")
         return x
 
+    def _draw_noise(self, n: int, dim: int, condition, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """For ``sample``: check the request, then ``n`` standard-normal vectors of size ``dim`` drawn
+        with ``seed`` and the condition (one vector for all or one row each), both on the device."""
+        self._check_fitted()
+        if not isinstance(n, int) or n < 1:
+            raise MmworkError(f"n must be a positive integer, got {n!r}")
+        c = self._check_condition(condition, n, broadcast=True)
+        generator = torch.Generator(self.device_).manual_seed(seed)
+        z = torch.randn(n, dim, generator=generator, device=self.device_)
+        return z, None if c is None else c.to(self.device_)
+
     def _check_condition(self, condition, n: int, what: str = "condition", broadcast: bool = False):
         """``condition`` as a float32 CPU tensor (n, condition_dim), or None for unconditional models;
         with ``broadcast`` one vector is repeated n times."""

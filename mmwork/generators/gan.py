@@ -133,13 +133,8 @@ class GAN(Generator):
     def sample(self, n: int, condition=None, seed: int = 0) -> torch.Tensor:
         """``n`` images (N, 1, 28, 28), pixels in [0, 1], from the averaged generator with noise drawn
         with ``seed``; ``condition`` is one vector for all or one row per image."""
-        self._check_fitted()
-        if not isinstance(n, int) or n < 1:
-            raise MmworkError(f"n must be a positive integer, got {n!r}")
-        c = self._check_condition(condition, n, broadcast=True)
-        generator = torch.Generator(self.device_).manual_seed(seed)
-        z = torch.randn(n, self.config.noise_dim, generator=generator, device=self.device_)
-        return self._generate(self.ema_, z, None if c is None else c.to(self.device_))
+        z, c = self._draw_noise(n, self.config.noise_dim, condition, seed)
+        return self._generate(self.ema_, z, c)
 
     def _generate(self, net: nn.Module, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         net.eval()

@@ -184,12 +184,7 @@ class VAE(Generator):
     def sample(self, n: int, condition=None, seed: int = 0) -> torch.Tensor:
         """``n`` images decoded from z ~ N(0, I) drawn with ``seed`` (the decoder's mean image, not a
         noisy pixel draw); ``condition`` is one vector for all or one row per image."""
-        self._check_fitted()
-        if not isinstance(n, int) or n < 1:
-            raise MmworkError(f"n must be a positive integer, got {n!r}")
-        c = self._check_condition(condition, n, broadcast=True)
-        generator = torch.Generator(self.device_).manual_seed(seed)
-        z = torch.randn(n, self.config.latent, generator=generator, device=self.device_)
+        z, c = self._draw_noise(n, self.config.latent, condition, seed)
         return self.decode(z, c)
 
     def _inputs(self, x, condition):
