@@ -112,3 +112,214 @@ def image_grid(images, labels, columns: int = 8):
     for ax in np.ravel(axes):
         ax.axis("off")
     return fig
+
+
+# -- generators ------------------------------------------------------------------------------------
+def _pixels(images) -> np.ndarray:
+    """(N, H, W) float array from a tensor or array of shape (N, 1, H, W) or (N, H, W)."""
+    if hasattr(images, "detach"):
+        images = images.detach().cpu().numpy()
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim != 3:
+        raise ValueError(f"images must have shape (N, 1, H, W) or (N, H, W), got {images.shape}")
+    return images
+
+
+def _tile(images: np.ndarray, nrow: int, pad: int = 2) -> np.ndarray:
+    """One mosaic of ``nrow`` rows (the last row padded with blanks), ``pad`` pixels between tiles."""
+    n, h, w = images.shape
+    ncol = -(-n // nrow)
+    mosaic = np.ones((nrow * (h + pad) - pad, ncol * (w + pad) - pad), dtype=np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, ncol)
+        mosaic[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = image
+    return mosaic
+
+
+def sample_grid(images, nrow: int, row_titles=None, title: str = "", scale: float = 0.45):
+    """Images (N, 1, H, W) in ``nrow`` rows of one mosaic (white gaps), pixels 0 = black, 1 = white;
+    ``row_titles`` label the rows (e.g. the class each row was conditioned on). Returns the Figure.
+
+    >>> import numpy as np
+    >>> fig = sample_grid(np.random.default_rng(0).random((20, 1, 28, 28)), nrow=2, row_titles=["a", "b"])
+    >>> len(fig.axes[0].get_yticks())
+    2
+    """
+    import matplotlib.pyplot as plt
+    pixels = _pixels(images)
+    if row_titles is not None and len(row_titles) != nrow:
+        raise ValueError(f"row_titles must have one title per row ({nrow}), got {len(row_titles)}")
+    mosaic = _tile(pixels, nrow)
+    h = pixels.shape[1]
+    fig, ax = plt.subplots(figsize=(max(2.5, scale * mosaic.shape[1] / h), max(1.0, scale * mosaic.shape[0] / h)))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    if row_titles is None:
+        ax.set_yticks([])
+    else:
+        ax.set_yticks(np.arange(nrow) * (h + 2) + h / 2, [str(t) for t in row_titles], fontsize=8)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.tick_params(length=0)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def interpolation_strip(frames, row_titles=None, title: str = ""):
+    """Latent interpolations: ``frames`` (rows, steps, 1, H, W), each row decoded along a straight line
+    between two latent vectors, the first and last column being the two end points. Returns the Figure.
+
+    >>> import numpy as np
+    >>> fig = interpolation_strip(np.random.default_rng(0).random((3, 8, 1, 28, 28)))
+    >>> fig.axes[0].get_xlabel()
+    'start → end (8 equal steps in latent space)'
+    """
+    frames = np.asarray(frames.detach().cpu() if hasattr(frames, "detach") else frames, dtype=np.float32)
+    if frames.ndim != 5:
+        raise ValueError(f"frames must have shape (rows, steps, 1, H, W), got {frames.shape}")
+    rows, steps = frames.shape[:2]
+    fig = sample_grid(frames.reshape(rows * steps, *frames.shape[2:]), rows, row_titles, title)
+    fig.axes[0].set_xlabel(f"start → end ({steps} equal steps in latent space)", fontsize=8)
+    return fig
+
+
+def neighbour_panel(samples, neighbours, distances, title: str = ""):
+    """Memorisation check: generated ``samples`` (top row) above their nearest training images
+    (bottom row), each pair titled with its distance. Returns the Figure.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).random((6, 1, 28, 28))
+    >>> fig = neighbour_panel(x, x[::-1], np.arange(6.0))
+    >>> len(fig.axes)
+    12
+    """
+    import matplotlib.pyplot as plt
+    samples, neighbours = _pixels(samples), _pixels(neighbours)
+    distances = np.asarray(distances, dtype=float)
+    if not len(samples) == len(neighbours) == len(distances):
+        raise ValueError(f"one neighbour and one distance per sample: got {len(samples)} samples, "
+                         f"{len(neighbours)} neighbours and {len(distances)} distances")
+    n = len(samples)
+    fig, axes = plt.subplots(2, n, figsize=(0.9 * n + 0.8, 2.3), squeeze=False)
+    for i in range(n):
+        axes[0, i].imshow(samples[i], cmap="gray", vmin=0, vmax=1)
+        axes[1, i].imshow(neighbours[i], cmap="gray", vmin=0, vmax=1)
+        axes[1, i].set_title(f"{distances[i]:.2f}", fontsize=7, y=-0.32)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("sample", fontsize=8)
+    axes[1, 0].set_ylabel("nearest\ntraining", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def distance_histograms(distances: dict[str, np.ndarray], xlabel: str = "distance to the nearest training image",
+                        ax=None):
+    """Overlaid histograms (densities) of one distance per example for each named set, with each
+    set's median as a dashed line: e.g. generated samples against real test images.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ax = distance_histograms({"samples": rng.random(50), "test": rng.random(50) + 1})
+    >>> len(ax.lines)
+    2
+    """
+    ax = _axes(ax, (6, 3))
+    values = {k: np.asarray(v, dtype=float) for k, v in distances.items()}
+    bins = np.histogram_bin_edges(np.concatenate(list(values.values())), bins=30)
+    for name, v in values.items():
+        patches = ax.hist(v, bins=bins, density=True, alpha=0.5, label=f"{name} (n={len(v)}, median {np.median(v):.2f})")[2]
+        ax.axvline(np.median(v), color=patches[0].get_facecolor(), linestyle="--", alpha=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def class_shares(predicted, classes, low: float = 0.05, high: float = 0.15, ax=None, title: str = ""):
+    """Share of samples per predicted class (bars), with the band [``low``, ``high``] a balanced
+    generator should stay within (issue 11: 5% to 15% for 10 classes) shaded.
+
+    >>> ax = class_shares([0, 1, 1, 2], ["a", "b", "c"])
+    >>> [round(float(p.get_height()), 2) for p in ax.patches][:3]
+    [0.25, 0.5, 0.25]
+    """
+    predicted = np.asarray(predicted.detach().cpu() if hasattr(predicted, "detach") else predicted, dtype=int)
+    shares = np.bincount(predicted, minlength=len(classes))[:len(classes)] / max(len(predicted), 1)
+    ax = _axes(ax, (7, 3))
+    ax.bar(np.arange(len(classes)), shares, color="tab:blue")
+    ax.axhspan(low, high, color="tab:green", alpha=0.12, label=f"{low:.0%}–{high:.0%}")
+    ax.set_xticks(np.arange(len(classes)), [str(c) for c in classes], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel(f"share of {len(predicted)} samples")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+_NOT_CURVES = {"epoch", "seconds", "images_per_s", "beta"}
+
+
+def history_curves(histories: dict[str, list[dict]], columns=None):
+    """Per-epoch curves of generators' ``history_`` (one panel per model; every numeric column but
+    the epoch, timings and the KL weight, or only ``columns``); validation columns dashed. Returns
+    the Figure.
+
+    >>> fig = history_curves({"vae": [{"epoch": 1, "loss": 3.0, "valid_loss": 3.5},
+    ...                               {"epoch": 2, "loss": 2.0, "valid_loss": 2.9}]})
+    >>> [line.get_label() for line in fig.axes[0].lines]
+    ['loss', 'valid_loss']
+    """
+    import matplotlib.pyplot as plt
+    histories = {k: v for k, v in histories.items() if v}
+    if not histories:
+        raise ValueError("no model with a training history to plot")
+    fig, axes = plt.subplots(1, len(histories), figsize=(4.2 * len(histories), 3.2), squeeze=False)
+    for ax, (name, history) in zip(axes[0], histories.items()):
+        frame = pd.DataFrame(history)
+        wanted = columns or [c for c in frame.columns if c not in _NOT_CURVES]
+        for column in [c for c in wanted if c in frame and pd.api.types.is_numeric_dtype(frame[c])]:
+            style = "--o" if column.startswith("valid") else "-o"
+            ax.plot(frame["epoch"], frame[column], style, markersize=3, label=column)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def spectrograms(mels, sr: int, hop: int, titles=None, fmax: float | None = None):
+    """Log-mel spectrograms side by side: ``mels`` (N, n_mels, frames) in dB (or power, converted to dB
+    relative to each one's peak); time in seconds from ``sr`` and ``hop``. Returns the Figure.
+
+    >>> import numpy as np
+    >>> fig = spectrograms(np.random.default_rng(0).random((2, 32, 40)), sr=8000, hop=128, titles=["a", "b"])
+    >>> fig.axes[0].get_title(), round(float(fig.axes[0].get_xlim()[1]), 2)
+    ('a', 0.64)
+    """
+    import matplotlib.pyplot as plt
+    mels = np.asarray(mels.detach().cpu() if hasattr(mels, "detach") else mels, dtype=np.float64)
+    if mels.ndim == 2:
+        mels = mels[None]
+    if mels.ndim != 3:
+        raise ValueError(f"mels must have shape (N, n_mels, frames), got {mels.shape}")
+    if mels.min() >= 0:  # power, not dB yet
+        mels = 10 * np.log10(np.maximum(mels, 1e-10) / np.maximum(mels.max(axis=(1, 2), keepdims=True), 1e-10))
+    n = len(mels)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.6, 2.6), squeeze=False, sharey=True)
+    for i, (ax, mel) in enumerate(zip(axes[0], mels)):
+        image = ax.imshow(mel, origin="lower", aspect="auto", cmap="magma",
+                          extent=(0, mel.shape[1] * hop / sr, 0, mel.shape[0]))
+        ax.set_xlabel("seconds")
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=8)
+    axes[0, 0].set_ylabel(f"mel band (0–{(fmax or sr / 2) / 1000:g} kHz)")
+    fig.colorbar(image, ax=list(axes[0]), format="%+2.0f dB", fraction=0.03)
+    return fig
