@@ -17,12 +17,15 @@ classifier draws no samples, so ``sample`` refuses.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
 from mmwork.errors import MmworkError
@@ -32,6 +35,18 @@ from mmwork.generators.base import Generator, GeneratorConfig, Training
 class ClassifierConfig(GeneratorConfig):
     """Parameters of :class:`Classifier`."""
 
+    epochs: PositiveInt = 8
+    """Passes over the training data (also the length of the one-cycle schedule)."""
+    lr: PositiveFloat = 3e-3
+    """Peak Adam learning rate (the constant one with ``schedule="constant"``)."""
+    schedule: Literal["onecycle", "constant"] = "onecycle"
+    """Learning rate per step: "onecycle" warms up from lr/25 over the first 25% of the ``epochs``
+    and anneals to ~0 by their end (cosine both ways; Smith & Topin, 2018); "constant" keeps ``lr``."""
+    shift: NonNegativeInt = 2
+    """Training images are shifted by up to this many pixels each way (zero fill); 0 turns it off."""
+    flip: bool = True
+    """Training images are mirrored left-right with probability 1/2 (Fashion-MNIST's classes are
+    symmetric that way)."""
     n_classes: PositiveInt = 10
     """Number of classes (labels are integers 0..n_classes-1)."""
     channels: PositiveInt = 32
@@ -45,8 +60,10 @@ class ClassifierConfig(GeneratorConfig):
 class Classifier(Generator):
     """Two convolution blocks (3x3 conv, batch norm, ReLU, 2x2 max pool, dropout: 28 -> 14 -> 7), a
     fully connected ``features``-wide layer (batch norm, ReLU: the feature space), dropout and a linear
-    output layer; Adam on the cross-entropy. Dropout draws from the model's own generator, so fits on
-    CPU repeat exactly and torch's global generator is never used.
+    output layer; Adam on the cross-entropy with a one-cycle learning rate, on training images randomly
+    shifted and mirrored. Augmentation and dropout draw from the model's own generator, so fits on CPU
+    repeat exactly and torch's global generator is never used; the learning rate is a function of the
+    step, so a fit resumed with the same ``epochs`` follows the same schedule.
 
     Learned state: ``net_``; ``history_`` (one dict per epoch: loss (mean cross-entropy in nats),
     accuracy (on the training batches, dropout on), seconds, images_per_s and, with ``valid``,
@@ -89,16 +106,18 @@ class Classifier(Generator):
         config, device = self.config, self.device_
         generator = torch.Generator(device).manual_seed(config.seed)
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=config.lr)
-        n = len(x)
-        for _ in training.epochs(optimizer, generator):
+        n, steps_per_epoch = len(x), math.ceil(len(x) / config.batch_size)
+        for epoch in training.epochs(optimizer, generator):
             started = time.perf_counter()
             self.net_.train()
             order = torch.randperm(n, generator=generator, device=device)
             sums = torch.zeros(2, device=device)  # cross-entropy and correct predictions, summed
-            for start in range(0, n, config.batch_size):
+            for i, start in enumerate(range(0, n, config.batch_size)):
                 batch = order[start:start + config.batch_size]
+                for group in optimizer.param_groups:
+                    group["lr"] = self._lr((epoch - 1) * steps_per_epoch + i, config.epochs * steps_per_epoch)
                 with training.autocast():
-                    logits = self.net_(x[batch], generator)
+                    logits = self.net_(self._augment(x[batch], generator), generator)
                     loss = F.cross_entropy(logits.float(), y[batch])
                 training.step(loss)
                 sums += torch.stack([loss.detach() * len(batch), (logits.argmax(1) == y[batch]).sum()])
@@ -106,6 +125,29 @@ class Classifier(Generator):
             seconds = time.perf_counter() - started
             loss, accuracy = (sums / n).tolist()
             training.end_epoch({"loss": loss, "accuracy": accuracy, "seconds": seconds, "images_per_s": n / seconds})
+
+    def _lr(self, step: int, total: int) -> float:
+        peak, warmup = self.config.lr, 0.25 * total
+        if self.config.schedule == "constant":
+            return peak
+        if step < warmup:
+            return peak * (0.04 + 0.96 * (1 - math.cos(math.pi * step / warmup)) / 2)
+        return peak * (1e-4 + (1 - 1e-4) * (1 + math.cos(math.pi * (step - warmup) / (total - warmup))) / 2)
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Each image shifted by up to ``shift`` pixels each way and mirrored with probability 1/2."""
+        s, n, device = self.config.shift, len(x), x.device
+        if self.config.flip:
+            flip = torch.rand(n, generator=generator, device=device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if s:
+            offset = torch.randint(0, 2 * s + 1, (2, n, 1), generator=generator, device=device)
+            rows = offset[0] + torch.arange(x.shape[2], device=device)  # (n, 28) rows of the padded image
+            cols = offset[1] + torch.arange(x.shape[3], device=device)
+            padded = F.pad(x, (s, s, s, s))
+            x = padded[torch.arange(n, device=device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+            x = x.permute(0, 3, 1, 2)  # advanced indexing put the channel axis last
+        return x
 
     @torch.no_grad()
     def _valid_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:

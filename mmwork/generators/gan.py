@@ -37,7 +37,14 @@ class GANConfig(GeneratorConfig):
     """Parameters of :class:`GAN`."""
 
     lr: PositiveFloat = 2e-4
-    """Adam learning rate of both networks (betas 0.5, 0.999)."""
+    """Adam learning rate of the generator."""
+    d_lr: PositiveFloat = 4e-4
+    """Adam learning rate of the discriminator: higher than the generator's, the two time-scale update
+    rule (Heusel et al., 2017)."""
+    beta1: float = Field(0.5, ge=0, lt=1)
+    """Adam's first-moment decay for both networks (the second is 0.999)."""
+    n_critic: PositiveInt = 1
+    """Discriminator steps (each on its own real batch) per generator step."""
     batch_size: PositiveInt = 64
     """Real images per step (and as many generated ones)."""
     noise_dim: PositiveInt = 64
@@ -54,12 +61,14 @@ class GANConfig(GeneratorConfig):
 
 class GAN(Generator):
     """Generator: [z, condition] -> linear -> 2 x channels x 7 x 7 -> transposed convolutions (batch
-    norm, ReLU) -> 14 x 14 -> 28 x 28, tanh. Discriminator (spectral norm on every layer): 4x4 stride-2
+    norm, ReLU) -> 14 x 14 -> 28 x 28, tanh; with a condition every batch norm is conditional (its
+    scale and shift are linear in the condition: de Vries et al., 2017), so the condition reaches each
+    layer, not the input alone. Discriminator (spectral norm on every layer): 4x4 stride-2
     convolutions 1 -> channels -> 2 x channels (leaky ReLU 0.1), flattened features phi(x); score =
-    linear(phi(x)) + <embed(condition), phi(x)>. Each step: one discriminator update on the hinge loss
-    relu(1 - D(real)) + relu(1 + D(fake)), then one generator update on -D(fake) with the same fakes
-    (generated for the real batch's conditions), then the moving average. The seed drives
-    initialisation, shuffling and noise, so fits on CPU repeat exactly.
+    linear(phi(x)) + <embed(condition), phi(x)>. Each real batch: one discriminator update on the hinge
+    loss relu(1 - D(real)) + relu(1 + D(fake)); every ``n_critic``-th batch also a generator update on
+    -D(fake) with the same fakes (generated for the real batch's conditions), then the moving average.
+    The seed drives initialisation, shuffling and noise, so fits on CPU repeat exactly.
 
     Learned state: ``generator_``, ``discriminator_``, ``ema_`` (the averaged generator that samples);
     ``history_`` (one dict per epoch: loss (d_loss + g_loss, which the NaN stop watches), d_loss (the
@@ -89,14 +98,14 @@ class GAN(Generator):
         config, device = self.config, self.device_
         G, D = self.generator_, self.discriminator_
         generator = torch.Generator(device).manual_seed(config.seed)
-        optimizer = torch.optim.Adam([{"params": G.parameters()}, {"params": D.parameters()}],
-                                     lr=config.lr, betas=(0.5, 0.999))
+        optimizer = torch.optim.Adam([{"params": G.parameters()}, {"params": D.parameters(), "lr": config.d_lr}],
+                                     lr=config.lr, betas=(config.beta1, 0.999))
         n, steps_per_epoch = len(x), math.ceil(len(x) / config.batch_size)
         for epoch in training.epochs(optimizer, generator):
             started = time.perf_counter()
             G.train(), D.train()
             order = torch.randperm(n, generator=generator, device=device)
-            sums = torch.zeros(4, device=device)  # d_loss, g_loss, d_real, d_fake, summed over images
+            sums = torch.zeros(5, device=device)  # d_loss, d_real, d_fake, g_loss (summed over images), g steps
             for i, start in enumerate(range(0, n, config.batch_size)):
                 batch = order[start:start + config.batch_size]
                 real, cond = x[batch] * 2 - 1, None if c is None else c[batch]
@@ -106,17 +115,21 @@ class GAN(Generator):
                     d_real, d_fake = D(real, cond), D(fake.detach(), cond)
                     d_loss = F.relu(1 - d_real.float()).mean() + F.relu(1 + d_fake.float()).mean()
                 training.step(d_loss)
-                D.requires_grad_(False)  # the generator's step leaves the discriminator's weights alone
-                with training.autocast():
-                    g_loss = -D(fake, cond).float().mean()
-                training.step(g_loss)
-                D.requires_grad_(True)
-                self._update_ema((epoch - 1) * steps_per_epoch + i + 1)
-                sums += len(batch) * torch.stack([d_loss.detach(), g_loss.detach(),
-                                                  d_real.detach().float().mean(), d_fake.detach().float().mean()])
+                step = (epoch - 1) * steps_per_epoch + i
+                if step % config.n_critic == 0:
+                    D.requires_grad_(False)  # the generator's step leaves the discriminator's weights alone
+                    with training.autocast():
+                        g_loss = -D(fake, cond).float().mean()
+                    training.step(g_loss)
+                    D.requires_grad_(True)
+                    self._update_ema(step // config.n_critic + 1)
+                    sums[3:] += torch.stack([g_loss.detach() * len(batch), torch.tensor(len(batch), device=device)])
+                sums[:3] += len(batch) * torch.stack([d_loss.detach(), d_real.detach().float().mean(),
+                                                      d_fake.detach().float().mean()])
             G.eval(), D.eval()
             seconds = time.perf_counter() - started
-            d_loss, g_loss, d_real, d_fake = (sums / n).tolist()
+            d_loss, d_real, d_fake = (sums[:3] / n).tolist()
+            g_loss = float(sums[3] / sums[4])
             training.end_epoch({"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss, "d_real": d_real,
                                 "d_fake": d_fake, "seconds": seconds, "images_per_s": n / seconds})
 
@@ -158,15 +171,37 @@ class GAN(Generator):
 class _Generator(nn.Module):
     def __init__(self, config: GANConfig):
         super().__init__()
-        ch = config.channels
-        self.net = nn.Sequential(
-            nn.Linear(config.noise_dim + config.condition_dim, 2 * ch * 49, bias=False),
-            nn.Unflatten(1, (2 * ch, 7, 7)), nn.BatchNorm2d(2 * ch), nn.ReLU(),
-            nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),  # 7 -> 14
-            nn.ConvTranspose2d(ch, 1, 4, 2, 1), nn.Tanh())                                        # 14 -> 28
+        ch, k = config.channels, config.condition_dim
+        self.linear = nn.Linear(config.noise_dim + k, 2 * ch * 49, bias=False)
+        self.norm1, self.norm2 = _Norm(2 * ch, k), _Norm(ch, k)
+        self.up1 = nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False)  # 7 -> 14
+        self.up2 = nn.ConvTranspose2d(ch, 1, 4, 2, 1)                   # 14 -> 28
 
     def forward(self, z, c):
-        return self.net(z if c is None else torch.cat([z, c.to(z.dtype)], 1))
+        c = None if c is None else c.to(z.dtype)
+        h = self.linear(z if c is None else torch.cat([z, c], 1)).unflatten(1, (-1, 7, 7))
+        h = F.relu(self.norm1(h, c))
+        h = F.relu(self.norm2(self.up1(h), c))
+        return torch.tanh(self.up2(h))
+
+
+class _Norm(nn.Module):
+    """Batch norm; with a condition its scale and shift are 1 + linear(c) and linear(c), starting at
+    the plain batch norm's 1 and 0."""
+
+    def __init__(self, channels: int, condition_dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=condition_dim == 0)
+        self.film = nn.Linear(condition_dim, 2 * channels) if condition_dim else None
+        if self.film is not None:
+            nn.init.zeros_(self.film.weight), nn.init.zeros_(self.film.bias)
+
+    def forward(self, h, c):
+        h = self.norm(h)
+        if self.film is None:
+            return h
+        scale, shift = self.film(c)[:, :, None, None].chunk(2, 1)
+        return h * (1 + scale) + shift
 
 
 class _Discriminator(nn.Module):

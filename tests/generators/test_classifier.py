@@ -4,6 +4,7 @@ bitwise (and resume exactly), and bad input fails with one line before any compu
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmwork import MmworkError
 from mmwork.generators import Classifier, Generator
@@ -65,15 +66,56 @@ def test_save_load_bitwise_and_resume_equals_an_uninterrupted_fit(fitted, images
     loaded = Generator.load(fitted.save(tmp_path / "clf"), device="cpu")
     assert type(loaded) is Classifier and loaded.config == fitted.config and _equal_state(loaded, fitted)
     assert loaded.history_ == fitted.history_ and torch.equal(loaded.features(x[:9]), fitted.features(x[:9]))
-    whole = Classifier(**QUICK | {"epochs": 3}).fit(x[:128], y[:128])
-    Classifier(**QUICK).fit(x[:128], y[:128], checkpoint=tmp_path / "ckpt")
-    resumed = Classifier(**QUICK | {"epochs": 3}).fit(x[:128], y[:128], resume_from=tmp_path / "ckpt")
+    # the learning rate follows a one-cycle schedule over `epochs`: a run killed in its third epoch,
+    # resumed from its checkpoint with the same epochs, ends where an uninterrupted run does
+    class Killed(Exception):
+        pass
+
+    def measure(model):  # lower every epoch, so the last epoch's state is kept
+        return -float(len(model.history_))
+
+    def killed(model):
+        if len(model.history_) == 2:
+            raise Killed
+        return measure(model)
+    whole = Classifier(**QUICK | {"epochs": 3}).fit(x[:128], y[:128], valid=measure)
+    with pytest.raises(Killed):
+        Classifier(**QUICK | {"epochs": 3}).fit(x[:128], y[:128], valid=killed, checkpoint=tmp_path / "ckpt")
+    resumed = Classifier(**QUICK | {"epochs": 3}).fit(x[:128], y[:128], valid=measure, resume_from=tmp_path / "ckpt")
     assert _equal_state(resumed, whole) and resumed.history_[-1]["loss"] == whole.history_[-1]["loss"]
+    assert not _equal_state(resumed, Classifier(**QUICK | {"epochs": 3, "schedule": "constant"}).fit(x[:128], y[:128]))
+
+
+def test_augmentation_shifts_and_mirrors_each_image_with_the_models_generator(images):
+    x = images[0][:64]
+    model = Classifier(device="cpu")
+    out = model._augment(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.equal(out, model._augment(x, torch.Generator().manual_seed(0)))
+    padded = F.pad(x, (2, 2, 2, 2))
+    seen = set()
+    for i in range(64):  # each image is one of its 5 x 5 shifts, mirrored or not
+        found = [(dy, dx, flip) for dy in range(5) for dx in range(5) for flip in (0, 1)
+                 if torch.equal(out[i], (padded[i].flip(2) if flip else padded[i])[:, dy:dy + 28, dx:dx + 28])]
+        assert found, f"image {i} is no shifted or mirrored copy"
+        seen.update(found)
+    assert {f for _, _, f in seen} == {0, 1} and len({(dy, dx) for dy, dx, _ in seen}) > 10
+    assert torch.equal(Classifier(device="cpu", shift=0, flip=False)._augment(x, torch.Generator()), x)
+
+
+def test_one_cycle_learning_rate():
+    model, total = Classifier(lr=0.01), 1000
+    lrs = [model._lr(step, total) for step in range(total)]
+    assert lrs[0] == pytest.approx(0.0004) and max(lrs) == pytest.approx(0.01) and lrs[-1] < 1e-5
+    assert lrs.index(max(lrs)) == 250 and all(a <= b for a, b in zip(lrs[:251], lrs[1:251]))
+    assert all(a >= b for a, b in zip(lrs[250:], lrs[251:]))
+    assert Classifier(lr=0.01, schedule="constant")._lr(999, total) == 0.01
 
 
 def _bad_inputs(x, y):
     yield lambda: Classifier(dropout=1.0), "dropout: Input should be less than 1"
     yield lambda: Classifier(n_classes=0), "n_classes: Input should be greater than 0"
+    yield lambda: Classifier(schedule="cosine"), "schedule: Input should be 'onecycle' or 'constant'"
+    yield lambda: Classifier(shift=-1), "shift: Input should be greater than or equal to 0"
     yield lambda: Classifier(device="cpu").fit(x[:, 0], y), r"shape \(N, 1, 28, 28\) for classifier, got \(256, 28"
     yield lambda: Classifier(device="cpu").fit(x * 255, y), r"lie in \[0, 1\]"
     yield lambda: Classifier(device="cpu").fit(x), "classifier needs labels: one integer class in 0..9"
@@ -85,7 +127,7 @@ def _bad_inputs(x, y):
     yield lambda: Classifier(device="cpu").features(x), "not fitted"
 
 
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(12))
 def test_bad_input_is_one_line_before_compute(case, images, monkeypatch):
     call, message = list(_bad_inputs(*images))[case]
     monkeypatch.setattr(Classifier, "_build", lambda self: pytest.fail("built the network before refusing the input"))

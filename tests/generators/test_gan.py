@@ -5,6 +5,7 @@ fails with one line before any compute."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmwork import MmworkError
 from mmwork.generators import GAN, Generator, one_hot
@@ -68,6 +69,25 @@ def test_conditional_samples_respond_to_the_condition(fitted):
     assert not torch.equal(boots, fitted.sample(8, one_hot([9], 10)[0], seed=1))
 
 
+def test_the_condition_reaches_every_batch_norm(fitted, images):
+    for norm in (fitted.generator_.norm1, fitted.generator_.norm2):  # start at zero, then learn
+        assert not norm.norm.affine and norm.film.weight.abs().max() > 0
+    G = fitted.ema_
+    z, c = torch.randn(4, 64, generator=torch.Generator().manual_seed(0)), one_hot([0, 2, 4, 6], 10)
+    h = F.relu(G.norm1(G.linear(torch.cat([z, c], 1)).unflatten(1, (-1, 7, 7)), c))
+    assert not torch.equal(G.norm2(G.up1(h), c), G.norm2(G.up1(h), one_hot([1, 3, 5, 7], 10)))
+    plain = GAN(**QUICK).fit(images[0][:128]).generator_
+    assert plain.norm1.film is None and plain.norm1.norm.affine
+
+
+def test_n_critic_discriminator_steps_per_generator_step(images, monkeypatch):
+    steps = []
+    update = GAN._update_ema
+    monkeypatch.setattr(GAN, "_update_ema", lambda self, step: (steps.append(step), update(self, step)))
+    model = GAN(n_critic=2, **QUICK).fit(images[0][:128])  # 4 real batches per epoch, 2 epochs
+    assert steps == [1, 2, 3, 4] and all(np.isfinite(row["g_loss"]) for row in model.history_)
+
+
 def test_same_seed_same_model_and_global_generators_untouched(images):
     x, c = images[0][:128], one_hot(images[1][:128], 10)
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
@@ -128,6 +148,9 @@ def _bad_inputs(x, y):
     yield None, lambda: GAN(channels=0), "channels: Input should be greater than 0"
     yield None, lambda: GAN(noise_dim=-1), "noise_dim: Input should be greater than 0"
     yield None, lambda: GAN(lr=0), "lr: Input should be greater than 0"
+    yield None, lambda: GAN(d_lr=-1e-4), "d_lr: Input should be greater than 0"
+    yield None, lambda: GAN(beta1=1.0), "beta1: Input should be less than 1"
+    yield None, lambda: GAN(n_critic=0), "n_critic: Input should be greater than 0"
     yield 0, lambda m: m.fit(x[:, 0]), r"shape \(N, 1, 28, 28\) for gan, got \(256, 28, 28\)"
     yield 0, lambda m: m.fit(x.expand(-1, 3, -1, -1)), r"got \(256, 3, 28, 28\)"
     yield 0, lambda m: m.fit(x * 2 - 1), r"lie in \[0, 1\], got values from -1"
@@ -139,7 +162,7 @@ def _bad_inputs(x, y):
     yield 10, lambda m: m.sample(4, c[0]), "not fitted"
 
 
-@pytest.mark.parametrize("case", range(13))
+@pytest.mark.parametrize("case", range(16))
 def test_bad_input_is_one_line_before_compute(case, images, monkeypatch):
     dim, call, message = list(_bad_inputs(*images))[case]
     monkeypatch.setattr(GAN, "_build", lambda self: pytest.fail("built the networks before refusing the input"))
@@ -161,5 +184,5 @@ def test_bad_arguments_of_a_fitted_model(fitted, images):
 def test_trains_on_cuda_with_mixed_precision(images):
     x, c = images[0], one_hot(images[1], 10)
     model = GAN(device="cuda", amp=True, epochs=2, condition_dim=10).fit(x, c)
-    assert model.ema_.net[0].weight.device.type == "cuda" and np.isfinite(model.history_[-1]["loss"])
+    assert model.ema_.linear.weight.device.type == "cuda" and np.isfinite(model.history_[-1]["loss"])
     assert model.sample(8, c[:8]).shape == (8, 1, 28, 28)
