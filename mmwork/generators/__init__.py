@@ -1,4 +1,6 @@
 """Generators (one model per module, one interface in ``base``), and the data adapters that feed them."""
+from mmwork.generators.audio_data import LabelledPatches, MelParams, audio_clips, audio_to_patch, patches_to_audio
+from mmwork.generators.audio_vae import AudioVAE, AudioVAEConfig
 from mmwork.generators.base import Generator, GeneratorConfig
 from mmwork.generators.classifier import Classifier, ClassifierConfig
 from mmwork.generators.data import LabelledImages, class_condition, fashion_mnist, one_hot
@@ -7,3 +9,5 @@ from mmwork.generators.vae import VAE, VAEConfig
 
 __all__ = ["GAN", "VAE", "Classifier", "ClassifierConfig", "GANConfig", "Generator", "GeneratorConfig",
            "LabelledImages", "VAEConfig", "class_condition", "fashion_mnist", "one_hot"]
+__all__ += ["AudioVAE", "AudioVAEConfig", "LabelledPatches", "MelParams", "audio_clips", "audio_to_patch",
+            "patches_to_audio"]
