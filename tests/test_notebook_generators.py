@@ -1,0 +1,70 @@
+"""The generators notebook (03-generators) runs end to end through Papermill with tiny parameters on
+a small real slice of Fashion-MNIST, records finite metrics in the ledger and explains each result."""
+import gzip
+import json
+import math
+import struct
+
+import nbformat
+import pytest
+
+from mmwork import reports
+from mmwork.datasets._sources import debian_package_root
+from mmwork.reports import run_report
+
+FASHION = "usr/share/datasets/fashion-mnist"
+SLICE = {"train": 300, "test": 200}  # images per split: 150 samples are scored against 150 test images
+TINY = {"train_limit": 300, "epochs": 1, "classifier_epochs": 1, "samples": 150, "effnet_samples": 0,
+        "likelihood_examples": 40, "nll_k": 10, "audio_dataset": None, "seed": 0, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A private data root whose fashion-mnist table holds the first 300 train and 200 test images (the
+    real idx files cut short, fed through ``mmwork.datasets.get``), and a private reports folder."""
+    from mmwork import datasets
+    package = debian_package_root("dataset-fashion-mnist", f"/{FASHION}/t10k-images-idx3-ubyte.gz") / FASHION
+    source = tmp_path_factory.mktemp("fashion-idx")
+    for split, prefix in [("train", "train"), ("test", "t10k")]:
+        n = SLICE[split]
+        with gzip.open(package / f"{prefix}-images-idx3-ubyte.gz") as f:
+            pixels = f.read(16 + n * 784)[16:]
+        with gzip.open(package / f"{prefix}-labels-idx1-ubyte.gz") as f:
+            labels = f.read(8 + n)[8:]
+        with gzip.open(source / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">IIII", 2051, n, 28, 28) + pixels)
+        with gzip.open(source / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">II", 2049, n) + labels)
+    root = tmp_path_factory.mktemp("generators-notebook")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMWORK_DATA", str(root / "data"))
+        mp.setenv("MMWORK_REPORTS", str(root / "reports"))
+        mp.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread, the machine is shared
+        datasets.get("fashion-mnist", source=source)
+        yield root
+
+
+def _unexplained(run) -> list[int]:
+    """Code cells that show a result with no note (a markdown cell of at least 20 words) after them."""
+    nb = nbformat.read(reports.reports_dir() / run["folder"] / f"{run['notebook']}.ipynb", as_version=4)
+    cells = nb.cells + [nbformat.v4.new_markdown_cell("")]
+    return [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and cell.outputs
+            and not (cells[i + 1].cell_type == "markdown" and len(cells[i + 1].source.split()) >= 20)]
+
+
+def test_generators_notebook_records_finite_metrics(env):
+    run = run_report("03-generators", TINY, progress=False)
+    metrics = json.loads(run["metrics"])
+    assert run["status"] == "ok"
+    for model in ("cvae", "gan"):
+        for key in ("frechet_distance_classifier", "kid_classifier", "precision_classifier", "coverage_classifier",
+                    "conditional_accuracy", "nearest_train_distance_pixels"):
+            assert math.isfinite(metrics[f"{model}/{key}"]), f"{model}/{key} = {metrics.get(f'{model}/{key}')}"
+    for model in ("cvae", "vae"):  # the k-sample bound is tighter than the one-sample ELBO (up to sampling noise)
+        assert 0 < metrics[f"{model}/is_nll_nats_k10"] <= -metrics[f"{model}/elbo_nats"] + 5
+    assert 1 <= metrics["vae/classes_present"] <= 10
+    floor, noise = metrics["floor/frechet_distance_classifier"], metrics["noise/frechet_distance_classifier"]
+    assert 0 <= floor < noise, "real training images must be nearer the test images than noise is"
+    assert 0 < metrics["classifier/test_accuracy"] <= 1
+    assert len(run["figures"]) >= 6  # curves, two class grids, interpolations, shares, neighbours, histogram
+    assert not _unexplained(run), "results without a note explaining them"
