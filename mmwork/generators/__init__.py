@@ -1,5 +1,7 @@
 """Generators (one model per module, one interface in ``base``), and the data adapters that feed them."""
-from mmwork.generators.audio_data import LabelledPatches, MelParams, audio_clips, audio_to_patch, patches_to_audio
+from mmwork.generators.audio_classifier import AudioClassifier, AudioClassifierConfig
+from mmwork.generators.audio_data import (LabelledPatches, MelParams, audio_clips, audio_to_patch, hold_out,
+                                          patches_to_audio)
 from mmwork.generators.audio_vae import AudioVAE, AudioVAEConfig
 from mmwork.generators.base import Generator, GeneratorConfig
 from mmwork.generators.classifier import Classifier, ClassifierConfig
@@ -9,5 +11,5 @@ from mmwork.generators.vae import VAE, VAEConfig
 
 __all__ = ["GAN", "VAE", "Classifier", "ClassifierConfig", "GANConfig", "Generator", "GeneratorConfig",
            "LabelledImages", "VAEConfig", "class_condition", "fashion_mnist", "one_hot"]
-__all__ += ["AudioVAE", "AudioVAEConfig", "LabelledPatches", "MelParams", "audio_clips", "audio_to_patch",
-            "patches_to_audio"]
+__all__ += ["AudioClassifier", "AudioClassifierConfig", "AudioVAE", "AudioVAEConfig", "LabelledPatches", "MelParams",
+            "audio_clips", "audio_to_patch", "hold_out", "patches_to_audio"]
