@@ -1,5 +1,7 @@
 """Splits (one function per protocol), masking rules, ranking metrics, full-ranking evaluation, experiments,
 and generation metrics (Fréchet distance, KID, precision/recall/density/coverage)."""
+from mmwork.evaluation.audio_generation import (audio_frechet_distance, audio_report, audio_statistics,
+                                                mel_cepstral_distortion)
 from mmwork.evaluation.experiment import Experiment, ExperimentResult
 from mmwork.evaluation.generation import (KID, Memorisation, ModeCoverage, active_units, class_histogram,
                                           classifier_space, effnet_features, frechet_distance,
@@ -16,3 +18,4 @@ __all__ = ["Experiment", "ExperimentResult", "KID", "MASKS", "PROTOCOLS", "RANKI
            "split_from_files", "temporal_split", "active_units", "frechet_distance", "kid", "prdc",
            "Memorisation", "ModeCoverage", "class_histogram", "classifier_space", "effnet_features",
            "image_generation_table", "image_spaces", "memorisation", "mode_coverage", "nearest_neighbours"]
+__all__ += ["audio_frechet_distance", "audio_report", "audio_statistics", "mel_cepstral_distortion"]
