@@ -111,3 +111,147 @@ def test_active_units():
     assert active_units(torch.from_numpy(mu), threshold=0.001) == 3
     with pytest.raises(MmworkError, match=r"\(samples, features\)"):
         active_units(np.ones(5))
+
+
+def test_kid_whole_kernel_matrices_give_the_per_subset_estimate():
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(60, 3)), rng.normal(size=(50, 3)) + 0.3
+    for subsets in (2, 40):  # 2 x 30^2 < 110^2: products per subset; 40 x 30^2 > 110^2: whole matrices
+        draws, expected = np.random.default_rng(9), []
+        for _ in range(subsets):
+            x, y = a[draws.choice(60, 30, replace=False)], b[draws.choice(50, 30, replace=False)]
+            expected.append(kid(x, y, subsets=1, subset_size=30).mean)  # one subset = the whole sets
+        got = kid(a, b, subsets=subsets, subset_size=30, seed=9)
+        assert got.mean == pytest.approx(np.mean(expected), rel=1e-10)
+        assert got.std == pytest.approx(np.std(expected), rel=1e-8)
+
+
+# -- images: nearest neighbours, memorisation, mode coverage, the table --------------------------------
+
+def test_nearest_neighbours_equal_brute_force_on_real_images(images, monkeypatch):
+    x = images[0]
+    queries = torch.cat([x[:40], (x[40:80] + 0.05 * torch.randn(40, 1, 28, 28, generator=torch.Generator()
+                                                                   .manual_seed(0))).clamp(0, 1)])
+    reference = x[40:]
+    full = torch.cdist(queries.flatten(1).double(), reference.flatten(1).double())
+    distance, index = generation.nearest_neighbours(queries, reference, budget=4000)  # many small blocks
+    assert index.dtype == np.int64 and distance.dtype == np.float64
+    np.testing.assert_array_equal(index, full.argmin(1).numpy())
+    np.testing.assert_allclose(distance, full.min(1).values.numpy(), rtol=1e-12)
+    assert (distance[40:] == 0).sum() == 0 and (distance[40:] < distance[:40]).all()  # noisy copies of refs
+
+
+def test_memorisation_finds_copied_training_images(images):
+    x = images[0]
+    train, test = x[:160], x[160:]
+    copied = [5, 99, 150]
+    samples = torch.cat([train[copied], test[:5]])
+    m = generation.memorisation(samples, train, test)
+    assert m.space == "pixels" and m.n_train == 160 and len(m.test_distance) == 96
+    assert (m.distance[:3] == 0).all() and (m.distance[3:] > 0).all()
+    for i, j in zip(copied, m.nearest[:3]):
+        assert torch.equal(train[j], train[i])  # the copy's own image (or an identical one)
+    summary = m.summary()
+    assert summary["share_below_test_p1"] >= 3 / 8 and summary["p5"] == 0.0
+    assert summary["test_p5"] > 0 and summary["median"] > 0
+    again = generation.memorisation(samples[:3], train, test_distance=m.test_distance)
+    np.testing.assert_array_equal(again.distance, m.distance[:3])
+    # in a feature space: the same copies still sit at distance 0
+    pooled = generation.memorisation(samples, train, test, space=lambda t: torch.nn.functional.avg_pool2d(t, 4))
+    assert (pooled.distance[:3] == 0).all() and pooled.space != "pixels"
+    with pytest.raises(MmworkError, match="either test images or test_distance"):
+        generation.memorisation(samples, train)
+    with pytest.raises(MmworkError, match="different sizes per row: 784 and 16"):
+        generation.memorisation(samples, train[:, :, :4, :4], test)
+
+
+def test_class_histogram_and_mode_coverage_verdicts():
+    even = generation.class_histogram(torch.arange(1000) % 10, 10)
+    assert even.tolist() == [0.1] * 10 and generation.mode_coverage(even).covered
+    skewed = np.r_[np.repeat(np.arange(10), 90), np.full(100, 3)]  # class 3: 190 of 1000
+    verdict = generation.mode_coverage(generation.class_histogram(skewed, 10))
+    assert not verdict.covered and verdict.above == [3] and verdict.missing == verdict.below == []
+    few = np.r_[np.repeat(np.arange(9), 110), np.full(10, 9)]       # class 9: 10 of 1000
+    assert generation.mode_coverage(generation.class_histogram(few, 10)).below == [9]
+    missing = generation.mode_coverage(generation.class_histogram(np.arange(900) % 9, 10))
+    assert missing.missing == [9] and not missing.covered
+    assert generation.mode_coverage([0.5, 0.5], low=0.4, high=0.6).covered
+    with pytest.raises(MmworkError, match=r"lie in 0\.\.9"):
+        generation.class_histogram([0, 10], 10)
+    with pytest.raises(MmworkError, match="integer classes"):
+        generation.class_histogram(np.array([0.5, 1.0]), 10)
+    with pytest.raises(MmworkError, match="summing to 1"):
+        generation.mode_coverage([3, 7])
+
+
+def _pool(x):
+    """A small real feature space: 7 x 7 average pooling of the images, 16-d."""
+    return torch.nn.functional.avg_pool2d(torch.as_tensor(x), 7).flatten(1).double().numpy()
+
+
+def test_image_generation_table_on_real_images(images):
+    x = images[0]
+    train, test = x[:128], x[128:]
+    blurred = torch.nn.functional.avg_pool2d(test, 3, stride=1, padding=1)
+    table = generation.image_generation_table({"test copy": test, "blurred": blurred}, test=test, train=train,
+                                              spaces={"pool": _pool}, kid_subsets=20, kid_subset_size=64)
+    assert list(table.columns) == generation.TABLE_COLUMNS
+    value = table.set_index(["source", "feature_space", "metric"])["value"]
+    assert set(table["source"]) == {"test copy", "blurred", "train images", "uniform noise", "test images"}
+    assert set(table.loc[table.kind == "floor", "source"]) == {"train images", "test images"}
+    # n defaults to the smallest set (128 training images): the copy is scored on 128 of its own images
+    assert (table.loc[table.feature_space == "pool", ["n_samples", "n_real"]] == 128).all().all()
+    assert value["test copy", "pool", "FD"] < value["train images", "pool", "FD"] < value["uniform noise", "pool", "FD"]
+    assert value["train images", "pool", "precision"] > 0.5 > value["uniform noise", "pool", "precision"]
+    kid_row = table[(table.source == "uniform noise") & (table.metric == "KID")].iloc[0]
+    assert kid_row["value"] > 3 * kid_row["std"] and kid_row["detail"].endswith("20 subsets of 64")
+    assert not table["metric"].str.contains("FID").any()
+    # memorisation in pixels: nothing here copies the 128 training images, noise is far away
+    assert value["test images", "pixels", "share_below_test_p1"] == pytest.approx(0.01, abs=0.01)
+    assert value["uniform noise", "pixels", "nn_train_median"] > 2 * value["blurred", "pixels", "nn_train_median"]
+
+
+def test_image_generation_table_counts_per_space_and_refusals(images):
+    x = images[0]
+    pooled = dict(spaces={"pool": _pool, "coarse": lambda t: _pool(t)[:, :4]}, memorise=False, kid_subsets=5)
+    table = generation.image_generation_table({"m": x[:100]}, test=x[100:], train=x, n={"coarse": 20}, **pooled)
+    assert table.groupby("feature_space")["n_samples"].first().to_dict() == {"coarse": 20, "pool": 100}
+    with pytest.raises(MmworkError, match=r"pool space \(16 dimensions\) needs more than 16 samples per set, got "
+                                          r"n=10; draw at least 17"):
+        generation.image_generation_table({"m": x[:10]}, test=x, train=x, **pooled)
+    with pytest.raises(MmworkError, match=r"n=200 for the pool space exceeds the smallest set \(samples 'm': 100"):
+        generation.image_generation_table({"m": x[:100]}, test=x, train=x, n=200, **pooled)
+    with pytest.raises(MmworkError, match="'uniform noise' names a source the table adds itself"):
+        generation.image_generation_table({"uniform noise": x}, test=x, train=x, **pooled)
+    with pytest.raises(MmworkError, match=r"the samples 'm' must lie in \[0, 1\]"):
+        generation.image_generation_table({"m": x * 255}, test=x, train=x, **pooled)
+    with pytest.raises(MmworkError, match=r"the samples 'm' have shape \(1, 14, 14\) per image"):
+        generation.image_generation_table({"m": x[:, :, :14, :14]}, test=x, train=x, **pooled)
+
+
+def test_classifier_space_is_the_penultimate_layer(images):
+    from mmwork.generators import Classifier
+    x, y = images[0][:96], images[1][:96]
+    model = Classifier(device="cpu", epochs=1, batch_size=32, channels=8, features=32).fit(x, y)
+    space = generation.classifier_space(model)
+    features = space(x[:5])
+    assert features.dtype == np.float64 and features.shape == (5, 32) and space.dims == 32
+    np.testing.assert_array_equal(features, model.features(x[:5]).double().numpy())
+    assert list(generation.image_spaces(model, effnet=False)) == ["classifier"]
+    with pytest.raises(MmworkError, match="needs a fitted"):
+        generation.classifier_space(Classifier())
+
+
+def test_effnet_features_take_the_feature_pipelines_path(fashion_store):
+    from mmwork.features.image import decode_image, get_cnn_encoder
+    from mmwork.generators import fashion_mnist
+    from mmwork.store import read_table
+    x = fashion_mnist("test", limit=2).images
+    features = generation.effnet_features(x, device="cpu")
+    assert features.shape == (2, 1280) and features.dtype == np.float64 and np.isfinite(features).all()
+    pngs = read_table("fashion-mnist", "items", columns=["image"], filters=[("split", "==", "test")])["image"][:2]
+    pipeline = get_cnn_encoder("cpu").encode([decode_image(png) for png in pngs])  # what `mmwork extract` stores
+    np.testing.assert_allclose(features, pipeline, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(generation.effnet_features(x, device="cpu"), features)  # deterministic
+    with pytest.raises(MmworkError, match=r"non-empty \(N, 1, H, W\)"):
+        generation.effnet_features(x[0], device="cpu")
