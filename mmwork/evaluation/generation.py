@@ -270,10 +270,10 @@ def classifier_space(classifier) -> Callable:
     >>> space = classifier_space(Classifier(epochs=2).fit(train.images, train.labels))  # doctest: +SKIP
     >>> space(train.images[:3]).shape, space.dims                                  # doctest: +SKIP
     ((3, 128), 128)
-    >>> classifier_space(Classifier())
+    >>> classifier_space(Classifier())                                             # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mmwork.errors.MmworkError: classifier_space needs a fitted mmwork.generators.Classifier; call fit(images, labels) first or Classifier.load(path)
+    mmwork.errors.MmworkError: classifier_space needs a fitted mmwork.generators.Classifier; call fit(...) first ...
     """
     if not callable(getattr(classifier, "features", None)) or "net_" not in getattr(classifier, "__dict__", {}):
         raise MmworkError("classifier_space needs a fitted mmwork.generators.Classifier; call fit(images, labels) "
@@ -460,6 +460,8 @@ FLOOR, NOISE, TEST = "train images", "uniform noise", "test images"
 """The sources :func:`image_generation_table` adds: the real-vs-real floor (training images against
 test images), the noise baseline, and (memorisation only) the test images' own distances."""
 TABLE_COLUMNS = ["source", "kind", "feature_space", "metric", "value", "std", "n_samples", "n_real", "detail"]
+METRICS = ("FD", "KID", "prdc")
+"""The metric groups :func:`image_generation_table` computes by default ("prdc": four rows)."""
 
 
 def _counts(n, spaces: dict, limits: dict[str, int]) -> dict[str, int]:
@@ -483,8 +485,8 @@ def _counts(n, spaces: dict, limits: dict[str, int]) -> dict[str, int]:
     return {space: int(count) for space, count in counts.items()}
 
 
-def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, k: int = 5, kid_subsets: int = 100,
-                           kid_subset_size: int = 1000, memorise: bool = True, seed: int = 0):
+def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, metrics=METRICS, k: int = 5,
+                           kid_subsets: int = 100, kid_subset_size: int = 1000, memorise: bool = True, seed: int = 0):
     """Every sample-quality figure for several sources of images, as one tidy pandas table: one row per
     (source, feature_space, metric) with the columns :data:`TABLE_COLUMNS`.
 
@@ -496,8 +498,9 @@ def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, 
     (:func:`prdc` with ``k``). Two sources are added and marked in ``kind``: the real-vs-real "floor"
     (``n`` training images drawn with ``seed``) and a "baseline" of uniform noise. ``n`` is one count,
     or one per space (``{"classifier": 10000, "effnet-lite0": 2000}``), by default the smallest set;
-    FD figures compare only at equal ``n``. With ``memorise``, :func:`memorisation` rows in "pixels"
-    (the largest ``n`` samples against every training image; the test images' own row is the floor).
+    FD figures compare only at equal ``n``. ``metrics`` picks among :data:`METRICS`. With ``memorise``,
+    :func:`memorisation` rows in "pixels" (the largest ``n`` samples against every training image; the
+    test images' own row is the floor).
 
     Every input is checked before any compute; a Fréchet distance needs more samples than the space
     has dimensions (a function's ``dims`` attribute), and too few are refused.
@@ -508,16 +511,17 @@ def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, 
     >>> pool = lambda x: x.reshape(len(x), 4, 4).mean(2).double().numpy()    # a 4-d toy feature space
     >>> table = image_generation_table({"copy": real[200:]}, test=real[:200], train=real[200:], memorise=False,
     ...                                spaces={"pool": pool}, kid_subsets=10, kid_subset_size=100)
-    >>> table.pivot_table(index="source", columns="metric", values="value", sort=False)[["FD", "coverage"]].round(2)  # doctest: +NORMALIZE_WHITESPACE
+    >>> wide = table.pivot_table(index="source", columns="metric", values="value", sort=False)
+    >>> wide[["FD", "coverage"]].round(2)                                       # doctest: +NORMALIZE_WHITESPACE
     metric           FD  coverage
     source
     copy           0.00      0.98
     train images   0.00      0.98
     uniform noise  0.36      0.07
-    >>> image_generation_table({"few": real[:3]}, test=real, train=real, spaces={"pool": pool})
+    >>> image_generation_table({"few": real[:3]}, test=real, train=real, spaces={"pool": pool})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mmwork.errors.MmworkError: a Fréchet distance in the pool space (4 dimensions) needs more than 4 samples per set, got n=3; draw at least 5 samples (many more for a stable figure) or leave the pool space out
+    mmwork.errors.MmworkError: a Fréchet distance in the pool space (4 dimensions) needs more than 4 samples ...
     """
     import pandas as pd
     import torch
@@ -529,6 +533,9 @@ def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, 
         raise MmworkError(f"{sorted(clash)[0]!r} names a source the table adds itself; rename that model's samples")
     if not isinstance(spaces, dict) or not spaces or not all(callable(f) for f in spaces.values()):
         raise MmworkError("spaces must be a non-empty dict: feature space name -> function(images) -> (N, D) features")
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    if not set(metrics) <= set(METRICS):
+        raise MmworkError(f"unknown metrics {sorted(set(metrics) - set(METRICS))}; choose among {', '.join(METRICS)}")
     if not isinstance(k, int) or k < 1:
         raise MmworkError(f"k (neighbours for precision/recall/density/coverage) must be a positive integer, got {k!r}")
     test, train = _images(test, "test images"), _images(train, "training images")
@@ -543,11 +550,11 @@ def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, 
         dims = getattr(spaces[space], "dims", None)
         if dims is None:  # an ad-hoc function: two test images tell its width
             dims = _features(spaces[space](test[:2]), f"the {space} features").shape[1]
-        if count <= dims:
+        if "FD" in metrics and count <= dims:
             raise MmworkError(f"a Fréchet distance in the {space} space ({dims} dimensions) needs more than {dims} "
                               f"samples per set, got n={count}; draw at least {dims + 1} samples (many more for a "
-                              f"stable figure) or leave the {space} space out")
-        if count <= k:
+                              f"stable figure), leave the {space} space out or ask for other metrics")
+        if "prdc" in metrics and count <= k:
             raise MmworkError(f"precision/recall with k={k} needs more than {k} samples per set, got n={count}")
 
     rng = np.random.default_rng(seed)
@@ -564,21 +571,25 @@ def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, 
         for source, images in sets.items():
             log.info("%s space: features and metrics of %s (%d images)", space, source, count)
             fake = _features(embed(images), f"the {space} features of {source}")
-            distance = kid(real, fake, kid_subsets, kid_subset_size, seed)
             base = {"source": source, "kind": kinds[source], "feature_space": space, "n_samples": count,
                     "n_real": count}
-            rows.append({**base, "metric": "FD", "value": frechet_distance(real, fake), "std": np.nan,
-                         "detail": f"Fréchet distance, {count} vs {count} test images, {real.shape[1]}-d"})
-            rows.append({**base, "metric": "KID", "value": distance.mean, "std": distance.std,
-                         "detail": f"unbiased MMD², cubic kernel, {distance.subsets} subsets of {distance.subset_size}"})
-            rows += [{**base, "metric": metric, "value": value, "std": np.nan, "detail": f"k={k}"}
-                     for metric, value in prdc(real, fake, k).items()]
+            if "FD" in metrics:
+                rows.append({**base, "metric": "FD", "value": frechet_distance(real, fake), "std": np.nan,
+                             "detail": f"Fréchet distance, {count} vs {count} test images, {real.shape[1]}-d"})
+            if "KID" in metrics:
+                distance = kid(real, fake, kid_subsets, kid_subset_size, seed)
+                rows.append({**base, "metric": "KID", "value": distance.mean, "std": distance.std, "detail":
+                             f"unbiased MMD², cubic kernel, {distance.subsets} subsets of {distance.subset_size}"})
+            if "prdc" in metrics:
+                rows += [{**base, "metric": metric, "value": value, "std": np.nan, "detail": f"k={k}"}
+                         for metric, value in prdc(real, fake, k).items()]
     if memorise:
         test_rows = np.sort(rng.choice(len(test), most, replace=False))
         log.info("memorisation: %d test images against %d training images", most, len(train))
         test_distance = nearest_neighbours(test[test_rows], train)[0]
         test_p1 = float(np.percentile(test_distance, 1))
-        detail = f"L2 over pixels to the nearest of {len(train)} training images; test images' 1st percentile {test_p1:.4g}"
+        detail = (f"L2 over pixels to the nearest of {len(train)} training images; test images' 1st percentile "
+                  f"{test_p1:.4g}")
         for source, images in {**{name: x[:most] for name, x in sources.items()}, NOISE: noise, TEST: None}.items():
             if source == TEST:
                 distance = test_distance

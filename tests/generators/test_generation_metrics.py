@@ -219,6 +219,10 @@ def test_image_generation_table_counts_per_space_and_refusals(images):
     with pytest.raises(MmworkError, match=r"pool space \(16 dimensions\) needs more than 16 samples per set, got "
                                           r"n=10; draw at least 17"):
         generation.image_generation_table({"m": x[:10]}, test=x, train=x, **pooled)
+    kid_only = generation.image_generation_table({"m": x[:10]}, test=x, train=x, metrics="KID", **pooled)
+    assert set(kid_only["metric"]) == {"KID"} and len(kid_only) == 3  # the model, the floor, the noise
+    with pytest.raises(MmworkError, match=r"unknown metrics \['FID'\]"):
+        generation.image_generation_table({"m": x}, test=x, train=x, metrics=["FD", "FID"], **pooled)
     with pytest.raises(MmworkError, match=r"n=200 for the pool space exceeds the smallest set \(samples 'm': 100"):
         generation.image_generation_table({"m": x[:100]}, test=x, train=x, n=200, **pooled)
     with pytest.raises(MmworkError, match="'uniform noise' names a source the table adds itself"):
