@@ -60,9 +60,9 @@ class MelParams(Config):
     sr: PositiveInt = 8000
     """Sample rate (Hz) every clip is resampled to."""
     n_fft: PositiveInt = 512
-    """FFT window length in samples (at least hop_length)."""
+    """FFT window length in samples."""
     hop_length: PositiveInt = 128
-    """Samples between successive frames."""
+    """Samples between successive frames (at most n_fft)."""
     n_mels: PositiveInt = 64
     """Mel bands: the patch's height."""
     fmin: NonNegativeFloat = 0.0
@@ -78,12 +78,12 @@ class MelParams(Config):
     trim_db: PositiveFloat = 60.0
     """Leading and trailing audio quieter than this many dB below a clip's peak is cut off."""
 
-    @field_validator("n_fft", "fmax")
+    @field_validator("hop_length", "fmax")
     @classmethod
     def _consistent(cls, value, info: ValidationInfo):
         seen = info.data
-        if info.field_name == "n_fft" and value < seen.get("hop_length", 1):
-            raise ValueError(f"must be >= hop_length={seen['hop_length']}")
+        if info.field_name == "hop_length" and "n_fft" in seen and value > seen["n_fft"]:
+            raise ValueError(f"must be at most n_fft={seen['n_fft']}")
         if info.field_name == "fmax" and value is not None:
             if "sr" in seen and value > seen["sr"] / 2:
                 raise ValueError(f"must be at most sr/2={seen['sr'] / 2:g}")
