@@ -220,7 +220,7 @@ def test_image_generation_table_counts_per_space_and_refusals(images):
                                           r"n=10; draw at least 17"):
         generation.image_generation_table({"m": x[:10]}, test=x, train=x, **pooled)
     kid_only = generation.image_generation_table({"m": x[:10]}, test=x, train=x, metrics="KID", **pooled)
-    assert set(kid_only["metric"]) == {"KID"} and len(kid_only) == 3  # the model, the floor, the noise
+    assert set(kid_only["metric"]) == {"KID"} and len(kid_only) == 6  # model, floor, noise; two spaces
     with pytest.raises(MmworkError, match=r"unknown metrics \['FID'\]"):
         generation.image_generation_table({"m": x}, test=x, train=x, metrics=["FD", "FID"], **pooled)
     with pytest.raises(MmworkError, match=r"n=200 for the pool space exceeds the smallest set \(samples 'm': 100"):
