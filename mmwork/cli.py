@@ -7,6 +7,7 @@
     mmwork similar DATASET ITEM_ID --features TABLE:COLUMN [--k 10]
     mmwork report run NOTEBOOK [-p NAME VALUE]... [-f params.yaml] | list | compare RUN_A RUN_B
     mmwork recommend evaluate --dataset movielens-100k --models pop,ease --protocol recbole [--json]
+    mmwork generate train|sample|evaluate|list --dataset fashion-mnist --model vae|cvae|gan|text-cvae [--json]
     mmwork demo
 """
 from __future__ import annotations
@@ -132,6 +133,43 @@ def _report(args) -> None:
         print(reports.write_index())
 
 
+def _generate(args) -> None:
+    from mmwork import generate
+    if args.action == "list":
+        _print(generate.models(), args.json)
+        return
+    if not args.model:
+        raise MmworkError(f"generate {args.action} needs --model; choose from {', '.join(generate.MODELS)}")
+    generate.spec(args.dataset, args.model)
+    if args.action == "train":
+        params = {}
+        for pair in args.param:
+            import yaml
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise MmworkError(f"--param {pair!r} must look like NAME=VALUE, e.g. latent=32 or lr=0.0005")
+            params[key.strip().removeprefix(f"{args.model}.")] = yaml.safe_load(value)
+        model = generate.train(args.dataset, args.model, epochs=args.epochs, limit=args.limit, params=params,
+                               device=args.device, seed=args.seed, resume=args.resume, progress=not args.json)
+        info = generate.model_dir(args.dataset, args.model)
+        last = model.history_[-1]
+        _print({"model": args.model, "dataset": args.dataset, "saved": str(info), "epochs_run": len(model.history_),
+                "best_epoch": model.best_epoch_, "device": str(model.device_)} |
+               {k: round(v, 4) for k, v in last.items() if k == "loss" or k.startswith("valid_")}, args.json)
+    elif args.action == "sample":
+        drawn = generate.sample(args.dataset, args.model, args.n, condition=args.condition, seed=args.seed,
+                                device=args.device)
+        out = args.out or ("samples" if drawn.sr else f"{args.model}-samples.png")
+        paths = generate.save_samples(drawn, out)
+        shown = str(paths[0]) if drawn.sr is None else f"{len(paths)} WAV files in {out}"
+        _print({"model": args.model, "samples": args.n, "condition": args.condition or "the classes in turn"
+                if drawn.conditions else None, "written": shown}, args.json)
+    elif args.action == "evaluate":
+        report = generate.evaluate(args.dataset, args.model, n=args.n, seed=args.seed, device=args.device,
+                                   k=args.k, effnet_samples=args.effnet_samples, progress=not args.json)
+        print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else repr(report))
+
+
 def _demo(args) -> None:
     from mmwork.demo import run_demo
     run_demo()
@@ -242,6 +280,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     rep_sub.add_parser("index", help="rewrite reports/index.html from the ledger")
     rep.set_defaults(func=_report)
+
+    gen = sub.add_parser("generate", help="train, sample and evaluate image and sound generators")
+    gen_sub = gen.add_subparsers(dest="action", required=True)
+    for action, about in [("train", "fit a generator on the store's data and save it under data/models/generators"),
+                          ("sample", "draw samples: a PNG grid of images, or WAV files for sound"),
+                          ("evaluate", "score samples against real test data, with floors and baselines"),
+                          ("list", "the generator models and which are trained here")]:
+        p = gen_sub.add_parser(action, help=about)
+        p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, speech-prompts or instrument-samples")
+        p.add_argument("--json", action="store_true")
+        if action == "list":
+            continue
+        p.add_argument("--model", help="vae, cvae, text-cvae, gan, classifier (images); audio-vae, audio-classifier")
+        p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N, mps")
+        p.add_argument("--seed", type=int, default=0)
+        if action == "train":
+            p.add_argument("--epochs", type=int, help="most epochs (early stopping on held-out data can stop sooner)")
+            p.add_argument("--limit", type=int, help="train on the first N examples (a tenth more are held out)")
+            p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                           help="a model parameter, e.g. latent=32 or lr=0.0005 (repeatable)")
+            p.add_argument("--resume", action="store_true", help="continue the checkpoint of an interrupted run "
+                                                                 "(or a finished one, with more --epochs)")
+        if action == "sample":
+            p.add_argument("--n", type=int, default=64)
+            p.add_argument("--condition", help="a class name (e.g. 'ankle boot'), any text for text-cvae; "
+                                               "default: the classes in turn")
+            p.add_argument("--out", help="PNG file for images, folder for WAV files")
+        if action == "evaluate":
+            p.add_argument("--n", type=int, default=2000, help="samples scored against as many real test examples")
+            p.add_argument("--k", type=int, default=100, help="importance samples per test image for the VAEs' NLL")
+            p.add_argument("--effnet-samples", type=int, default=0,
+                           help="also score this many in EfficientNet-Lite0 space (slow on CPU; 0 skips it)")
+    gen.set_defaults(func=_generate)
 
     p = sub.add_parser("demo", help="run the main job end to end on the default data")
     p.set_defaults(func=_demo)
