@@ -295,9 +295,10 @@ def history_curves(histories: dict[str, list[dict]], columns=None):
     return fig
 
 
-def spectrograms(mels, sr: int, hop: int, titles=None, fmax: float | None = None):
-    """Log-mel spectrograms side by side: ``mels`` (N, n_mels, frames) in dB (or power, converted to dB
-    relative to each one's peak); time in seconds from ``sr`` and ``hop``. Returns the Figure.
+def spectrograms(mels, sr: int, hop: int, titles=None, fmax: float | None = None, db: bool = True):
+    """Log-mel spectrograms side by side: ``mels`` (N, n_mels, frames) in dB (``db=False``: power,
+    shown in dB relative to each one's peak); time in seconds from ``sr`` and ``hop``, the mel bands
+    up to ``fmax`` (default sr / 2). Returns the Figure.
 
     >>> import numpy as np
     >>> fig = spectrograms(np.random.default_rng(0).random((2, 32, 40)), sr=8000, hop=128, titles=["a", "b"])
@@ -310,7 +311,7 @@ def spectrograms(mels, sr: int, hop: int, titles=None, fmax: float | None = None
         mels = mels[None]
     if mels.ndim != 3:
         raise ValueError(f"mels must have shape (N, n_mels, frames), got {mels.shape}")
-    if mels.min() >= 0:  # power, not dB yet
+    if not db:
         mels = 10 * np.log10(np.maximum(mels, 1e-10) / np.maximum(mels.max(axis=(1, 2), keepdims=True), 1e-10))
     n = len(mels)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.6, 2.6), squeeze=False, sharey=True)
