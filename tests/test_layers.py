@@ -11,6 +11,7 @@ FORBIDDEN = {
     "recommenders": {"mmwork.evaluation", "mmwork.experiments", "mmwork.cli", "mmwork.reports"},
     "evaluation": {"mmwork.experiments", "mmwork.cli", "mmwork.reports"},
     "generators": {"mmwork.recommenders", "mmwork.evaluation", "mmwork.experiments", "mmwork.cli", "mmwork.reports"},
+    "generate": {"mmwork.recommenders", "mmwork.experiments", "mmwork.cli", "mmwork.reports", "mmwork.demo"},
     "features": {"mmwork.recommenders", "mmwork.evaluation", "mmwork.experiments", "mmwork.cli"},
     "store": {"mmwork.features", "mmwork.recommenders", "mmwork.evaluation", "mmwork.queries", "mmwork.cli"},
 }
