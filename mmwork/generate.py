@@ -131,9 +131,26 @@ def models() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def info(dataset: str, model: str) -> dict | None:
+    """What ``train`` recorded about the saved model (classes, counts, epochs, seconds, device), or
+    None when it was never trained under this data root."""
+    return _info(dataset, model)
+
+
 def _info(dataset: str, model: str) -> dict | None:
     path = model_dir(dataset, model) / "run.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def conditions(dataset: str, model: str, n: int, condition=None) -> tuple[torch.Tensor | None, list[str] | None]:
+    """The condition rows a trained ``model``'s ``sample`` takes for ``n`` samples, and their names, as
+    :func:`sample` builds them (``condition``: a name or text for all, one per sample, or None for the
+    classes in turn); (None, None) for unconditional models."""
+    found = spec(dataset, model)
+    recorded = _info(dataset, model)
+    if recorded is None:
+        raise MmworkError(f"no trained {model} for {dataset}; train it first: {_train_command(dataset, model)}")
+    return _request(found, model, n, condition, recorded["classes"])
 
 
 def _make_config(found: ModelSpec, model: str, params: dict | None, **fixed):
@@ -586,8 +603,9 @@ def _evaluate_images(dataset, model, found, generator, scorer, info, n, seed, k,
         add("is_nll_nats", "likelihood", generator.importance_nll(x, c, k=k, seed=seed).mean(), m,
             f"importance-sampled -log p(x) per test image, k={k}")
     table = pd.concat([table, pd.DataFrame(extra, columns=gen.TABLE_COLUMNS)], ignore_index=True)
-    return _report(table, model, setup | {"nll_k": k, "effnet_samples": effnet_samples,
-                                          "class_shares": dict(zip(info["classes"], shares.round(4).tolist()))}, started)
+    setup |= {"nll_k": k, "effnet_samples": effnet_samples,
+              "class_shares": dict(zip(info["classes"], shares.round(4).tolist()))}
+    return _report(table, model, setup, started)
 
 
 SOURCE_SUFFIX = {"train images": "_floor", "uniform noise": "_noise", "test images": "_test"}

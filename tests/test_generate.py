@@ -78,6 +78,8 @@ def test_train_sample_evaluate(store, tmp_path):
     assert torch.equal(drawn.data, generate.sample("fashion-mnist", "cvae", 12, condition="Ankle boot", seed=3).data)
     turns = generate.sample("fashion-mnist", "cvae", 20)
     assert turns.conditions[:3] == ["T-shirt/top", "Trouser", "Pullover"]
+    rows, names = generate.conditions("fashion-mnist", "cvae", 20)
+    assert names == turns.conditions and rows.argmax(1).tolist() == [i % 10 for i in range(20)]
     png = generate.save_grid(drawn.data, tmp_path / "grid.png", ncols=4)
     assert Image.open(png).size == (2 * (4 * 30 + 2), 2 * (3 * 30 + 2))
 
@@ -122,7 +124,8 @@ def test_evaluate_before_train_names_the_train_command(store, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["generate", "train", "--model", "diffusion"], "unknown generator model 'diffusion'; choose from vae, cvae"),
     (["generate", "train", "--dataset", "mnist", "--model", "vae"], "unknown data set 'mnist'"),
-    (["generate", "train", "--dataset", "speech-prompts", "--model", "gan"], "for speech-prompts choose from audio-vae"),
+    (["generate", "train", "--dataset", "speech-prompts", "--model", "gan"],
+     "for speech-prompts choose from audio-vae"),
     (["generate", "train", "--model", "vae", "--param", "latnt=4"], "unknown parameter 'latnt'"),
     (["generate", "train", "--model", "vae", "--param", "latent=-1"], "latent: Input should be greater than 0"),
     (["generate", "train", "--model", "cvae", "--param", "condition_dim=3"], "come(s) from the data set"),
