@@ -267,10 +267,10 @@ def class_shares(predicted, classes, low: float = 0.05, high: float = 0.15, ax=N
 _NOT_CURVES = {"epoch", "seconds", "images_per_s", "beta"}
 
 
-def history_curves(histories: dict[str, list[dict]], columns=None):
-    """Per-epoch curves of generators' ``history_`` (one panel per model; every numeric column but
-    the epoch, timings and the KL weight, or only ``columns``); validation columns dashed. Returns
-    the Figure.
+def history_curves(histories: dict[str, list[dict]], columns=None, per_row: int = 3):
+    """Per-epoch curves of generators' ``history_`` (one panel per model, ``per_row`` panels a row;
+    every numeric column but the epoch, timings and the KL weight, or only ``columns``); validation
+    columns dashed. Returns the Figure.
 
     >>> fig = history_curves({"vae": [{"epoch": 1, "loss": 3.0, "valid_loss": 3.5},
     ...                               {"epoch": 2, "loss": 2.0, "valid_loss": 2.9}]})
@@ -281,8 +281,11 @@ def history_curves(histories: dict[str, list[dict]], columns=None):
     histories = {k: v for k, v in histories.items() if v}
     if not histories:
         raise ValueError("no model with a training history to plot")
-    fig, axes = plt.subplots(1, len(histories), figsize=(4.2 * len(histories), 3.2), squeeze=False)
-    for ax, (name, history) in zip(axes[0], histories.items()):
+    rows, cols = -(-len(histories) // per_row), min(per_row, len(histories))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel()[len(histories):]:
+        ax.axis("off")
+    for ax, (name, history) in zip(axes.ravel(), histories.items()):
         frame = pd.DataFrame(history)
         wanted = columns or [c for c in frame.columns if c not in _NOT_CURVES]
         for column in [c for c in wanted if c in frame and pd.api.types.is_numeric_dtype(frame[c])]:
