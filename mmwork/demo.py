@@ -12,7 +12,15 @@ from mmwork import datasets
 from mmwork.store import list_tables
 
 DEMO_DATASETS = ["movielens-100k", "fashion-mnist", "speech-prompts", "instrument-samples"]
-DEMO_REPORTS = [("01-features", {"image_limit": 2000}), ("02-recommenders", {}), ("04-explore", {})]
+# 03-generators trains small generators through mmwork.generate (saved under data/models/generators, where
+# step 5 samples from them): 2,000 training images, a few epochs, 500 samples scored; the full-size
+# figures come from benchmarks/fashion_generators.py
+DEMO_GENERATORS = {"train_limit": 2000, "epochs": 2, "classifier_epochs": 2, "samples": 500, "effnet_samples": 0,
+                   "likelihood_examples": 200, "nll_k": 20, "audio_dataset": "speech-prompts", "audio_epochs": 3}
+DEMO_REPORTS = [("01-features", {"image_limit": 2000}), ("02-recommenders", {}), ("03-generators", DEMO_GENERATORS),
+                ("04-explore", {})]
+GENERATOR_METRICS = ("conditional_accuracy", "frechet_distance_classifier", "kid_classifier", "coverage_classifier",
+                     "is_nll_nats", "test_accuracy")
 # (data set, modality, items limit): CNN features for all 70k images take ~2 h on 2 CPU cores,
 # so the demo extracts the first 2,000; `mmwork extract fashion-mnist` does them all.
 DEMO_EXTRACTIONS = [("movielens-100k", "text", None), ("fashion-mnist", "image", 2000),
@@ -21,6 +29,31 @@ DEMO_EXTRACTIONS = [("movielens-100k", "text", None), ("fashion-mnist", "image",
 
 def _step(title: str) -> None:
     print(f"\n== {title} ==", flush=True)
+
+
+def _generators(metrics: dict, out) -> None:
+    """The generators' recorded figures as a model x metric table, then a grid of conditional samples
+    and a few generated sounds from the saved models (what `mmwork generate sample` writes)."""
+    import pandas as pd
+
+    from mmwork import generate
+    rows: dict[str, dict] = {}
+    for key, value in metrics.items():
+        name, _, metric = key.partition("/")
+        if metric in GENERATOR_METRICS or (metric.startswith("frechet") and metric.endswith(("_floor", "_noise"))):
+            rows.setdefault(name, {})[metric] = value
+    if rows:
+        print(pd.DataFrame(rows).T.round(4).to_string(na_rep="-"))
+    if generate.info("fashion-mnist", "cvae"):
+        wanted = [c for c in generate.info("fashion-mnist", "cvae")["classes"] for _ in range(8)]
+        grid = generate.save_grid(generate.sample("fashion-mnist", "cvae", len(wanted), condition=wanted).data,
+                                  out / "cvae-by-class.png", ncols=8)
+        print(f"  cvae samples, one row per class: {grid}")
+    if generate.info("speech-prompts", "audio-vae"):
+        classes = generate.info("speech-prompts", "audio-vae")["classes"][:3]
+        drawn = generate.sample("speech-prompts", "audio-vae", len(classes), condition=classes)
+        sounds = generate.save_samples(drawn, out / "speech")
+        print(f"  audio-vae sounds ({', '.join(classes)}): {sounds[0].parent}")
 
 
 def run_demo() -> None:
@@ -39,7 +72,7 @@ def run_demo() -> None:
         print(f"  {name:<20} {modality:<6} rows {summary['rows']:>6,}  extracted {summary['extracted']:>6,}  "
               f"reused {summary['reused']:>6,}  errors {summary['errors']}  ({summary['seconds']} s)", flush=True)
 
-    _step("3. reports: notebooks executed by Papermill (features, recommenders, exploration)")
+    _step("3. reports: notebooks executed by Papermill (features, recommenders, generators, exploration)")
     from mmwork.reports import reports_dir, run_report
     runs = {}
     for notebook, params in DEMO_REPORTS:
@@ -54,6 +87,11 @@ def run_demo() -> None:
     for name, value in metrics.items():
         if name.endswith("ndcg@10"):
             print(f"  {name:<32} {value:.4f}")
+
+    _step("5. generators on fashion-mnist and speech-prompts (trained and scored by 03-generators: "
+          f"{DEMO_GENERATORS['train_limit']:,} training images, {DEMO_GENERATORS['samples']} samples vs as many "
+          "test images; distances in the in-project classifier's feature space, never FID)")
+    _generators(json.loads(runs["03-generators"]["metrics"]), reports_dir() / "generators")
 
     _step("summary: tables under data/processed")
     print(list_tables().drop(columns=["schema", "path"]).to_string(index=False))

@@ -165,3 +165,14 @@ def test_resume_equals_an_uninterrupted_run(store):
     assert all(torch.equal(a, b) for a, b in zip(resumed._tensors().values(), straight._tensors().values()))
     loaded = generate.load("fashion-mnist", "vae", device="cpu")
     assert torch.equal(loaded.sample(4, seed=1), straight.sample(4, seed=1))
+
+
+def test_demo_step_prints_the_table_and_writes_samples(store, tmp_path, capsys):
+    from mmwork.demo import DEMO_REPORTS, _generators
+    assert dict(DEMO_REPORTS)["03-generators"]["train_limit"] <= 5000
+    generate.train("fashion-mnist", "cvae", limit=50, params={"channels": 4, "hidden": 16}, **TINY)
+    _generators({"cvae/conditional_accuracy": 0.5, "cvae/frechet_distance_classifier": 9.0,
+                 "floor/frechet_distance_classifier_floor": 0.1, "cvae/seconds": 3.0}, tmp_path)
+    out = capsys.readouterr().out
+    assert "conditional_accuracy" in out and "seconds" not in out and "audio-vae" not in out
+    assert Image.open(tmp_path / "cvae-by-class.png").size == (2 * (8 * 30 + 2), 2 * (10 * 30 + 2))
