@@ -194,21 +194,22 @@ def _read_audio(dataset: str, limit: int | None) -> _Data:
 
 
 def _text_embed(texts: list[str]) -> torch.Tensor:
-    try:
-        from mmwork.generators import text_condition
-    except ImportError:
-        raise MmworkError("text-cvae needs mmwork.generators.text_condition, which this mmwork lacks") from None
-    return torch.as_tensor(text_condition(texts)).float()
+    from mmwork.generators import data
+    if not hasattr(data, "text_condition"):
+        raise MmworkError("text-cvae needs mmwork.generators.data.text_condition, which this mmwork lacks")
+    return torch.as_tensor(data.text_condition(texts)).float()
 
 
-def _condition(kind: str, labels: torch.Tensor, classes: list[str]) -> torch.Tensor | None:
+def _condition(kind: str, labels: torch.Tensor, classes: list[str], seed: int = 0) -> torch.Tensor | None:
     """The training condition of each example: its one-hot class or the embedding of its class name."""
     from mmwork.generators import one_hot
     if kind == "class":
         return one_hot(labels, len(classes))
-    if kind == "text":
-        table = _text_embed(list(classes))
-        return table[labels]
+    if kind == "text":  # several wordings of each class name when the data module has them
+        from mmwork.generators import data
+        if hasattr(data, "describe_classes"):
+            return _text_embed(data.describe_classes(labels, classes, seed=seed))
+        return _text_embed(list(classes))[labels]
     if kind == "label":
         return labels
     return None
@@ -323,13 +324,13 @@ def _fit(found: ModelSpec, model: str, config, data: _Data, dataset: str, device
         built = klass(config, condition_dim=int(_text_embed(data.classes[:1]).shape[1]))
     else:
         built = klass(config, condition_dim=len(data.classes) if found.condition == "class" else 0)
-    condition = _condition(found.condition, train_set[1], data.classes)
+    condition = _condition(found.condition, train_set[1], data.classes, config.seed)
     if valid_set is None:
         valid = None
     elif found.cls == "GAN":
         valid = _gan_validation(dataset, valid_set, data.classes, device, progress)
     else:
-        valid_condition = _condition(found.condition, valid_set[1], data.classes)
+        valid_condition = _condition(found.condition, valid_set[1], data.classes, config.seed + 1)
         valid = valid_set[0] if valid_condition is None else (valid_set[0], valid_condition)
     if not resume:
         shutil.rmtree(checkpoint, ignore_errors=True)

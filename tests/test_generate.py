@@ -176,3 +176,16 @@ def test_demo_step_prints_the_table_and_writes_samples(store, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "conditional_accuracy" in out and "seconds" not in out and "audio-vae" not in out
     assert Image.open(tmp_path / "cvae-by-class.png").size == (2 * (8 * 30 + 2), 2 * (10 * 30 + 2))
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmwork.generators.data").generators.data, "text_condition"),
+                    reason="this mmwork has no mmwork.generators.data.text_condition yet")
+def test_text_cvae_takes_text_that_was_never_a_label(store, tmp_path, capsys):
+    generate.train("fashion-mnist", "text-cvae", limit=60, params={"channels": 4, "hidden": 16}, **TINY)
+    assert generate.load("fashion-mnist", "text-cvae").config.condition_dim == 384  # a MiniLM embedding
+    drawn = generate.sample("fashion-mnist", "text-cvae", 6, condition="a pair of ankle boots")
+    assert drawn.data.shape == (6, 1, 28, 28) and drawn.conditions == ["a pair of ankle boots"] * 6
+    out = tmp_path / "boots.png"
+    assert main(["generate", "sample", "--model", "text-cvae", "--condition", "a pair of ankle boots",
+                 "--n", "8", "--out", str(out)]) == 0
+    assert out.exists() and "a pair of ankle boots" in capsys.readouterr().out
