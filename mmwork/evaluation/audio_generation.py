@@ -3,8 +3,9 @@ feature pipeline's own audio statistics ("FD-mfcc-stats", never an "FAD": that n
 embeddings), and :func:`audio_report`, which puts every figure next to its floor and baseline.
 
 Mel-cepstral distortion (MCD, Kubichek 1993), as defined here: the mel power spectrogram of each
-signal (``librosa.feature.melspectrogram``, Hann window, centred frames) in dB (10 log10, floor
-1e-10), its orthonormal DCT-II (= ``librosa.feature.mfcc`` of that dB spectrogram), coefficients 1..K
+signal (``librosa.feature.melspectrogram``, Hann window, centred frames) in dB (10 log10), both
+raised to a floor ``floor_db`` below the reference's loudest bin (so that differences among inaudible
+levels, e.g. digital silence against a vocoder's faint noise, do not dominate), its orthonormal DCT-II (= ``librosa.feature.mfcc`` of that dB spectrogram), coefficients 1..K
 (c0, the frame's loudness, left out, so a change of gain costs nothing); per frame
 sqrt(2 * sum_k (c_k - c'_k)^2), averaged over frames. The coefficients are already in dB (the
 spectrum was 10 log10), so no 10/ln 10 factor is applied. Frames are aligned by index: both signals
@@ -36,9 +37,9 @@ def _signal(y, what: str) -> np.ndarray:
 
 
 def mel_cepstra(y, sr: int, n_mfcc: int = 13, n_fft: int = 512, hop_length: int = 128,
-                n_mels: int = 40) -> np.ndarray:
+                n_mels: int = 40, floor: float | None = None) -> np.ndarray:
     """Mel cepstral coefficients 0..n_mfcc (n_mfcc + 1, frames) of one waveform, float64, as the
-    module docstring defines them."""
+    module docstring defines them; dB levels below ``floor`` (None: -100 dB) are raised to it."""
     import librosa
     from scipy.fft import dct
     y = _signal(y, "the waveform")
@@ -48,20 +49,24 @@ def mel_cepstra(y, sr: int, n_mfcc: int = 13, n_fft: int = 512, hop_length: int 
         raise MmworkError(f"n_mfcc must lie in 1..n_mels-1 = 1..{n_mels - 1}, got {n_mfcc}")
     power = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                            center=True, pad_mode="constant", power=2.0)
-    db = 10 * np.log10(np.maximum(power, 1e-10))
+    db = np.maximum(10 * np.log10(np.maximum(power, 1e-10)), -100.0 if floor is None else floor)
     return dct(db, axis=0, type=2, norm="ortho")[:n_mfcc + 1]
 
 
 def mel_cepstral_distortion(ref, est, sr: int, n_mfcc: int = 13, n_fft: int = 512, hop_length: int = 128,
-                            n_mels: int = 40) -> float:
+                            n_mels: int = 40, floor_db: float = 60.0) -> float:
     """MCD in dB between a reference and an estimate of the same length (module docstring: MFCC
     1..``n_mfcc`` of ``n_mels`` bands, frames of ``n_fft`` samples every ``hop_length``, aligned by
-    index); 0 for identical signals."""
+    index, levels floored ``floor_db`` below the reference's loudest bin); 0 for identical signals."""
     ref, est = _signal(ref, "the reference"), _signal(est, "the estimate")
     if len(ref) != len(est):
         raise MmworkError(f"MCD aligns frames by index, so both signals must have the same length, got "
                           f"{len(ref)} and {len(est)} samples; trim or pad them first")
     params = {"n_mfcc": n_mfcc, "n_fft": n_fft, "hop_length": hop_length, "n_mels": n_mels}
+    import librosa
+    loudest = librosa.feature.melspectrogram(y=ref, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                                             center=True, pad_mode="constant").max()
+    params["floor"] = 10 * np.log10(max(loudest, 1e-10)) - floor_db
     diff = mel_cepstra(ref, sr, **params)[1:] - mel_cepstra(est, sr, **params)[1:]
     return float(np.sqrt(2 * (diff ** 2).sum(0)).mean())
 
