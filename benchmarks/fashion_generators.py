@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10_000, help="per model, and test images they are scored on")
     parser.add_argument("--effnet-samples", type=int, default=2_000, help="per set in the EfficientNet-Lite0 "
                         "space (10,000 on a GPU); 0 leaves the space out")
-    parser.add_argument("--nll-images", type=int, default=1_000, help="test images for the importance-sampled NLL")
+    parser.add_argument("--nll-images", type=int, default=500, help="test images for the importance-sampled NLL")
     parser.add_argument("--nll-k", type=int, default=1_000, help="importance samples per image")
     parser.add_argument("--models", default=",".join(MODELS), help=f"a subset of: {', '.join(MODELS)}")
     parser.add_argument("--train-limit", type=int, help="only the first N training images (a smoke run)")
@@ -172,8 +172,11 @@ def main() -> None:
     wide = table.pivot_table(index=["feature_space", "source"], columns="metric", values="value", sort=False)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(wide.round(4).to_string())
-    print(json.dumps({k: v for k, v in out.items() if k not in ("table", "machine", "protocol")}, default=str,
-                     indent=1)[:4000])
+    headline = {"classifier_test_accuracy": out["classifier"]["test_accuracy"]} | {
+        name: {k: v for k, v in out[name].items() if k not in ("params", "history", "per_class_accuracy")}
+        for name in models}
+    print(json.dumps(headline, default=str))
+    print("load average at the end:", out["machine"]["load_average_at_end"], "written to", args.output)
 
 
 if __name__ == "__main__":
