@@ -124,9 +124,9 @@ def models() -> pd.DataFrame:
     for name, s in MODELS.items():
         for dataset, kind in DATASETS.items():
             if kind == s.data:
-                info = _info(dataset, name)
+                recorded = _info(dataset, name) or {}
                 rows.append({"dataset": dataset, "model": name, "class": s.cls, "condition": s.condition,
-                             "trained": info is not None, "train_examples": (info or {}).get("train_examples"),
+                             "trained": bool(recorded), "train_examples": recorded.get("train_examples"),
                              "about": s.about})
     return pd.DataFrame(rows)
 
@@ -273,8 +273,10 @@ def train(dataset: str, model: str, *, epochs: int | None = None, limit: int | N
     """Fit the named ``model`` on ``dataset``'s training data and save it (see :func:`model_dir`).
 
     ``limit`` caps the training images (another tenth as many are read and held out for early
-    stopping; all 60,000 read when None: 54,000 to train, 6,000 held out); ``params`` are the model's
-    config fields (``VAEConfig`` etc.), validated with ``epochs``, ``device`` and ``seed`` before any
+    stopping; all 60,000 read when None: 54,000 to train, 6,000 held out), or for sound the training
+    clips (some of them held out by a hash of their id); the image GAN's early stopping scores its
+    samples with the in-project classifier, trained first if absent (see :func:`classifier`);
+    ``params`` are the model's config fields (``VAEConfig`` etc.), validated with ``epochs``, ``device`` and ``seed`` before any
     data is read. After every epoch a checkpoint is written to :func:`checkpoint_dir`; ``resume=True``
     continues it (an interrupted run, or a finished one given more ``epochs``). The saved model is
     replaced only once the new one is complete. Returns the fitted generator.
@@ -296,12 +298,12 @@ def train(dataset: str, model: str, *, epochs: int | None = None, limit: int | N
         data = _read_audio(dataset, limit) if found.data == "audio" else _read_images(limit)
         fitted = _fit(found, model, config, data, dataset, device, checkpoint, resume, limit, progress)
         seconds = time.perf_counter() - started
-        info = {"dataset": dataset, "model": model, "class": found.cls, "condition": found.condition,
+        record = {"dataset": dataset, "model": model, "class": found.cls, "condition": found.condition,
                 "classes": data.classes, "limit": limit, "train_examples": len(data.train[0]),
                 "valid_examples": None if data.valid is None else len(data.valid[0]), "fit_s": round(seconds, 1),
                 "epochs_run": len(fitted.history_), "best_epoch": fitted.best_epoch_,
                 "device": str(fitted.device_)}
-        _save(fitted, info, model_dir(dataset, model))
+        _save(fitted, record, model_dir(dataset, model))
         last = fitted.history_[-1]
         log.info("%s on %s: %d epochs in %.1f s (best %s, %s); saved to %s", model, dataset, len(fitted.history_),
                  seconds, fitted.best_epoch_, ", ".join(f"{k} {v:.4g}" for k, v in last.items()
@@ -365,14 +367,14 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def _save(fitted, info: dict, target: Path) -> None:
+def _save(fitted, recorded: dict, target: Path) -> None:
     """Write the model and its ``run.json`` to a hidden sibling folder, then swap it into place, so
     ``target`` always holds one whole model (the old one until the new one is complete)."""
     from mmwork import __version__
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     fitted.save(staging)
-    _write_json(staging / "run.json", info | {"mmwork_version": __version__})
+    _write_json(staging / "run.json", recorded | {"mmwork_version": __version__})
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
@@ -389,11 +391,11 @@ def load(dataset: str, model: str, device: str = "auto"):
 
 def _load(dataset: str, model: str, device: str = "auto"):
     found = spec(dataset, model)
-    info = _info(dataset, model)
-    if info is None:
+    recorded = _info(dataset, model)
+    if recorded is None:
         raise MmworkError(f"no trained {model} for {dataset} under {model_dir(dataset, model)}; train it first: "
                           f"{_train_command(dataset, model)}")
-    return _class(found.cls).load(model_dir(dataset, model), device=device), info
+    return _class(found.cls).load(model_dir(dataset, model), device=device), recorded
 
 
 def classifier(dataset: str = "fashion-mnist", device: str = "auto", progress: bool = True):
@@ -417,12 +419,12 @@ def sample(dataset: str, model: str, n: int = 64, condition=None, seed: int = 0,
     found = spec(dataset, model)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise MmworkError(f"n must be a positive number of samples, got {n!r}")
-    info = _info(dataset, model)
-    if info is None:
+    recorded = _info(dataset, model)
+    if recorded is None:
         raise MmworkError(f"no trained {model} for {dataset}; train it first: {_train_command(dataset, model)}")
     if found.condition == "label":
         raise MmworkError(f"{model} labels data and draws no samples; sample from a generator instead")
-    rows, names = _request(found, model, n, condition, info["classes"])
+    rows, names = _request(found, model, n, condition, recorded["classes"])
     generator = load(dataset, model, device=device)
     if found.data == "audio":
         clips = generator.sample_audio(n, rows, seed=seed)
@@ -537,17 +539,17 @@ def evaluate(dataset: str, model: str, n: int = 2000, *, seed: int = 0, device: 
                                ("effnet_samples", effnet_samples, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise MmworkError(f"{name} must be an integer of at least {least}, got {value!r}")
-    generator, info = _load(dataset, model, device)
+    generator, recorded = _load(dataset, model, device)
     with _progress(progress):
         scorer = classifier(dataset, device=device, progress=progress)
         started = time.perf_counter()
         if found.data == "audio":
-            return _evaluate_audio(dataset, model, found, generator, scorer, info, n, seed, k, started)
-        return _evaluate_images(dataset, model, found, generator, scorer, info, n, seed, k, likelihood_examples,
+            return _evaluate_audio(dataset, model, found, generator, scorer, recorded, n, seed, k, started)
+        return _evaluate_images(dataset, model, found, generator, scorer, recorded, n, seed, k, likelihood_examples,
                                 effnet_samples, started)
 
 
-def _evaluate_images(dataset, model, found, generator, scorer, info, n, seed, k, likelihood_examples,
+def _evaluate_images(dataset, model, found, generator, scorer, recorded, n, seed, k, likelihood_examples,
                      effnet_samples, started) -> GenerationReport:
     from mmwork.evaluation import generation as gen
     from mmwork.generators import fashion_mnist
@@ -555,7 +557,7 @@ def _evaluate_images(dataset, model, found, generator, scorer, info, n, seed, k,
     scorer_accuracy = scorer.accuracy(test.images, test.labels)
     setup = {"dataset": dataset, "model": model, "samples": n, "scorer": SCORER["image"],
              "scorer_test_accuracy": scorer_accuracy, "test_images": len(test.images)} | {
-        key: info.get(key) for key in ("train_examples", "valid_examples", "epochs_run", "best_epoch", "fit_s")}
+        key: recorded.get(key) for key in ("train_examples", "valid_examples", "epochs_run", "best_epoch", "fit_s")}
     if found.condition == "label":
         accuracy = generator.accuracy(test.images, test.labels)
         table = pd.DataFrame([{"source": model, "kind": "model", "feature_space": "labels", "metric": "accuracy",
@@ -571,8 +573,8 @@ def _evaluate_images(dataset, model, found, generator, scorer, info, n, seed, k,
     if effnet_samples and (effnet_samples <= gen.effnet_features.dims or effnet_samples > n):
         raise MmworkError(f"effnet_samples={effnet_samples}: EfficientNet-Lite0 space has 1280 dimensions; use "
                           f"1281 <= effnet_samples <= n={n}, or 0 to leave it out")
-    train_examples = fashion_mnist("train", limit=max(info["train_examples"], n)).images
-    rows, names = _request(found, model, n, None, info["classes"])
+    train_examples = fashion_mnist("train", limit=max(recorded["train_examples"], n)).images
+    rows, names = _request(found, model, n, None, recorded["classes"])
     samples = generator.sample(n, rows, seed=seed).cpu()
     spaces = gen.image_spaces(scorer, effnet=bool(effnet_samples))
     counts = {gen.CLASSIFIER: n} | ({gen.EFFNET: effnet_samples} if effnet_samples else {})
@@ -587,10 +589,10 @@ def _evaluate_images(dataset, model, found, generator, scorer, info, n, seed, k,
     predicted = scorer.predict(samples).cpu()
     about = f"labels by the in-project classifier (test accuracy {scorer_accuracy:.4f})"
     if names is not None:
-        wanted = torch.tensor([info["classes"].index(c) for c in names])
+        wanted = torch.tensor([recorded["classes"].index(c) for c in names])
         add("conditional_accuracy", gen.CLASSIFIER, (predicted == wanted).double().mean(), n,
             f"share of samples labelled as their requested class; {about}")
-    shares = gen.class_histogram(predicted, len(info["classes"]))
+    shares = gen.class_histogram(predicted, len(recorded["classes"]))
     verdict = gen.mode_coverage(shares)
     add("classes_present", gen.CLASSIFIER, (shares > 0).sum(), n, about)
     add("min_class_share", gen.CLASSIFIER, shares.min(), n, about)
@@ -598,14 +600,14 @@ def _evaluate_images(dataset, model, found, generator, scorer, info, n, seed, k,
         f"(all present, none < {verdict.low:g} or > {verdict.high:g})")
     if found.cls == "VAE":
         m = min(likelihood_examples, len(test.images))
-        x, c = test.images[:m], _condition(found.condition, test.labels[:m], info["classes"])
+        x, c = test.images[:m], _condition(found.condition, test.labels[:m], recorded["classes"])
         add("elbo_nats", "likelihood", generator.elbo(x, c, seed=seed).mean(), m,
             f"evidence lower bound per test image ({generator.config.likelihood} likelihood)")
         add("is_nll_nats", "likelihood", generator.importance_nll(x, c, k=k, seed=seed).mean(), m,
             f"importance-sampled -log p(x) per test image, k={k}")
     table = pd.concat([table, pd.DataFrame(extra, columns=gen.TABLE_COLUMNS)], ignore_index=True)
     setup |= {"nll_k": k, "effnet_samples": effnet_samples,
-              "class_shares": dict(zip(info["classes"], shares.round(4).tolist()))}
+              "class_shares": dict(zip(recorded["classes"], shares.round(4).tolist()))}
     return _report(table, model, setup, started)
 
 
@@ -615,7 +617,7 @@ SOURCE_SUFFIX = {"train images": "_floor", "uniform noise": "_noise", "test imag
 def _report(table: pd.DataFrame, model: str, setup: dict, started: float) -> GenerationReport:
     metrics = {}
     for row in table.itertuples(index=False):
-        space = "" if row.feature_space in ("likelihood", "labels") or row.metric in LABEL_METRICS else \
+        space = "" if row.feature_space in ("likelihood", "labels", "mcd") or row.metric in LABEL_METRICS else \
             f"_{row.feature_space}"
         name = {"FD": "frechet_distance", "KID": "kid"}.get(row.metric, row.metric)
         metrics[name + space + ("" if row.source == model else SOURCE_SUFFIX.get(row.source, f"_{row.source}"))] = \
@@ -627,7 +629,7 @@ def _report(table: pd.DataFrame, model: str, setup: dict, started: float) -> Gen
     return GenerationReport(table, metrics, setup)
 
 
-def _evaluate_audio(dataset, model, found, generator, scorer, info, n, seed, k, started) -> GenerationReport:
+def _evaluate_audio(dataset, model, found, generator, scorer, recorded, n, seed, k, started) -> GenerationReport:
     from mmwork.evaluation.audio_generation import audio_report
     from mmwork.evaluation.generation import TABLE_COLUMNS
     from mmwork.generators import audio_clips
@@ -635,7 +637,7 @@ def _evaluate_audio(dataset, model, found, generator, scorer, info, n, seed, k, 
     accuracy = scorer.accuracy(test.patches, test.labels)
     setup = {"dataset": dataset, "model": model, "samples": n, "scorer": SCORER["audio"],
              "scorer_test_accuracy": accuracy, "test_patches": len(test.patches)} | {
-        key: info.get(key) for key in ("train_examples", "valid_examples", "epochs_run", "best_epoch", "fit_s")}
+        key: recorded.get(key) for key in ("train_examples", "valid_examples", "epochs_run", "best_epoch", "fit_s")}
     if found.condition == "label":
         table = pd.DataFrame([{"source": model, "kind": "model", "feature_space": "labels", "metric": "accuracy",
                                "value": accuracy, "std": np.nan, "n_samples": len(test.patches),
@@ -643,6 +645,8 @@ def _evaluate_audio(dataset, model, found, generator, scorer, info, n, seed, k, 
                              columns=TABLE_COLUMNS)
         return _report(table, model, setup, started)
     n = min(n, len(test.patches), len(train_clips.patches))
+    # Griffin-Lim costs ~0.3 s per patch and audio_report runs it on five sets as large as the test set
+    test = type(test)(test.patches[:n], test.labels[:n], test.classes, test.mel, test.item_ids[:n], test.audio[:n])
     out = audio_report(generator, test, scorer, train_clips, n=n, seed=seed, k=k)
     space = "mfcc_stats"
     sources = {"fd_samples": (model, "model"), "fd_floor_real": ("train images", "floor"),
