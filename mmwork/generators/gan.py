@@ -2,8 +2,10 @@
 the hinge loss and spectral normalisation in the discriminator (Miyato et al., 2018), a projection
 discriminator for the condition (Miyato & Koyama, 2018: the inner product of an embedding of the
 condition with the discriminator's features is added to its score), the condition concatenated to the
-generator's noise, and samples drawn from an exponential moving average of the generator's weights
-(``ema_decay``; Yazıcı et al., 2019). ``condition_dim=0`` makes it unconditional.
+generator's noise and setting the scale and shift of each of its batch norms, a discriminator that
+learns faster than the generator (``d_lr`` > ``lr``: Heusel et al., 2017), and samples drawn from an
+exponential moving average of the generator's weights (``ema_decay``; Yazıcı et al., 2019).
+``condition_dim=0`` makes it unconditional.
 
 A GAN has no likelihood, so held-out data cannot score it here: ``valid`` is a callback
 ``valid(model) -> float`` (lower is better, e.g. a Fréchet distance of ``model.sample(...)`` computed
@@ -45,6 +47,12 @@ class GANConfig(GeneratorConfig):
     """Adam's first-moment decay for both networks (the second is 0.999)."""
     n_critic: PositiveInt = 1
     """Discriminator steps (each on its own real batch) per generator step."""
+    aux_weight: float = Field(0.0, ge=0)
+    """Weight of an auxiliary classification loss (Odena et al., 2017): a head on the discriminator's
+    features learns to predict the condition of real images (cross-entropy against the condition read
+    as a distribution: the class of a one-hot row), and the generator's loss adds the same
+    cross-entropy of its images against their requested condition; 0 = off. Needs conditions whose
+    rows are non-negative and sum to 1."""
     batch_size: PositiveInt = 64
     """Real images per step (and as many generated ones)."""
     noise_dim: PositiveInt = 64
@@ -87,6 +95,14 @@ class GAN(Generator):
         self.discriminator_ = _Discriminator(self.config)
         self.ema_ = copy.deepcopy(self.generator_).requires_grad_(False)
 
+    def _check_condition(self, condition, n: int, what: str = "condition", broadcast: bool = False):
+        c = super()._check_condition(condition, n, what, broadcast)
+        if c is not None and self.config.aux_weight and ((c < 0).any() or not torch.allclose(c.sum(1), torch.ones(n))):
+            raise MmworkError(f"aux_weight={self.config.aux_weight:g} reads each {what} row as a distribution over "
+                              f"classes: its entries must be >= 0 and sum to 1 (one-hot rows); use aux_weight=0 "
+                              "for other conditions (e.g. text embeddings)")
+        return c
+
     def _check_valid(self, valid):
         if valid is None or callable(valid):
             return valid
@@ -112,14 +128,19 @@ class GAN(Generator):
                 z = torch.randn(len(batch), config.noise_dim, generator=generator, device=device)
                 with training.autocast():
                     fake = G(z, cond)
-                    d_real, d_fake = D(real, cond), D(fake.detach(), cond)
+                    (d_real, aux_real), (d_fake, _) = D.scores(real, cond), D.scores(fake.detach(), cond)
                     d_loss = F.relu(1 - d_real.float()).mean() + F.relu(1 + d_fake.float()).mean()
+                    if aux_real is not None:
+                        d_loss = d_loss + config.aux_weight * _soft_cross_entropy(aux_real, cond)
                 training.step(d_loss)
                 step = (epoch - 1) * steps_per_epoch + i
                 if step % config.n_critic == 0:
                     D.requires_grad_(False)  # the generator's step leaves the discriminator's weights alone
                     with training.autocast():
-                        g_loss = -D(fake, cond).float().mean()
+                        g_score, aux_fake = D.scores(fake, cond)
+                        g_loss = -g_score.float().mean()
+                        if aux_fake is not None:
+                            g_loss = g_loss + config.aux_weight * _soft_cross_entropy(aux_fake, cond)
                     training.step(g_loss)
                     D.requires_grad_(True)
                     self._update_ema(step // config.n_critic + 1)
@@ -214,10 +235,20 @@ class _Discriminator(nn.Module):
             nn.Flatten())
         self.linear = spectral_norm(nn.Linear(width, 1))
         self.embed = spectral_norm(nn.Linear(config.condition_dim, width, bias=False)) if config.condition_dim else None
+        aux = config.condition_dim and config.aux_weight
+        self.aux = spectral_norm(nn.Linear(width, config.condition_dim)) if aux else None
 
     def forward(self, x, c):
+        return self.scores(x, c)[0]
+
+    def scores(self, x, c):
+        """The score of each image and, with ``aux_weight``, the auxiliary head's logits (else None)."""
         phi = self.features(x)
         score = self.linear(phi).squeeze(1)
         if self.embed is not None:  # projection: <embed(condition), phi(x)>
             score = score + (self.embed(c.to(phi.dtype)) * phi).sum(1)
-        return score
+        return score, None if self.aux is None else self.aux(phi)
+
+
+def _soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return -(target * logits.float().log_softmax(1)).sum(1).mean()

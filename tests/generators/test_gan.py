@@ -88,6 +88,15 @@ def test_n_critic_discriminator_steps_per_generator_step(images, monkeypatch):
     assert steps == [1, 2, 3, 4] and all(np.isfinite(row["g_loss"]) for row in model.history_)
 
 
+def test_auxiliary_classifier_learns_the_classes_of_real_images(images):
+    x, y = images
+    model = GAN(aux_weight=1.0, condition_dim=10, **QUICK | {"epochs": 6}).fit(x[:128], one_hot(y[:128], 10))
+    assert GAN(condition_dim=10, **QUICK).fit(x[:128], one_hot(y[:128], 10)).discriminator_.aux is None
+    with torch.no_grad():
+        _, logits = model.discriminator_.scores(x[128:] * 2 - 1, one_hot(y[128:], 10))
+    assert (logits.argmax(1) == y[128:]).double().mean() > 0.3  # held-out images; chance is 0.1
+
+
 def test_same_seed_same_model_and_global_generators_untouched(images):
     x, c = images[0][:128], one_hot(images[1][:128], 10)
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
@@ -151,6 +160,7 @@ def _bad_inputs(x, y):
     yield None, lambda: GAN(d_lr=-1e-4), "d_lr: Input should be greater than 0"
     yield None, lambda: GAN(beta1=1.0), "beta1: Input should be less than 1"
     yield None, lambda: GAN(n_critic=0), "n_critic: Input should be greater than 0"
+    yield None, lambda: GAN(aux_weight=-1), "aux_weight: Input should be greater than or equal to 0"
     yield 0, lambda m: m.fit(x[:, 0]), r"shape \(N, 1, 28, 28\) for gan, got \(256, 28, 28\)"
     yield 0, lambda m: m.fit(x.expand(-1, 3, -1, -1)), r"got \(256, 3, 28, 28\)"
     yield 0, lambda m: m.fit(x * 2 - 1), r"lie in \[0, 1\], got values from -1"
@@ -160,9 +170,11 @@ def _bad_inputs(x, y):
     yield 10, lambda m: m.fit(x, c[:, :9]), r"condition must have shape \(256, 10\) .* got \(256, 9\)"
     yield 10, lambda m: m.fit(x, c[:100]), r"got \(100, 10\)"
     yield 10, lambda m: m.sample(4, c[0]), "not fitted"
+    yield (10, lambda m: GAN(device="cpu", condition_dim=10, aux_weight=0.5).fit(x, c * 2),
+           "aux_weight=0.5 reads each condition row as a distribution .* sum to 1")
 
 
-@pytest.mark.parametrize("case", range(16))
+@pytest.mark.parametrize("case", range(18))
 def test_bad_input_is_one_line_before_compute(case, images, monkeypatch):
     dim, call, message = list(_bad_inputs(*images))[case]
     monkeypatch.setattr(GAN, "_build", lambda self: pytest.fail("built the networks before refusing the input"))
