@@ -277,9 +277,9 @@ def train(dataset: str, model: str, *, epochs: int | None = None, limit: int | N
     clips (some of them held out by a hash of their id); the image GAN's early stopping scores its
     samples with the in-project classifier, trained first if absent (see :func:`classifier`);
     ``params`` are the model's config fields (``VAEConfig`` etc.), validated with ``epochs``,
-    ``device`` and ``seed`` before any data is read. After every epoch a checkpoint is written to :func:`checkpoint_dir`; ``resume=True``
-    continues it (an interrupted run, or a finished one given more ``epochs``). The saved model is
-    replaced only once the new one is complete. Returns the fitted generator.
+    ``device`` and ``seed`` before any data is read. After every epoch a checkpoint is written to
+    :func:`checkpoint_dir`; ``resume=True`` continues it (an interrupted run, or a finished one given
+    more ``epochs``). The saved model is replaced only once the new one is complete. Returns the fitted generator.
     """
     found = spec(dataset, model)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
