@@ -212,3 +212,12 @@ def test_audio_vae_train_sample_evaluate_through_the_cli(tmp_path, monkeypatch, 
     metrics = json.loads(capsys.readouterr().out)["metrics"]
     assert metrics["frechet_distance_mfcc_stats_floor"] < metrics["frechet_distance_mfcc_stats_noise"]
     assert {"conditional_accuracy", "mcd_db", "mcd_db_vocoder", "is_nll_nats"} <= set(metrics)
+
+
+@pytest.mark.gpu
+def test_train_and_sample_on_cuda_with_autocast(store):
+    model = generate.train("fashion-mnist", "gan", limit=150, device="cuda", params={"channels": 8, "amp": True},
+                           **TINY)
+    assert model.device_.type == "cuda" and generate.load("fashion-mnist", "gan", device="cuda").device_.type == "cuda"
+    drawn = generate.sample("fashion-mnist", "gan", 8, condition="Bag", device="cuda")
+    assert drawn.data.device.type == "cpu" and drawn.data.shape == (8, 1, 28, 28)
