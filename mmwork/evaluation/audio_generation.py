@@ -4,12 +4,13 @@ embeddings), and :func:`audio_report`, which puts every figure next to its floor
 
 Mel-cepstral distortion (MCD, Kubichek 1993), as defined here: the mel power spectrogram of each
 signal (``librosa.feature.melspectrogram``, Hann window, centred frames) in dB (10 log10), both
-raised to a floor ``floor_db`` below the reference's loudest bin (so that differences among inaudible
-levels, e.g. digital silence against a vocoder's faint noise, do not dominate), its orthonormal DCT-II (= ``librosa.feature.mfcc`` of that dB spectrogram), coefficients 1..K
-(c0, the frame's loudness, left out, so a change of gain costs nothing); per frame
-sqrt(2 * sum_k (c_k - c'_k)^2), averaged over frames. The coefficients are already in dB (the
-spectrum was 10 log10), so no 10/ln 10 factor is applied. Frames are aligned by index: both signals
-must have the same length (no time warping).
+raised to a floor ``floor_db`` below the reference's loudest bin (so that differences among
+inaudible levels, e.g. digital silence against a vocoder's faint noise, do not dominate), its
+orthonormal DCT-II (= ``librosa.feature.mfcc`` of that dB spectrogram), coefficients 1..K (c0, the
+frame's loudness, left out, so a change of gain costs nothing away from the floor); per frame sqrt(2
+* sum_k (c_k - c'_k)^2), averaged over frames. The coefficients are already in dB (the spectrum was
+10 log10), so no 10/ln 10 factor is applied. Frames are aligned by index: both signals must have the
+same length (no time warping).
 
 >>> import numpy as np
 >>> y = np.random.default_rng(0).normal(size=4000)
@@ -80,7 +81,8 @@ def audio_statistics(clips, sr: int, feature: str = "mfcc_stats", n_mfcc: int = 
     clips = [_signal(y, f"clip {i}") for i, y in enumerate(clips)]
     if not clips:
         raise MmworkError("no clips given")
-    return np.stack([audio_features(y.astype(np.float32), sr, n_mfcc=n_mfcc)[feature] for y in clips]).astype(np.float64)
+    rows = [audio_features(y.astype(np.float32), sr, n_mfcc=n_mfcc)[feature] for y in clips]
+    return np.stack(rows).astype(np.float64)
 
 
 def _check_count(counts: dict[str, int], feature: str, n_mfcc: int) -> None:
@@ -167,7 +169,7 @@ def audio_report(model, clips_test, classifier, clips_train=None, n: int | None 
     test_c = one_hot(clips_test.labels, k_classes) if dim else None
     to_audio = lambda p: patches_to_audio(p, mel, n_iter=n_iter, seed=seed)  # noqa: E731
     stats = lambda clips: audio_statistics(clips, mel.sr, n_mfcc=n_mfcc)  # noqa: E731
-    reanalyse = lambda sounds: torch.from_numpy(np.stack([audio_to_patch(y, mel.sr, mel) for y in sounds]))  # noqa: E731
+    reanalyse = lambda ys: torch.from_numpy(np.stack([audio_to_patch(y, mel.sr, mel) for y in ys]))  # noqa: E731
 
     samples = model.sample(n, one_hot(labels, k_classes) if dim else None, seed=seed).cpu()
     sample_audio = to_audio(samples)

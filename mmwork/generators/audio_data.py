@@ -6,8 +6,9 @@ spectrogram (``librosa.feature.melspectrogram``: Hann window, ``center=True`` wi
 power 2), then dB re power 1, then ``(dB - (ref_db - top_db)) / top_db`` clipped to [0, 1]: 1 is
 ``ref_db``, 0 is ``top_db`` below it (or quieter). Inverse (:func:`patches_to_audio`): the same
 scale undone and dB turned back into POWER, then Griffin-Lim with the same sr, n_fft, hop_length,
-n_mels, fmin and fmax (the DESIGN.md pitfall; ``mel_to_audio``'s steps with a faster, closer NNLS). A fixed reference level (not each clip's maximum)
-keeps the scale absolute, so generated sound comes out as loud as the training clips.
+n_mels, fmin and fmax (the DESIGN.md pitfall; ``mel_to_audio``'s steps with a faster, closer NNLS).
+A fixed reference level (not each clip's maximum) keeps the scale absolute, so generated sound comes
+out as loud as the training clips.
 
 Patches (:func:`audio_clips`): each clip is decoded from the store, peak-normalised to 1, stripped of
 leading and trailing silence quieter than ``trim_db`` below its peak, and cut into consecutive
@@ -246,7 +247,8 @@ def patch_to_power(patches, mel: MelParams) -> np.ndarray:
     return 10.0 ** ((np.clip(x, 0, 1) * mel.top_db + mel.ref_db - mel.top_db) / 10)
 
 
-def patches_to_audio(patches, mel: MelParams, n_iter: int = 32, seed: int = 0, nnls_iter: int = 100) -> list[np.ndarray]:
+def patches_to_audio(patches, mel: MelParams, n_iter: int = 32, seed: int = 0,
+                     nnls_iter: int = 100) -> list[np.ndarray]:
     """Waveforms (float32 at ``mel.sr``, ``mel.segment`` samples each) for patches (N, 1, n_mels,
     frames): dB back to power, the linear-frequency power spectrum under it by non-negative least
     squares, its square root as magnitude, then ``librosa.griffinlim`` (``n_iter`` iterations, the

@@ -2,13 +2,14 @@
 sound comes back through Griffin-Lim (:func:`~mmwork.generators.audio_data.patches_to_audio`).
 
 It follows :class:`~mmwork.generators.VAE`'s design (as of the generators' foundation) in a file of
-its own, so that the image VAE can change without moving the sound one: the negative ELBO with one
-z per patch, KL warm-up (Bowman et al., 2016), ELBO, importance-sampled NLL (Burda et al., 2016),
-encode/decode/reconstruct/sample, the shared ``Training`` loop and checkpoints. The likelihood defaults to ``"gaussian"`` (one learned scale around the decoder's
-output) because a patch holds continuous dB levels in [0, 1], not pixel probabilities; its nats are
-those of a density over the [0, 1]-scaled dB values of one patch (n_mels x frames numbers). The
-patch format (``mel``) and the category names (``classes``) travel in the configuration, so a loaded
-model can turn names into conditions and samples into sound on its own.
+its own, so that the image VAE can change without moving the sound one: the negative ELBO with one z
+per patch, KL warm-up (Bowman et al., 2016), ELBO, importance-sampled NLL (Burda et al., 2016),
+encode/decode/reconstruct/sample, the shared ``Training`` loop and checkpoints. The likelihood
+defaults to ``"gaussian"`` (one learned scale around the decoder's output) because a patch holds
+continuous dB levels in [0, 1], not pixel probabilities; its nats are those of a density over the
+[0, 1]-scaled dB values of one patch (n_mels x frames numbers). The patch format (``mel``) and the
+category names (``classes``) travel in the configuration, so a loaded model can turn names into
+conditions and samples into sound on its own.
 
 >>> import torch
 >>> from mmwork.generators import AudioVAE, MelParams

@@ -19,7 +19,7 @@ def speech(tmp_path_factory, speech_dir):
     root = build_speech_slice(tmp_path_factory, speech_dir)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMWORK_DATA", str(root))
-        return audio_clips("speech-prompts", "train", max_patches=2), audio_clips("speech-prompts", "test", max_patches=2)
+        return tuple(audio_clips("speech-prompts", split, max_patches=2) for split in ("train", "test"))
 
 
 @pytest.fixture(scope="module")

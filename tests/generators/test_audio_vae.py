@@ -38,7 +38,8 @@ def test_a_few_epochs_reduce_the_loss_on_real_patches(clips, fitted):
     assert fitted.config.condition_dim == 4  # taken from the classes
     one = tiny(clips, epochs=1, warmup_epochs=1).fit(clips.patches, condition(clips))
     # the same first epoch, then three more: a higher ELBO on the same patches
-    assert [fitted.history_[0][k] for k in ("loss", "recon", "kl")] == [one.history_[0][k] for k in ("loss", "recon", "kl")]
+    terms = ("loss", "recon", "kl")
+    assert [fitted.history_[0][k] for k in terms] == [one.history_[0][k] for k in terms]
     before = one.elbo(clips.patches, condition(clips)).mean()
     after = fitted.elbo(clips.patches, condition(clips)).mean()
     assert after > before + 100  # nats per patch (4096 values)
