@@ -5,11 +5,13 @@ from mmwork.generators.audio_data import (LabelledPatches, MelParams, audio_clip
 from mmwork.generators.audio_vae import AudioVAE, AudioVAEConfig
 from mmwork.generators.base import Generator, GeneratorConfig
 from mmwork.generators.classifier import Classifier, ClassifierConfig
-from mmwork.generators.data import LabelledImages, class_condition, fashion_mnist, one_hot
+from mmwork.generators.data import (LabelledImages, class_condition, describe_classes, fashion_mnist, one_hot,
+                                    text_condition)
 from mmwork.generators.gan import GAN, GANConfig
 from mmwork.generators.vae import VAE, VAEConfig
 
 __all__ = ["GAN", "VAE", "Classifier", "ClassifierConfig", "GANConfig", "Generator", "GeneratorConfig",
-           "LabelledImages", "VAEConfig", "class_condition", "fashion_mnist", "one_hot"]
+           "LabelledImages", "VAEConfig", "class_condition", "describe_classes", "fashion_mnist", "one_hot",
+           "text_condition"]
 __all__ += ["AudioClassifier", "AudioClassifierConfig", "AudioVAE", "AudioVAEConfig", "LabelledPatches", "MelParams",
             "audio_clips", "audio_to_patch", "hold_out", "patches_to_audio"]

