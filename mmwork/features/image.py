@@ -216,12 +216,15 @@ class CnnEncoder:
         return {**self.__dict__, "_model": None, "_device": None}
 
     def _load(self):
+        import torch
+
         with _LOCK:
             if self._model is None:
                 from mmwork.device import resolve_device
 
                 device = resolve_device(self.device)
-                self._model = _load_efficientnet().eval().to(device)
+                # channels_last: 1.5-1.7x faster depthwise convolutions on CPU, same features (<5e-7)
+                self._model = _load_efficientnet().eval().to(device, memory_format=torch.channels_last)
                 self._device = device
         return self._model, self._device
 
@@ -253,7 +256,7 @@ class CnnEncoder:
                 chunk = images[start:start + self.batch_size]
                 same = all(im.shape == chunk[0].shape for im in chunk)  # else resize one by one
                 x = prepare(np.stack(chunk)) if same else torch.cat([prepare(im[None]) for im in chunk])
-                x = (x - mean) / std
+                x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                     feats = model.extract_features(x)
                 out.append(feats.float().mean((2, 3)).cpu().numpy())
