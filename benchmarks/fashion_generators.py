@@ -83,6 +83,10 @@ def main() -> None:
     parser.add_argument("--nll-images", type=int, default=500, help="test images for the importance-sampled NLL")
     parser.add_argument("--nll-k", type=int, default=1_000, help="importance samples per image")
     parser.add_argument("--models", default=",".join(MODELS), help=f"a subset of: {', '.join(MODELS)}")
+    parser.add_argument("--effnet-models", help="the models scored in the EfficientNet-Lite0 space (default: all "
+                        "of --models; the floor and noise baseline always are)")
+    parser.add_argument("--classifier", type=Path, help="a saved Classifier to load, or where to save the one "
+                        "trained here (so parallel runs share one judge)")
     parser.add_argument("--train-limit", type=int, help="only the first N training images (a smoke run)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -94,6 +98,9 @@ def main() -> None:
     unknown = set(models) - set(MODELS)
     if unknown:
         parser.error(f"unknown model {sorted(unknown)[0]!r}; choose from {', '.join(MODELS)}")
+    effnet_models = models if args.effnet_models is None else [m.strip() for m in args.effnet_models.split(",")]
+    if set(effnet_models) - set(models):
+        parser.error(f"--effnet-models must name models of --models ({', '.join(models)})")
 
     train, test = fashion_mnist("train", limit=args.train_limit), fashion_mnist("test")
     condition = one_hot(train.labels, 10)
@@ -103,8 +110,13 @@ def main() -> None:
            "protocol": " ".join(__doc__.split("\n\n")[1].split()), "samples": args.samples,
            "effnet_samples": args.effnet_samples, "train_images": len(train.images), "test_images": len(test.images)}
 
-    classifier, seconds = _timed(lambda: Classifier(seed=0, **_epochs(args.classifier_epochs))
-                                 .fit(train.images, train.labels))
+    if args.classifier and (args.classifier / "model.json").exists():
+        classifier, seconds = Classifier.load(args.classifier), None
+    else:
+        classifier, seconds = _timed(lambda: Classifier(seed=0, **_epochs(args.classifier_epochs))
+                                     .fit(train.images, train.labels))
+        if args.classifier:
+            classifier.save(args.classifier)
     predicted = classifier.predict(test.images).cpu()
     out["classifier"] = {"params": classifier.get_params(), "epochs_run": len(classifier.history_), "fit_s": seconds,
                          "test_accuracy": float((predicted == test.labels).double().mean()),
@@ -160,7 +172,8 @@ def main() -> None:
         metrics = ("FD", "KID", "prdc") if args.effnet_samples > effnet_features.dims else ("KID", "prdc")
         out["effnet_metrics"] = metrics
         table, out["table_s"][EFFNET] = _timed(lambda: image_generation_table(
-            samples, spaces={EFFNET: spaces[EFFNET]}, n=args.effnet_samples, metrics=metrics, memorise=False,
+            {k: v for k, v in samples.items() if k in effnet_models}, spaces={EFFNET: spaces[EFFNET]},
+            n=args.effnet_samples, metrics=metrics, memorise=False,
             **common))
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
