@@ -1,5 +1,6 @@
 """The generators notebook (03-generators) runs end to end through Papermill with tiny parameters on
-a small real slice of Fashion-MNIST, records finite metrics in the ledger and explains each result."""
+small real slices of Fashion-MNIST and speech-prompts, records finite metrics in the ledger and
+explains each result."""
 import gzip
 import json
 import math
@@ -15,13 +16,16 @@ from mmwork.reports import run_report
 FASHION = "usr/share/datasets/fashion-mnist"
 SLICE = {"train": 300, "test": 200}  # images per split: 150 samples are scored against 150 test images
 TINY = {"train_limit": 300, "epochs": 1, "classifier_epochs": 1, "samples": 150, "effnet_samples": 0,
-        "likelihood_examples": 40, "nll_k": 10, "audio_dataset": None, "seed": 0, "device": "cpu"}
+        "likelihood_examples": 40, "nll_k": 10, "audio_dataset": "speech-prompts", "audio_epochs": 1,
+        "audio_samples": 0, "seed": 0, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A private data root whose fashion-mnist table holds the first 300 train and 200 test images (the
-    real idx files cut short, fed through ``mmwork.datasets.get``), and a private reports folder."""
+    real idx files cut short) and the whole speech-prompts table (568 clips: the audio Fréchet distance
+    on 78-d MFCC statistics needs more than 78 test clips), both built by ``mmwork.datasets.get``; and
+    a private reports folder."""
     from mmwork import datasets
     package = debian_package_root("dataset-fashion-mnist", f"/{FASHION}/t10k-images-idx3-ubyte.gz") / FASHION
     source = tmp_path_factory.mktemp("fashion-idx")
@@ -41,6 +45,7 @@ def env(tmp_path_factory):
         mp.setenv("MMWORK_REPORTS", str(root / "reports"))
         mp.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread, the machine is shared
         datasets.get("fashion-mnist", source=source)
+        datasets.get("speech-prompts")
         yield root
 
 
@@ -56,15 +61,31 @@ def test_generators_notebook_records_finite_metrics(env):
     run = run_report("03-generators", TINY, progress=False)
     metrics = json.loads(run["metrics"])
     assert run["status"] == "ok"
-    for model in ("cvae", "gan"):
+    for model in ("cvae", "gan", "text-cvae"):
         for key in ("frechet_distance_classifier", "kid_classifier", "precision_classifier", "coverage_classifier",
-                    "conditional_accuracy", "nearest_train_distance_pixels"):
+                    "conditional_accuracy", "nn_train_median_pixels"):
             assert math.isfinite(metrics[f"{model}/{key}"]), f"{model}/{key} = {metrics.get(f'{model}/{key}')}"
     for model in ("cvae", "vae"):  # the k-sample bound is tighter than the one-sample ELBO (up to sampling noise)
-        assert 0 < metrics[f"{model}/is_nll_nats_k10"] <= -metrics[f"{model}/elbo_nats"] + 5
+        assert 0 < metrics[f"{model}/is_nll_nats"] <= -metrics[f"{model}/elbo_nats"] + 5
     assert 1 <= metrics["vae/classes_present"] <= 10
     floor, noise = metrics["floor/frechet_distance_classifier"], metrics["noise/frechet_distance_classifier"]
     assert 0 <= floor < noise, "real training images must be nearer the test images than noise is"
     assert 0 < metrics["classifier/test_accuracy"] <= 1
-    assert len(run["figures"]) >= 6  # curves, two class grids, interpolations, shares, neighbours, histogram
+    assert 0 <= metrics["gan/share_below_test_p1"] <= 1
+    assert metrics["audio-vae/valid_loss"] > 0  # negative ELBO of held-out speech patches, nats
+    assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
+    # curves, two class grids, interpolations, class shares, neighbours, distance histogram, spectrograms
+    assert len(run["figures"]) >= 8
+    html = (reports.reports_dir() / run["html"]).read_text()
+    assert html.count("<audio") >= 1, "generated sound comes with players"
+    assert not _unexplained(run), "results without a note explaining them"
+
+
+@pytest.mark.slow
+def test_generators_notebook_scores_generated_sound(env):
+    """The sound metrics (Griffin-Lim on every scored clip: minutes on 2 cores) with their floors."""
+    run = run_report("03-generators", TINY | {"audio_samples": 100}, progress=False)
+    metrics = json.loads(run["metrics"])
+    for key in ("frechet_distance_mfcc_stats", "conditional_accuracy", "is_nll_nats"):
+        assert math.isfinite(metrics[f"audio-vae/{key}"]), f"audio-vae/{key} = {metrics.get(f'audio-vae/{key}')}"
     assert not _unexplained(run), "results without a note explaining them"
