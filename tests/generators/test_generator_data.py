@@ -77,9 +77,10 @@ def test_text_condition_is_the_pipelines_minilm_vector(minilm):
     assert torch.allclose(c, torch.from_numpy(minilm.transform(texts)), atol=1e-5)
     assert torch.allclose(c.norm(dim=1), torch.ones(4), atol=1e-5) and torch.equal(c[0], c[2])
     assert text_condition("trouser", device="cpu").shape == (1, 384)
-    # text that was never a label lands nearest its class name
+    # text that was never a label lands nearest its class name (not always: "a pair of trousers" is
+    # nearer "dress" than "trouser" in MiniLM's space)
     names = text_condition([n.lower().replace("/", " or ") for n in CLASSES], device="cpu")
-    paraphrases = {"a pair of ankle boots": 9, "a pair of trousers": 1, "a handbag": 8, "sneakers": 7}
+    paraphrases = {"a pair of ankle boots": 9, "a handbag": 8, "sneakers": 7}
     nearest = (text_condition(list(paraphrases), device="cpu") @ names.T).argmax(1)
     assert nearest.tolist() == list(paraphrases.values())
     with pytest.raises(MmworkError, match="non-empty strings"):

@@ -143,7 +143,7 @@ def test_pythae_mnist_architecture_is_pythaes_layer_for_layer(images):
     model = VAE(architecture="pythae-mnist", device="cpu", epochs=1, batch_size=8, warmup_epochs=0).fit(images[0][:16])
     net = model.net_
     assert sum(p.numel() for p in net.parameters()) == 17_232_033  # pythae 0.1.2's VAE at latent 16
-    convs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, getattr(m, "output_padding", None))
+    convs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.output_padding if isinstance(m, nn.ConvTranspose2d) else None)
              for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     assert convs == [(1, 128, (4, 4), (2, 2), (1, 1), None), (128, 256, (4, 4), (2, 2), (1, 1), None),
                      (256, 512, (4, 4), (2, 2), (1, 1), None), (512, 1024, (4, 4), (2, 2), (1, 1), None),
