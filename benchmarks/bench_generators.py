@@ -108,7 +108,8 @@ def main() -> None:
     if not args.pythae_python.exists():
         parser.error(f"{args.pythae_python} is missing: run `bash benchmarks/pythae_env.sh` first")
     torch.set_num_threads(args.threads)
-    train, test = fashion_mnist("train", limit=args.train_limit).images, fashion_mnist("test", limit=args.nll_images).images
+    train = fashion_mnist("train", limit=args.train_limit).images
+    test = fashion_mnist("test", limit=args.nll_images).images
     out = {"protocol": " ".join(__doc__.split("\n\n")[1].split()),
            "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
                        "cpu": platform.processor() or platform.machine(), "uptime_at_start": _uptime()},

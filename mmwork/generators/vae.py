@@ -7,11 +7,12 @@ target of a Bernoulli (binary cross-entropy, as pythae and most VAE code do on g
 choice); ``"gaussian"`` is a normal density around the decoder's output with one learned scale. The
 condition (a one-hot class, or any vector such as a text embedding: see
 ``mmwork.generators.text_condition``) enters the encoder at its first layer, as a learned embedding
-broadcast over the image as extra channels, so the latent vector z has no reason to carry it; and it
-enters the decoder at every resolution (with z, and as extra channels of the 7x7 and 14x14 feature
-maps), so the decoder cannot ignore it. The prior is conditional too, p(z|c) = N(m(c), diag s(c)^2)
-with m and s linear in c (Sohn et al.'s prior network; N(0, I) at initialisation): a decoder can still
-learn to read the class from z, and sampling then draws z where images of class c put it. The KL term's weight rises linearly from 0 to 1 over the first
+broadcast over the image as extra channels, so the latent vector z need not carry it; and it enters
+the decoder at every resolution (with z, and as extra channels of the 7x7 and 14x14 feature maps).
+That alone did not stop z from carrying the class (a decoder fed another class's z still drew that
+class), so the prior is conditional too, p(z|c) = N(m(c), diag s(c)^2) with m and s linear in c (Sohn
+et al.'s prior network; N(0, I) at initialisation): sampling draws z where images of class c put it.
+The KL term, against p(z|c), has a weight that rises linearly from 0 to 1 over the first
 ``warmup_epochs`` (KL warm-up, Bowman et al., 2016), so the latent units are used before the prior
 pulls them in. ``architecture="pythae-mnist"`` swaps in pythae 0.1.2's MNIST networks layer for layer,
 for side-by-side benchmarks (``benchmarks/bench_generators.py``).
@@ -89,7 +90,8 @@ class VAE(Generator):
     ELBO (one latent sample per image); the seed drives initialisation, shuffling and the latent
     noise, so fits on CPU repeat exactly. Every result is a tensor on the model's device.
 
-    Learned state: ``net_`` (the encoder and decoder, and ``log_scale`` for the Gaussian likelihood),
+    Learned state: ``net_`` (the encoder and decoder, the conditional prior ``prior_net`` for
+    conditional models, and ``log_scale`` for the Gaussian likelihood),
     ``history_`` (one dict per epoch: epoch, loss (the minimised objective per image, with the
     epoch's final KL weight ``beta``), recon and kl (nats per image), seconds, images_per_s and, with
     ``valid``, valid_loss: the negative ELBO per held-out image), ``best_epoch_``.

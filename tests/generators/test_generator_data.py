@@ -53,8 +53,9 @@ def test_describe_classes_words_each_label_with_its_class_name():
     assert texts != describe_classes(labels, CLASSES, seed=1)
     names = [c.lower().replace("/", " or ") for c in CLASSES]
     assert all(t.endswith(names[y]) for t, y in zip(texts, labels))
-    assert {t for t, y in zip(texts, labels) if y == 9} == {"ankle boot", "an ankle boot", "a photo of an ankle boot",
-                                                            "a picture of an ankle boot", "a product photo of an ankle boot"}
+    assert {t for t, y in zip(texts, labels) if y == 9} == {
+        "ankle boot", "an ankle boot", "a photo of an ankle boot", "a picture of an ankle boot",
+        "a product photo of an ankle boot"}
     assert "a t-shirt or top" in texts
     with pytest.raises(MmworkError, match=r"lie in 0..9"):
         describe_classes([10], CLASSES)

@@ -143,7 +143,8 @@ def test_pythae_mnist_architecture_is_pythaes_layer_for_layer(images):
     model = VAE(architecture="pythae-mnist", device="cpu", epochs=1, batch_size=8, warmup_epochs=0).fit(images[0][:16])
     net = model.net_
     assert sum(p.numel() for p in net.parameters()) == 17_232_033  # pythae 0.1.2's VAE at latent 16
-    convs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.output_padding if isinstance(m, nn.ConvTranspose2d) else None)
+    convs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+              m.output_padding if isinstance(m, nn.ConvTranspose2d) else None)
              for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     assert convs == [(1, 128, (4, 4), (2, 2), (1, 1), None), (128, 256, (4, 4), (2, 2), (1, 1), None),
                      (256, 512, (4, 4), (2, 2), (1, 1), None), (512, 1024, (4, 4), (2, 2), (1, 1), None),
@@ -154,7 +155,8 @@ def test_pythae_mnist_architecture_is_pythaes_layer_for_layer(images):
     assert torch.equal(model.sample(4, seed=3), model.sample(4, seed=3))  # eval mode: batch norm's running stats
     assert model.importance_nll(held_out, k=10).mean() < -model.elbo(held_out).mean()
     # the matrix-product layers compute exactly what torch's convolutions do, gradients included
-    for gemm, plain, x in [(_GemmConv2d(8, 6, 4, 2, padding=1), nn.Conv2d(8, 6, 4, 2, padding=1), torch.rand(3, 8, 3, 3)),
+    for gemm, plain, x in [(_GemmConv2d(8, 6, 4, 2, padding=1), nn.Conv2d(8, 6, 4, 2, padding=1),
+                            torch.rand(3, 8, 3, 3)),
                            (_GemmConvTranspose2d(8, 6, 3, 2, padding=1, output_padding=1),
                             nn.ConvTranspose2d(8, 6, 3, 2, padding=1, output_padding=1), torch.rand(3, 8, 4, 4))]:
         plain.load_state_dict(gemm.state_dict())
