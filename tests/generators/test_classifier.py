@@ -88,7 +88,7 @@ def test_save_load_bitwise_and_resume_equals_an_uninterrupted_fit(fitted, images
 
 def test_augmentation_shifts_and_mirrors_each_image_with_the_models_generator(images):
     x = images[0][:64]
-    model = Classifier(device="cpu")
+    model = Classifier(device="cpu", shift=2)
     out = model._augment(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and torch.equal(out, model._augment(x, torch.Generator().manual_seed(0)))
     padded = F.pad(x, (2, 2, 2, 2))
