@@ -71,7 +71,7 @@ def test_generators_notebook_records_finite_metrics(env):
     floor, noise = metrics["floor/frechet_distance_classifier"], metrics["noise/frechet_distance_classifier"]
     assert 0 <= floor < noise, "real training images must be nearer the test images than noise is"
     assert 0 < metrics["classifier/test_accuracy"] <= 1
-    assert 0 <= metrics["gan/share_below_test_p1"] <= 1
+    assert 0 <= metrics["gan/share_below_test_p1"] <= 1 and metrics["test/nn_train_median_pixels"] > 0
     assert metrics["audio-vae/valid_loss"] > 0  # negative ELBO of held-out speech patches, nats
     assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
     # curves, two class grids, interpolations, class shares, neighbours, distance histogram, spectrograms
