@@ -235,7 +235,8 @@ def distance_histograms(distances: dict[str, np.ndarray], xlabel: str = "distanc
     values = {k: np.asarray(v, dtype=float) for k, v in distances.items()}
     bins = np.histogram_bin_edges(np.concatenate(list(values.values())), bins=30)
     for name, v in values.items():
-        patches = ax.hist(v, bins=bins, density=True, alpha=0.5, label=f"{name} (n={len(v)}, median {np.median(v):.2f})")[2]
+        label = f"{name} (n={len(v)}, median {np.median(v):.2f})"
+        patches = ax.hist(v, bins=bins, density=True, alpha=0.5, label=label)[2]
         ax.axvline(np.median(v), color=patches[0].get_facecolor(), linestyle="--", alpha=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
