@@ -40,7 +40,7 @@ from mmwork.errors import MmworkError
 
 log = logging.getLogger("mmwork.generators")
 
-FORMAT = 1  # version of the model.json / model.safetensors layout; bump when it changes
+FORMAT = 2  # version of the model.json / model.safetensors layout; bump when it changes
 
 
 class GeneratorConfig(ModelConfig):
@@ -232,7 +232,11 @@ class Generator(Configurable):
         model = klass(meta["params"], device=device)
         model.device_ = resolve_device(device)
         model._init_state()
-        model._load_tensors({k: v for k, v in tensors.items() if not k.startswith("_")})
+        try:
+            model._load_tensors({k: v for k, v in tensors.items() if not k.startswith("_")})
+        except (RuntimeError, KeyError) as error:  # tensors that do not fit this mmwork's network
+            raise MmworkError(f"{path} holds a {meta['class']} whose tensors do not fit this mmwork's "
+                              f"{klass.__name__} ({str(error).splitlines()[0]}); retrain it") from None
         model.history_, model.best_epoch_ = meta["history"], meta["best_epoch"]
         return model
 

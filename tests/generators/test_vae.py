@@ -7,6 +7,7 @@ import torch
 
 from mmwork import MmworkError
 from mmwork.generators import VAE, Generator, one_hot
+from mmwork.generators.base import FORMAT
 
 QUICK = dict(device="cpu", epochs=2, batch_size=64)
 CVAE_EPOCHS = 10
@@ -70,7 +71,7 @@ def test_save_and_load_round_trip_bitwise(fitted, images, tmp_path):
     fitted.save(tmp_path / "vae")
     assert sorted(p.name for p in (tmp_path / "vae").iterdir()) == ["model.json", "model.safetensors"]
     meta = json.loads((tmp_path / "vae" / "model.json").read_text())
-    assert (meta["class"], meta["name"], meta["format"], meta["params"]["latent"]) == ("VAE", "vae", 1, 16)
+    assert (meta["class"], meta["name"], meta["format"], meta["params"]["latent"]) == ("VAE", "vae", FORMAT, 16)
     assert meta["mmwork_version"] and len(meta["history"]) == 3
     loaded = Generator.load(tmp_path / "vae", device="cpu")
     assert type(loaded) is VAE and loaded.config == fitted.config and _equal_state(loaded, fitted)
@@ -92,7 +93,10 @@ def test_load_refuses_other_checkpoints(fitted, tmp_path):
     with pytest.raises(MmworkError, match="holds no saved generator"):
         VAE.load(tmp_path / "nothing")
     (path / "model.json").write_text(json.dumps(meta | {"format": 99}))
-    with pytest.raises(MmworkError, match="checkpoint format 99 .* this mmwork reads format 1"):
+    with pytest.raises(MmworkError, match=f"checkpoint format 99 .* this mmwork reads format {FORMAT}"):
+        VAE.load(path)
+    (path / "model.json").write_text(json.dumps(meta | {"params": meta["params"] | {"latent": 8}}))
+    with pytest.raises(MmworkError, match="holds a VAE whose tensors do not fit this mmwork's VAE .*; retrain it"):
         VAE.load(path)
     (path / "model.json").write_text(json.dumps({"class": "BPR", "name": "bpr", "params": {}}))  # a recommender's
     with pytest.raises(MmworkError, match="BPR that is not an mmwork generator checkpoint"):
