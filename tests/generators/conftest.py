@@ -1,6 +1,7 @@
 """Fixtures for the generator tests: real Fashion-MNIST images as model input, and a small real slice
 of the fashion-mnist store built by the data set's own builder."""
 import gzip
+import shutil
 import struct
 
 import pytest
@@ -10,6 +11,8 @@ from mmwork.datasets._sources import debian_package_root
 
 FASHION = "usr/share/datasets/fashion-mnist"
 SLICE = {"train": 300, "test": 200}  # images per split in the store slice
+TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
+SPEECH_SLICE = {"general": 24, "digits": 16, "letters": 16, "phonetic": 6}  # clips per category (first in name order)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,3 +62,24 @@ def fashion_slice_root(tmp_path_factory):
 def fashion_store(fashion_slice_root, monkeypatch):
     monkeypatch.setenv("MMWORK_DATA", str(fashion_slice_root))
     return fashion_slice_root
+
+
+@pytest.fixture(scope="session")
+def speech_slice_root(tmp_path_factory, speech_dir):
+    """A data root whose speech-prompts store holds 62 real clips of four categories, built by the data
+    set's own builder from a cut-down copy of the Debian folder (shared by the audio test modules)."""
+    from mmwork import datasets
+    source = tmp_path_factory.mktemp("speech-source")
+    for category, n in SPEECH_SLICE.items():
+        folder = speech_dir if category == "general" else speech_dir / category
+        target = source if category == "general" else source / category
+        target.mkdir(exist_ok=True)
+        for wav in sorted(folder.glob("*.wav"))[:n]:
+            shutil.copyfile(wav, target / wav.name)
+    shutil.copyfile(debian_package_root("asterisk-core-sounds-en", f"/{TRANSCRIPTS}") / TRANSCRIPTS,
+                    source / "core-sounds-en.txt.gz")
+    root = tmp_path_factory.mktemp("speech-data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMWORK_DATA", str(root))
+        datasets.get("speech-prompts", source=source)
+    return root

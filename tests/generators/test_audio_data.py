@@ -1,50 +1,19 @@
 """Log-mel patches read from a real (small) speech-prompts store, and the mel transform both ways."""
-import shutil
-
 import numpy as np
 import pytest
 import torch
 
 from mmwork import MmworkError
-from mmwork.datasets._sources import debian_package_root
 from mmwork.evaluation import mel_cepstral_distortion
 from mmwork.features.audio import load_audio
 from mmwork.generators import MelParams, audio_clips, audio_to_patch, hold_out, patches_to_audio
 from mmwork.generators.audio_data import clip_segments, is_test_item, patch_to_power
 
-TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
-SLICE = {"general": 24, "digits": 16, "letters": 16, "phonetic": 6}  # clips per category (first in name order)
-
-
-def build_speech_slice(tmp_path_factory, speech_dir):
-    """A data root whose speech-prompts store holds 62 real clips of four categories, built by the data
-    set's own builder from a cut-down copy of the Debian folder (the same in every audio test module)."""
-    from mmwork import datasets
-    source = tmp_path_factory.mktemp("speech-source")
-    for category, n in SLICE.items():
-        folder = speech_dir if category == "general" else speech_dir / category
-        target = source if category == "general" else source / category
-        target.mkdir(exist_ok=True)
-        for wav in sorted(folder.glob("*.wav"))[:n]:
-            shutil.copyfile(wav, target / wav.name)
-    shutil.copyfile(debian_package_root("asterisk-core-sounds-en", f"/{TRANSCRIPTS}") / TRANSCRIPTS,
-                    source / "core-sounds-en.txt.gz")
-    root = tmp_path_factory.mktemp("speech-data")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MMWORK_DATA", str(root))
-        datasets.get("speech-prompts", source=source)
-    return root
-
-
-@pytest.fixture(scope="module")
-def speech_root(tmp_path_factory, speech_dir):
-    return build_speech_slice(tmp_path_factory, speech_dir)
-
 
 @pytest.fixture
-def speech_store(speech_root, monkeypatch):
-    monkeypatch.setenv("MMWORK_DATA", str(speech_root))
-    return speech_root
+def speech_store(speech_slice_root, monkeypatch):
+    monkeypatch.setenv("MMWORK_DATA", str(speech_slice_root))
+    return speech_slice_root
 
 
 def test_patches_from_the_store_split_by_clip(speech_store):
@@ -58,7 +27,7 @@ def test_patches_from_the_store_split_by_clip(speech_store):
         assert all(len(y) == mel.segment and y.dtype == np.float32 for y in clips.audio)
     # the split is by clip: no clip on both sides, every clip on one side, the test share near 20%
     assert not set(train.item_ids) & set(test.item_ids)
-    assert len(set(train.item_ids) | set(test.item_ids)) == sum(SLICE.values())
+    assert len(set(train.item_ids) | set(test.item_ids)) == 62  # the clips in speech_slice_root
     assert all(is_test_item(i) for i in test.item_ids) and 5 <= len(set(test.item_ids)) <= 20
     # labels follow the folder; a patch is the forward transform of its own segment
     digits = train.classes.index("digits")

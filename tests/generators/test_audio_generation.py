@@ -11,12 +11,10 @@ from mmwork.features.audio import load_audio
 from mmwork.generators import AudioClassifier, AudioVAE, Generator, MelParams, audio_clips
 from mmwork.generators.data import one_hot
 
-from test_audio_data import build_speech_slice
-
 
 @pytest.fixture(scope="module")
-def speech(tmp_path_factory, speech_dir):
-    root = build_speech_slice(tmp_path_factory, speech_dir)
+def speech(speech_slice_root):
+    root = speech_slice_root
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMWORK_DATA", str(root))
         return tuple(audio_clips("speech-prompts", split, max_patches=2) for split in ("train", "test"))

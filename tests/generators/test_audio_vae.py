@@ -8,14 +8,12 @@ from mmwork import MmworkError
 from mmwork.generators import AudioVAE, Generator, MelParams, audio_clips
 from mmwork.generators.data import one_hot
 
-from test_audio_data import build_speech_slice
-
 TINY = {"latent": 8, "channels": 4, "hidden": 32, "batch_size": 32, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory, speech_dir):
-    root = build_speech_slice(tmp_path_factory, speech_dir)
+def clips(speech_slice_root):
+    root = speech_slice_root
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMWORK_DATA", str(root))
         return audio_clips("speech-prompts", "train", max_patches=2)
