@@ -43,8 +43,10 @@ class Server:
             assert self.process.poll() is None, f"jupyter lab exited: {self.log.name}"
             for info in self.runtime.glob("jpserver-*.json"):  # written once the port is bound
                 try:
-                    return f"http://127.0.0.1:{json.loads(info.read_text())['port']}"
-                except ValueError:  # caught half-written
+                    url = f"http://127.0.0.1:{json.loads(info.read_text())['port']}"
+                    urllib.request.urlopen(url + "/api", timeout=10).close()  # on a loaded machine the file
+                    return url                                                # can come before the listener
+                except (ValueError, OSError):  # caught half-written, or not accepting connections yet
                     pass
             time.sleep(0.2)
         raise TimeoutError(f"jupyter lab did not start in {timeout} s; see {self.log.name}")
