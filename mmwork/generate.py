@@ -56,7 +56,7 @@ MODELS: dict[str, ModelSpec] = {
     "text-cvae": ModelSpec("VAE", "image", "text", {"epochs": 20},
                            "conditional VAE on a MiniLM embedding of a text (any text, not only a class name)"),
     "gan": ModelSpec("GAN", "image", "class", {"epochs": 10, "channels": 32},
-                     "conditional hinge GAN, spectral norm, projection discriminator, EMA sampling"),
+                     "conditional hinge GAN: spectral norm, projection + auxiliary class head, class batch norm, EMA"),
     "classifier": ModelSpec("Classifier", "image", "label", {"epochs": 8},
                             "the in-project classifier that evaluate() scores images with"),
     "audio-vae": ModelSpec("AudioVAE", "audio", "class", {}, "VAE on log-mel patches, conditioned on the category"),
