@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,21 @@ def recbole_split_2020(movielens):
     from mmwork.evaluation import recbole_split
     inter, items = movielens
     return recbole_split(inter, item_ids=items["item_id"], seed=2020)
+
+
+@pytest.fixture(scope="session")
+def fashion_idx_slice(tmp_path_factory) -> Path:
+    """The real Fashion-MNIST idx files cut to their first 300 training and 200 test images: a source
+    folder for ``mmwork.datasets.get("fashion-mnist", source=...)`` (the full 70,000 take about 15 s)."""
+    package = debian_package_root("dataset-fashion-mnist", f"/{FASHION}/t10k-images-idx3-ubyte.gz") / FASHION
+    source = tmp_path_factory.mktemp("fashion-idx")
+    for prefix, n in [("train", 300), ("t10k", 200)]:
+        with gzip.open(package / f"{prefix}-images-idx3-ubyte.gz") as f:
+            pixels = f.read(16 + n * 784)[16:]
+        with gzip.open(package / f"{prefix}-labels-idx1-ubyte.gz") as f:
+            labels = f.read(8 + n)[8:]
+        with gzip.open(source / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">IIII", 2051, n, 28, 28) + pixels)
+        with gzip.open(source / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">II", 2049, n) + labels)
+    return source

@@ -1,9 +1,7 @@
 """mmwork.generate and `mmwork generate`: train -> sample -> evaluate on a small real slice of the
 fashion-mnist store (300 train / 200 test images), errors before compute, JSON output, grids, resume."""
-import gzip
 import json
 import shutil
-import struct
 
 import pytest
 import torch
@@ -11,10 +9,8 @@ from PIL import Image
 
 from mmwork import generate
 from mmwork.cli import main
-from mmwork.datasets._sources import debian_package_root
 from mmwork.errors import MmworkError
 
-FASHION = "usr/share/datasets/fashion-mnist"
 TINY = {"epochs": 1, "progress": False}
 
 
@@ -29,25 +25,14 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def slice_root(tmp_path_factory):
+def slice_root(tmp_path_factory, fashion_idx_slice):
     """A data root whose fashion-mnist table holds the first 300 train and 200 test images (the real idx
     files cut short, through the data set's own builder), and a classifier trained on them once."""
     from mmwork import datasets
-    package = debian_package_root("dataset-fashion-mnist", f"/{FASHION}/t10k-images-idx3-ubyte.gz") / FASHION
-    source = tmp_path_factory.mktemp("fashion-idx")
-    for prefix, n in [("train", 300), ("t10k", 200)]:
-        with gzip.open(package / f"{prefix}-images-idx3-ubyte.gz") as f:
-            pixels = f.read(16 + n * 784)[16:]
-        with gzip.open(package / f"{prefix}-labels-idx1-ubyte.gz") as f:
-            labels = f.read(8 + n)[8:]
-        with gzip.open(source / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">IIII", 2051, n, 28, 28) + pixels)
-        with gzip.open(source / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">II", 2049, n) + labels)
     root = tmp_path_factory.mktemp("fashion-data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMWORK_DATA", str(root))
-        datasets.get("fashion-mnist", source=source)
+        datasets.get("fashion-mnist", source=fashion_idx_slice)
         generate.train("fashion-mnist", "classifier", epochs=3, params={"channels": 8, "features": 32}, progress=False)
     return root
 

@@ -1,50 +1,33 @@
 """The generators notebook (03-generators) runs end to end through Papermill with tiny parameters on
 small real slices of Fashion-MNIST and speech-prompts, records finite metrics in the ledger and
 explains each result."""
-import gzip
 import json
 import math
-import struct
 
 import nbformat
 import pytest
 
 from mmwork import reports
-from mmwork.datasets._sources import debian_package_root
 from mmwork.reports import run_report
 
-FASHION = "usr/share/datasets/fashion-mnist"
-SLICE = {"train": 300, "test": 200}  # images per split: 150 samples are scored against 150 test images
 TINY = {"train_limit": 300, "epochs": 1, "classifier_epochs": 1, "samples": 150, "effnet_samples": 0,
         "likelihood_examples": 40, "nll_k": 10, "audio_dataset": "speech-prompts", "audio_epochs": 1,
         "audio_samples": 0, "seed": 0, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, fashion_idx_slice):
     """A private data root whose fashion-mnist table holds the first 300 train and 200 test images (the
     real idx files cut short) and the whole speech-prompts table (568 clips: the audio Fréchet distance
     on 78-d MFCC statistics needs more than 78 test clips), both built by ``mmwork.datasets.get``; and
     a private reports folder."""
     from mmwork import datasets
-    package = debian_package_root("dataset-fashion-mnist", f"/{FASHION}/t10k-images-idx3-ubyte.gz") / FASHION
-    source = tmp_path_factory.mktemp("fashion-idx")
-    for split, prefix in [("train", "train"), ("test", "t10k")]:
-        n = SLICE[split]
-        with gzip.open(package / f"{prefix}-images-idx3-ubyte.gz") as f:
-            pixels = f.read(16 + n * 784)[16:]
-        with gzip.open(package / f"{prefix}-labels-idx1-ubyte.gz") as f:
-            labels = f.read(8 + n)[8:]
-        with gzip.open(source / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">IIII", 2051, n, 28, 28) + pixels)
-        with gzip.open(source / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">II", 2049, n) + labels)
     root = tmp_path_factory.mktemp("generators-notebook")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMWORK_DATA", str(root / "data"))
         mp.setenv("MMWORK_REPORTS", str(root / "reports"))
         mp.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread, the machine is shared
-        datasets.get("fashion-mnist", source=source)
+        datasets.get("fashion-mnist", source=fashion_idx_slice)
         datasets.get("speech-prompts")
         yield root
 

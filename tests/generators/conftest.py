@@ -1,16 +1,12 @@
 """Fixtures for the generator tests: real Fashion-MNIST images as model input, and a small real slice
 of the fashion-mnist store built by the data set's own builder."""
-import gzip
 import shutil
-import struct
 
 import pytest
 import torch
 
 from mmwork.datasets._sources import debian_package_root
 
-FASHION = "usr/share/datasets/fashion-mnist"
-SLICE = {"train": 300, "test": 200}  # images per split in the store slice
 TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
 SPEECH_SLICE = {"general": 24, "digits": 16, "letters": 16, "phonetic": 6}  # clips per category (first in name order)
 
@@ -35,26 +31,14 @@ def images(fashion_images):
 
 
 @pytest.fixture(scope="session")
-def fashion_slice_root(tmp_path_factory):
+def fashion_slice_root(tmp_path_factory, fashion_idx_slice):
     """A data root whose fashion-mnist table holds the first 300 train and 200 test images: the real
     idx files, cut short, fed through ``mmwork.datasets.get`` (the full 70,000 take about 15 s)."""
     from mmwork import datasets
-    package = debian_package_root("dataset-fashion-mnist", f"/{FASHION}/t10k-images-idx3-ubyte.gz") / FASHION
-    source = tmp_path_factory.mktemp("fashion-idx")
-    for split, prefix in [("train", "train"), ("test", "t10k")]:
-        n = SLICE[split]
-        with gzip.open(package / f"{prefix}-images-idx3-ubyte.gz") as f:
-            pixels = f.read(16 + n * 784)[16:]
-        with gzip.open(package / f"{prefix}-labels-idx1-ubyte.gz") as f:
-            labels = f.read(8 + n)[8:]
-        with gzip.open(source / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">IIII", 2051, n, 28, 28) + pixels)
-        with gzip.open(source / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">II", 2049, n) + labels)
     root = tmp_path_factory.mktemp("fashion-data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMWORK_DATA", str(root))
-        datasets.get("fashion-mnist", source=source)
+        datasets.get("fashion-mnist", source=fashion_idx_slice)
     return root
 
 
