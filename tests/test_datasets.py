@@ -15,7 +15,7 @@ from mmwork.paths import raw_dir
 
 @pytest.fixture(scope="module")
 def fetched(tmp_path_factory):
-    """All four built-in data sets fetched once into a private data root."""
+    """All built-in data sets fetched once into a private data root."""
     root = tmp_path_factory.mktemp("data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMWORK_DATA", str(root))

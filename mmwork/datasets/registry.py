@@ -69,7 +69,7 @@ def spec(name: str) -> DatasetSpec:
 
 def _load_builtins() -> None:
     # Imported lazily so `import mmwork` stays light; each module registers itself.
-    from mmwork.datasets import fashion_mnist, instruments, movielens, speech_prompts  # noqa: F401
+    from mmwork.datasets import austen, fashion_mnist, instruments, movielens, speech_prompts  # noqa: F401
 
 
 def list_datasets() -> pd.DataFrame:

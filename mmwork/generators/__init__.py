@@ -8,6 +8,8 @@ from mmwork.generators.classifier import Classifier, ClassifierConfig
 from mmwork.generators.data import (LabelledImages, class_condition, describe_classes, fashion_mnist, one_hot,
                                     text_condition)
 from mmwork.generators.gan import GAN, GANConfig
+from mmwork.generators.text_data import (BOS, EOS, PAD, SPECIALS, UNK, TitleCorpus, Tokenizer, TokenizerConfig,
+                                         austen_sentences, item_texts, title_conditions)
 from mmwork.generators.vae import VAE, VAEConfig
 
 __all__ = ["GAN", "VAE", "Classifier", "ClassifierConfig", "GANConfig", "Generator", "GeneratorConfig",
@@ -15,3 +17,5 @@ __all__ = ["GAN", "VAE", "Classifier", "ClassifierConfig", "GANConfig", "Generat
            "text_condition"]
 __all__ += ["AudioClassifier", "AudioClassifierConfig", "AudioVAE", "AudioVAEConfig", "LabelledPatches", "MelParams",
             "audio_clips", "audio_to_patch", "hold_out", "patches_to_audio"]
+__all__ += ["BOS", "EOS", "PAD", "SPECIALS", "UNK", "TitleCorpus", "Tokenizer", "TokenizerConfig", "austen_sentences",
+            "item_texts", "title_conditions"]

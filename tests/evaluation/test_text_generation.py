@@ -1,0 +1,286 @@
+"""Text-generation metrics on hand-made cases worked out by hand and cross-checked against nltk
+(``sentence_bleu`` with smoothing method 1, ``KneserNeyInterpolated``), and the Kneser-Ney baseline on
+a source of known perplexity and on real Austen sentences (from a private store built by
+``mmwork.datasets.get``, a few seconds)."""
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+from nltk.lm import KneserNeyInterpolated
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+from mmwork import MmworkError, datasets
+from mmwork.evaluation.text_generation import (KneserNeyLM, bleu, compare_curves, copy_rate, distinct_n, perplexity,
+                                               quality_diversity, self_bleu)
+
+WORDS = "the a cat dog sat ran on in mat park home away and".split()
+SMOOTH = SmoothingFunction().method1
+
+
+def _nltk_bleu(hypothesis, references, n=4):
+    return sentence_bleu(references, hypothesis, weights=(1 / n,) * n, smoothing_function=SMOOTH)
+
+
+def _random_sentences(seed, count, vocabulary=WORDS, longest=12):
+    rng = random.Random(seed)
+    return [[rng.choice(vocabulary) for _ in range(rng.randint(0, longest))] for _ in range(count)]
+
+
+# -- BLEU ------------------------------------------------------------------------------------------
+def test_bleu_of_an_identical_hypothesis_is_one():
+    sentence = "it is a truth universally acknowledged".split()
+    assert bleu([sentence], [sentence, ["other", "words"]]) == 1.0
+    assert bleu([sentence, sentence], [sentence]) == 1.0
+
+
+def test_bleu_without_overlap_is_zero_and_smoothed_like_nltk():
+    refs = [["a", "b", "c", "d"]]
+    assert bleu([["x", "y", "z", "w"]], refs) == 0.0 == _nltk_bleu(["x", "y", "z", "w"], refs)
+    assert bleu([[]], refs) == 0.0
+    # every word matches, no bigram does: p = 1, 0.1/3, 0.1/2, 0.1/1; same length, so no penalty
+    hypothesis = ["b", "a", "d", "c"]
+    by_hand = (1 * (0.1 / 3) * (0.1 / 2) * 0.1) ** 0.25
+    assert bleu([hypothesis], refs) == pytest.approx(by_hand, rel=1e-12)
+    assert bleu([hypothesis], refs) == pytest.approx(_nltk_bleu(hypothesis, refs), rel=1e-12)
+
+
+def test_bleu_clips_each_ngram_at_its_maximum_count_in_any_one_reference():
+    hypothesis = ["the", "the", "the", "the"]
+    refs = [["the", "cat"], ["the", "the", "dog"]]
+    # "the" is clipped at 2 (the second reference), not 1 + 2 = 3; closest length 3 < 4: no penalty
+    assert bleu([hypothesis], refs, n=1) == 0.5 == pytest.approx(_nltk_bleu(hypothesis, refs, n=1))
+    assert bleu([hypothesis], refs[:1], n=1) == 0.25  # one reference: clipped at 1
+    two = ["the", "cat", "the", "dog"]  # bigrams: the cat (ref 1), cat the (none), the dog (ref 2)
+    assert bleu([two], refs, n=2) == pytest.approx(math.sqrt(1.0 * 2 / 3), rel=1e-12)
+    assert bleu([two], refs, n=2) == pytest.approx(_nltk_bleu(two, refs, n=2), rel=1e-12)
+
+
+def test_bleu_brevity_penalty_uses_the_closest_reference_length():
+    refs = [["the", "cat", "sat"], ["the", "cat", "sat", "on", "a", "mat"]]
+    assert bleu([["the", "cat"]], refs, n=1) == pytest.approx(math.exp(1 - 3 / 2), rel=1e-12)
+    assert bleu([["the", "cat", "sat", "on", "a"]], refs, n=1) == pytest.approx(math.exp(1 - 6 / 5), rel=1e-12)
+    # a tie (lengths 1 and 3 around 2) takes the shorter reference, so no penalty
+    tie = [["the"], ["the", "cat", "sat"]]
+    assert bleu([["the", "cat"]], tie, n=1) == 1.0 == pytest.approx(_nltk_bleu(["the", "cat"], tie, n=1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_bleu_equals_the_mean_of_nltk_sentence_bleu(n):
+    hypotheses, references = _random_sentences(1, 40), _random_sentences(2, 60)
+    expected = np.mean([_nltk_bleu(h, references, n) for h in hypotheses])
+    assert bleu(hypotheses, references, n) == pytest.approx(expected, rel=1e-12)
+
+
+# -- self-BLEU -------------------------------------------------------------------------------------
+def test_self_bleu_of_identical_samples_is_one_and_never_uses_the_sample_itself():
+    assert self_bleu([["a", "b", "c", "d", "e"]] * 4) == 1.0
+    assert self_bleu([["a", "b", "c", "d"], ["w", "x", "y", "z"]]) == 0.0   # 1.0 if it saw itself
+    assert self_bleu([list("abcd"), list("efgh"), list("ijkl")], max_references=1, seed=3) == 0.0
+
+
+def test_self_bleu_leaves_the_sample_out_of_the_closest_length_rule_too():
+    short, long = ["a", "b", "c"], ["a", "b", "c", "d", "e", "f"]
+    # short vs {long}: p1 = 1, penalty exp(1 - 6/3); long vs {short}: p1 = 3/6, no penalty
+    assert self_bleu([short, long], n=1) == pytest.approx((math.exp(-1) + 0.5) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_self_bleu_equals_nltk_leave_one_out(n):
+    samples = _random_sentences(3, 30, WORDS[:6]) + [["the", "cat", "sat"]] * 2  # a duplicate pair
+    expected = np.mean([_nltk_bleu(s, samples[:i] + samples[i + 1:], n) for i, s in enumerate(samples)])
+    assert self_bleu(samples, n) == pytest.approx(expected, rel=1e-12)
+    assert self_bleu(samples, n, max_references=len(samples) - 1) == self_bleu(samples, n)
+
+
+def test_self_bleu_with_a_fixed_number_of_references_follows_its_documented_draw():
+    samples = _random_sentences(4, 25, WORDS[:7])
+    m, seed = 6, 11
+    pool = np.random.default_rng(seed).choice(len(samples), m + 1, replace=False).tolist()
+    expected = []
+    for i, sample in enumerate(samples):
+        references = [samples[j] for j in pool if j != (i if i in pool else pool[-1])]
+        assert len(references) == m
+        expected.append(_nltk_bleu(sample, references))
+    assert self_bleu(samples, max_references=m, seed=seed) == pytest.approx(np.mean(expected), rel=1e-12)
+    assert self_bleu(samples, max_references=m, seed=seed) == self_bleu(samples, max_references=m, seed=seed)
+
+
+# -- distinct-n and copies -------------------------------------------------------------------------
+def test_distinct_n_hand_counts():
+    samples = [["a", "b", "a", "c"], ["a", "b"], []]
+    # 6 tokens; unigrams a b c; bigrams ab ba ac | ab -> 3 unique of 4
+    assert distinct_n(samples, 1) == 3 / 6
+    assert distinct_n(samples, 2) == 3 / 6
+    assert distinct_n(samples, 2, per="ngram") == 3 / 4
+    assert distinct_n(samples, 5) == 0.0
+    random_samples = _random_sentences(5, 50)
+    unique = {tuple(s[i:i + 2]) for s in random_samples for i in range(len(s) - 1)}
+    assert distinct_n(random_samples, 2) == len(unique) / sum(map(len, random_samples))
+
+
+def test_copy_rate_counts_whole_texts_after_white_space_normalisation():
+    training = ["It is a truth universally acknowledged.", "  Emma   Woodhouse,\nhandsome.  "]
+    samples = ["It is a  truth universally acknowledged.",     # a copy (spacing only)
+               "Emma Woodhouse, handsome.",                     # a copy (newline and padding)
+               "it is a truth universally acknowledged.",     # case differs: not a copy
+               "It is a truth",                                # a part only: not a copy
+               "A new sentence."]
+    assert copy_rate(samples, iter(training)) == 2 / 5
+    assert copy_rate(samples[:2], training) == 1.0
+
+
+# -- bad input -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("call, message", [
+    (lambda: bleu([], [["a"]]), "hypotheses is empty"),
+    (lambda: bleu(["a b"], [["a"]]), "token lists"),
+    (lambda: bleu([["a"]], [["a"]], n=0), "positive integer"),
+    (lambda: self_bleu([["a"]]), "at least 2 samples"),
+    (lambda: self_bleu([["a"], ["b"]], max_references=0), "max_references"),
+    (lambda: distinct_n([[], []], 1), "no tokens"),
+    (lambda: distinct_n([["a"]], 1, per="word"), "per must be"),
+    (lambda: copy_rate([], ["a"]), "samples is empty"),
+    (lambda: copy_rate(["a"], "a"), "not one string"),
+    (lambda: perplexity(1.0, 0), "at least one token"),
+    (lambda: KneserNeyLM(order=1), "order must be"),
+    (lambda: KneserNeyLM(discount=0), "discount"),
+    (lambda: KneserNeyLM().perplexity([["a"]]), "not fitted"),
+    (lambda: quality_diversity({0.0: [["a"], ["b"]]}, [["a"]]), "temperatures must be positive"),
+    (lambda: compare_curves(pd.DataFrame({"bleu": [1.0]}), pd.DataFrame()), "curve_a"),
+])
+def test_bad_input_fails_with_one_line(call, message):
+    with pytest.raises(MmworkError, match=message) as err:
+        call()
+    assert "\n" not in str(err.value)
+
+
+# -- Kneser-Ney ------------------------------------------------------------------------------------
+def _nltk_perplexity(model: KneserNeyLM, train, test):
+    """nltk's KneserNeyInterpolated fitted on the same n-grams (those ending at each predicted token,
+    after order - 1 begin markers, with one end marker) and the same <unk> mapping."""
+    order, unk = model.order, lambda s: [t if t in model.vocabulary_ else "<unk>" for t in s]
+
+    def padded(sentence):
+        return ["<s>"] * (order - 1) + unk(sentence) + ["</s>"]
+
+    def grams(sentence):
+        p = padded(sentence)
+        return [tuple(p[i - k + 1:i + 1]) for i in range(order - 1, len(p)) for k in range(1, order + 1)]
+
+    reference = KneserNeyInterpolated(order, discount=model.discount)
+    reference.fit([grams(s) for s in train], [t for s in train for t in padded(s)])
+    nll = tokens = 0
+    for sentence in test:
+        p = padded(sentence)
+        for i in range(order - 1, len(p)):
+            nll -= math.log(reference.unmasked_score(p[i], tuple(p[i - order + 1:i])))
+            tokens += 1
+    return math.exp(nll / tokens)
+
+
+@pytest.mark.parametrize("order, min_count", [(2, 1), (3, 2), (5, 1), (5, 2)])
+def test_kneser_ney_equals_nltk_on_the_same_ngrams(order, min_count):
+    train = _random_sentences(6, 300, longest=10)
+    train += [["the", "rare", "cat"], ["a", "once", "dog"]]  # two singletons: <unk> mass at min_count 2
+    test = _random_sentences(7, 40) + [["the", "cat", "on", "the", "mat"], []]
+    if min_count == 2:
+        test.append(["a", "never", "seen", "word"])  # unseen words: <unk> (nltk would give inf unmapped)
+    model = KneserNeyLM(order=order, discount=0.75, min_count=min_count).fit(train)
+    assert model.perplexity(test) == pytest.approx(_nltk_perplexity(model, train, test), rel=1e-6)
+
+
+def test_kneser_ney_probabilities_sum_to_one_over_the_vocabulary():
+    train = _random_sentences(8, 200, longest=8) + [["only", "once"]]
+    model = KneserNeyLM(order=4).fit(train)
+    assert set(model.distribution()) == set(model.vocabulary_) | {"<unk>", "</s>"}
+    for context in ([], ["the"], ["the", "cat"], ["a", "cat", "sat", "on"], ["zzz", "the"], ["mat"] * 6):
+        probabilities = model.distribution(context)
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-12)
+        assert min(probabilities.values()) > 0
+    # one step of log_likelihood agrees with the distribution: P(</s> | "the cat")
+    nll, tokens = model.log_likelihood([["the", "cat"]])
+    first = model.distribution([])["the"] * model.distribution(["the"])["cat"]
+    assert nll[0] == pytest.approx(-math.log(first * model.distribution(["the", "cat"])["</s>"]), rel=1e-12)
+    assert tokens.tolist() == [3]
+
+
+def _uniform_source(rng, symbols, tokens):
+    """An i.i.d. stream over ``symbols`` words and the end marker, all equally likely, cut at the end
+    markers: any model's perplexity on it is at least symbols + 1, the true model's exactly that."""
+    draws = rng.integers(0, symbols + 1, size=tokens)
+    cuts = np.flatnonzero(draws == symbols)
+    return [draws[start + 1:stop].tolist() for start, stop in zip(np.r_[-1, cuts[:-1]], cuts)]
+
+
+def test_kneser_ney_perplexity_of_a_known_distribution():
+    rng = np.random.default_rng(0)
+    train, test = _uniform_source(rng, 20, 50_000), _uniform_source(rng, 20, 5_000)
+    bigram = KneserNeyLM(order=2).fit(train)
+    assert bigram.perplexity(test) == pytest.approx(21, rel=0.01)   # measured 21.09
+    # higher orders only add noise on an i.i.d. source: they fit the training set better, test worse
+    five = KneserNeyLM(order=5).fit(train)
+    assert five.perplexity(train) < bigram.perplexity(train) and five.perplexity(test) > bigram.perplexity(test)
+
+
+def test_kneser_ney_takes_ids_and_reports_unknown_tokens():
+    model = KneserNeyLM(order=3, min_count=1).fit([[5, 6, 7], [5, 7], [np.int64(6), 5]])
+    assert math.isfinite(model.perplexity([[5, 6], [7]]))
+    with pytest.raises(MmworkError, match="token 99 was never seen in training .* min_count=2"):
+        model.log_likelihood([[5, 99]])
+
+
+# -- the quality-diversity sweep ---------------------------------------------------------------------
+def test_quality_diversity_rows_are_the_metrics_at_each_temperature():
+    references = _random_sentences(9, 30)
+    sweep = {1.0: _random_sentences(10, 20), 0.7: _random_sentences(11, 20, WORDS[:4])}
+    table = quality_diversity(sweep, references, max_references=10)
+    assert table["temperature"].tolist() == [0.7, 1.0]
+    row = table.iloc[0]
+    assert row["bleu"] == bleu(sweep[0.7], references)
+    assert row["self_bleu"] == self_bleu(sweep[0.7], max_references=10)
+    assert row["distinct_2"] == distinct_n(sweep[0.7], 2)
+    assert (row["n_samples"], row["n_references"], row["self_bleu_references"]) == (20, 30, 10)
+
+
+def test_compare_curves_at_matched_self_bleu():
+    a = pd.DataFrame({"self_bleu": [0.2, 0.5, 0.8], "bleu": [0.3, 0.5, 0.7]})
+    higher = a.assign(bleu=a["bleu"] + 0.1)
+    result = compare_curves(higher, a)
+    assert (result.winner, result.a_better, result.low, result.high) == ("a", 1.0, 0.2, 0.8)
+    assert result.mean_gap == pytest.approx(0.1)
+    assert compare_curves(a, higher).winner == "b"
+    crossing = pd.DataFrame({"self_bleu": [0.2, 0.8], "bleu": [0.6, 0.4]})
+    assert compare_curves(a, crossing).winner == "neither"
+    assert compare_curves(a, pd.DataFrame({"self_bleu": [0.9, 1.0], "bleu": [0.1, 0.2]})).winner == "no overlap"
+
+
+# -- real text -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def austen_words(tmp_path_factory):
+    """Word tokens of 4,000 train and 300 test sentences of the real austen data set."""
+    from mmwork.generators.text_data import Tokenizer, austen_sentences
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMWORK_DATA", str(tmp_path_factory.mktemp("austen")))
+        try:
+            datasets.get("austen")
+        except MmworkError as exc:  # no apt-get download here
+            pytest.skip(f"cannot build the austen data set here: {exc}")
+        tokens = Tokenizer(kind="word").tokens
+        return tokens(austen_sentences("train", limit=4000)), tokens(austen_sentences("test", limit=300))
+
+
+def test_metrics_on_real_austen_sentences(austen_words):
+    train, test = austen_words
+    model = KneserNeyLM(order=3).fit(train)
+    real = model.perplexity(test)
+    shuffled = [random.Random(i).sample(s, len(s)) for i, s in enumerate(test)]
+    assert 20 < real < len(model.vocabulary_) / 10 and model.perplexity(shuffled) > 5 * real  # 90 and 1027
+    # BLEU-4 of held-out sentences against training sentences: low but not zero; each against itself: 1
+    quality = bleu(test[:100], train[:1000])
+    assert 0.1 < quality < 0.4 and bleu(test[:50], test[:50]) == 1.0  # 0.21
+    assert self_bleu(test[:100]) == pytest.approx(
+        np.mean([_nltk_bleu(s, test[:i] + test[i + 1:100]) for i, s in enumerate(test[:100])]), rel=1e-12)
+    # per generated token, distinct-1 falls as the corpus grows (0.24 at 100 sentences, 0.16 at 300)
+    assert distinct_n(test[:100], 1) > distinct_n(test, 1) and distinct_n(test, 2) > 3 * distinct_n(test, 1)
