@@ -8,6 +8,7 @@
     mmwork report run NOTEBOOK [-p NAME VALUE]... [-f params.yaml] | list | compare RUN_A RUN_B
     mmwork recommend evaluate --dataset movielens-100k --models pop,ease --protocol recbole [--json]
     mmwork generate train|sample|evaluate|list --dataset fashion-mnist --model vae|cvae|gan|text-cvae [--json]
+    mmwork generate for-user USER_ID --dataset movielens-100k [--n 10] [--evaluate] [--json]
     mmwork demo
 """
 from __future__ import annotations
@@ -135,6 +136,9 @@ def _report(args) -> None:
 
 def _generate(args) -> None:
     from mmwork import generate
+    if args.action == "for-user":
+        _for_user(args)
+        return
     if args.action == "list":
         _print(generate.models(), args.json)
         return
@@ -168,6 +172,55 @@ def _generate(args) -> None:
         report = generate.evaluate(args.dataset, args.model, n=args.n, seed=args.seed, device=args.device,
                                    k=args.k, effnet_samples=args.effnet_samples, progress=not args.json)
         print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else repr(report))
+
+
+def _for_user(args) -> None:
+    """Generate for one user with the personalised models (trained first when there are none)."""
+    import yaml
+    from mmwork import personalise
+    from mmwork.generators.personal import check_request
+    candidates = args.candidates if args.candidates is not None else max(50, args.n)
+    check_request(args.n, candidates, args.temperature, args.top_p)
+    params: dict = {}
+    for pair in args.param:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise MmworkError(f"--param {pair!r} must look like NAME=VALUE or GROUP.NAME=VALUE, e.g. vocab_size=1000 "
+                              "or lm.hidden_dim=128")
+        group, dot, name = key.strip().partition(".")
+        if dot:
+            params.setdefault(group, {})[name] = yaml.safe_load(value)
+        else:
+            params[group] = yaml.safe_load(value)
+    personalise.check_user(args.dataset, args.user_id)
+    if params and not args.retrain and personalise.trained(args.dataset):
+        raise MmworkError(f"--param only applies when training; models for {args.dataset} exist: add --retrain")
+    if args.retrain or not personalise.trained(args.dataset):
+        why = "retraining" if personalise.trained(args.dataset) else \
+            f"no personalised models for {args.dataset} yet; training them first"
+        print(f"{why} (tokenizer, generator, guide, judge) into {personalise.model_dir(args.dataset)}", file=sys.stderr)
+        personalise.train(args.dataset, device=args.device, progress=not args.json, **params)
+    items = personalise.for_user(args.dataset, args.user_id, args.n, candidates=candidates, guided=not args.unguided,
+                                 seed=args.seed, temperature=args.temperature, top_p=args.top_p, device=args.device)
+    evaluation = None
+    if args.evaluate:
+        evaluation = personalise.evaluate(args.dataset, args.users, n=args.n, candidates=candidates, seed=args.seed,
+                                          temperature=args.temperature, top_p=args.top_p, device=args.device,
+                                          progress=not args.json)
+    if args.json:
+        payload = {"dataset": args.dataset, "user_id": args.user_id, "guided": not args.unguided,
+                   "label_names": personalise.load(args.dataset, args.device).content.vocabulary,
+                   "items": items.to_dict(orient="records")}
+        if evaluation is not None:
+            payload["evaluation"] = evaluation
+        print(json.dumps(payload, indent=2, default=str))
+        return
+    print(items[["rank", "text", "labels", "guide_score", "in_catalogue"]].to_string(index=False))
+    if evaluation is not None:
+        table = personalise.evaluation_table(evaluation)
+        print(f"\n{evaluation['protocol']}\n")
+        print(table[["users", "items", "pr", "pr_low", "pr_high", "swap_pr", "lift", "lift_low", "lift_high",
+                     "diversity", "distinct_2", "copy_rate"]].round(3).to_string())
 
 
 def _demo(args) -> None:
@@ -312,6 +365,25 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--k", type=int, default=100, help="importance samples per test image for the VAEs' NLL")
             p.add_argument("--effnet-samples", type=int, default=0,
                            help="also score this many in EfficientNet-Lite0 space (slow on CPU; 0 skips it)")
+    p = gen_sub.add_parser("for-user", help="generate items for one user: a language model conditioned on their "
+                                            "profile, reranked by a guide recommender (trains first if needed)")
+    p.add_argument("user_id")
+    p.add_argument("--dataset", default="movielens-100k", help="any data set with interactions and a text column")
+    p.add_argument("--n", type=int, default=10, help="items to generate")
+    p.add_argument("--candidates", type=int, help="samples the guide chooses from (default: max(50, n))")
+    p.add_argument("--unguided", action="store_true", help="the first n samples, without the guide's rerank")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, help="nucleus sampling: keep the likeliest tokens up to this probability")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--evaluate", action="store_true", help="also judge the loop over --users users: percentile "
+                   "ranks, swap test, lift and baselines, with 95%% intervals")
+    p.add_argument("--users", type=int, default=200, help="users --evaluate draws")
+    p.add_argument("--retrain", action="store_true", help="train the models again even if they exist")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a training parameter (PersonaliseConfig), e.g. vocab_size=1000 or lm.epochs=4 (repeatable)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the items (text, labels, label vector) and any "
+                                                       "evaluation as JSON")
     gen.set_defaults(func=_generate)
 
     p = sub.add_parser("demo", help="run the main job end to end on the default data")

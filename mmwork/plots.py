@@ -328,3 +328,77 @@ def spectrograms(mels, sr: int, hop: int, titles=None, fmax: float | None = None
     axes[0, 0].set_ylabel(f"mel band (0–{(fmax or sr / 2) / 1000:g} kHz)")
     fig.colorbar(image, ax=list(axes[0]), format="%+2.0f dB", fraction=0.03)
     return fig
+
+
+def personalisation_lift(table: pd.DataFrame, chance: float = 50.0, title: str = ""):
+    """The judge's view of each condition of ``mmwork.personalise.evaluate`` (its ``evaluation_table``:
+    one row per condition with ``pr``, ``swap_pr``, ``lift`` and their ``_low``/``_high`` interval
+    ends). Left: mean percentile rank for the target users and for the swap partners, with the
+    intervals as error bars and a dashed line at ``chance`` (what a random item gets: 50 on the 0-100
+    scale). Right: the lift (target / swap) with its interval and a dashed line at 1. Returns the Figure.
+
+    >>> table = pd.DataFrame({"pr": [70.0, 50.0], "pr_low": [65.0, 45.0], "pr_high": [75.0, 55.0],
+    ...                       "swap_pr": [60.0, 50.0], "swap_low": [55.0, 46.0], "swap_high": [64.0, 54.0],
+    ...                       "lift": [1.17, 1.0], "lift_low": [1.1, 0.95], "lift_high": [1.25, 1.05]},
+    ...                      index=pd.Index(["generated", "random"], name="condition"))
+    >>> fig = personalisation_lift(table)
+    >>> [ax.get_xlabel() for ax in fig.axes]
+    ['mean percentile rank (95% interval)', 'lift: target / swap (95% interval)']
+    """
+    import matplotlib.pyplot as plt
+    frame = table.set_index("condition") if "condition" in table.columns else table
+    missing = sorted({"pr", "pr_low", "pr_high", "swap_pr", "swap_low", "swap_high", "lift", "lift_low",
+                      "lift_high"} - set(frame.columns))
+    if missing:
+        raise ValueError(f"the table lacks {missing}; pass mmwork.personalise.evaluation_table(result)")
+    names = [str(name) for name in frame.index]
+    y = np.arange(len(names))[::-1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.55 * len(names) + 1.6), sharey=True)
+    for offset, (column, low, high, label) in zip((0.15, -0.15), (
+            ("pr", "pr_low", "pr_high", "for the target user"),
+            ("swap_pr", "swap_low", "swap_high", "for other users (swap test)"))):
+        values = frame[column].to_numpy(float)
+        errors = [values - frame[low].to_numpy(float), frame[high].to_numpy(float) - values]
+        left.errorbar(values, y + offset, xerr=errors, fmt="o", capsize=3, label=label)
+    left.axvline(chance, color="grey", linestyle="--", label=f"chance ({chance:g})")
+    left.set_yticks(y, names)
+    left.set_xlabel("mean percentile rank (95% interval)")
+    left.legend(fontsize=8)
+    lift = frame["lift"].to_numpy(float)
+    right.errorbar(lift, y, xerr=[lift - frame["lift_low"].to_numpy(float), frame["lift_high"].to_numpy(float) - lift],
+                   fmt="o", color="tab:purple", capsize=3)
+    right.axvline(1.0, color="grey", linestyle="--")
+    right.set_xlabel("lift: target / swap (95% interval)")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def quality_diversity_curves(curves: dict[str, pd.DataFrame], ax=None, title: str = ""):
+    """Quality (BLEU, y) against diversity (self-BLEU, x; lower is more diverse) for each model's
+    temperature sweep (``mmwork.evaluation.text_generation.quality_diversity`` tables), one line per
+    model with each point labelled by its temperature. Better is up (closer to the references) and
+    left (less alike among themselves); compare whole curves, not single points.
+
+    >>> curve = pd.DataFrame({"temperature": [0.7, 1.0], "bleu": [0.3, 0.2], "self_bleu": [0.5, 0.3]})
+    >>> ax = quality_diversity_curves({"MLE": curve})
+    >>> [t.get_text() for t in ax.texts], ax.get_xlabel()
+    (['T=0.7', 'T=1'], 'self-BLEU-4 (lower: more diverse)')
+    """
+    ax = _axes(ax, (6, 4.5))
+    for name, curve in curves.items():
+        missing = sorted({"temperature", "bleu", "self_bleu"} - set(curve.columns))
+        if missing:
+            raise ValueError(f"the curve of {name} lacks {missing}; pass quality_diversity() tables")
+        curve = curve.sort_values("temperature")
+        line, = ax.plot(curve["self_bleu"], curve["bleu"], "-o", markersize=4, label=name)
+        for x, y, t in zip(curve["self_bleu"], curve["bleu"], curve["temperature"]):
+            ax.annotate(f"T={t:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                        color=line.get_color())
+    ax.set_xlabel("self-BLEU-4 (lower: more diverse)")
+    ax.set_ylabel("BLEU-4 against the test references (higher: better)")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax

@@ -12,6 +12,7 @@ FORBIDDEN = {
     "evaluation": {"mmwork.experiments", "mmwork.cli", "mmwork.reports"},
     "generators": {"mmwork.recommenders", "mmwork.evaluation", "mmwork.experiments", "mmwork.cli", "mmwork.reports"},
     "generate": {"mmwork.recommenders", "mmwork.experiments", "mmwork.cli", "mmwork.reports", "mmwork.demo"},
+    "personalise": {"mmwork.experiments", "mmwork.cli", "mmwork.reports", "mmwork.demo"},
     "features": {"mmwork.recommenders", "mmwork.evaluation", "mmwork.experiments", "mmwork.cli"},
     "store": {"mmwork.features", "mmwork.recommenders", "mmwork.evaluation", "mmwork.queries", "mmwork.cli"},
 }

@@ -8,6 +8,9 @@ from mmwork.generators.classifier import Classifier, ClassifierConfig
 from mmwork.generators.data import (LabelledImages, class_condition, describe_classes, fashion_mnist, one_hot,
                                     text_condition)
 from mmwork.generators.gan import GAN, GANConfig
+from mmwork.generators.personal import for_user
+from mmwork.generators.rnn_lm import RNNLanguageModel, RNNLanguageModelConfig
+from mmwork.generators.text_gan import SeqGAN, SeqGANConfig
 from mmwork.generators.text_data import (BOS, EOS, PAD, SPECIALS, UNK, TitleCorpus, Tokenizer, TokenizerConfig,
                                          austen_sentences, item_texts, title_conditions)
 from mmwork.generators.vae import VAE, VAEConfig
@@ -19,3 +22,4 @@ __all__ += ["AudioClassifier", "AudioClassifierConfig", "AudioVAE", "AudioVAECon
             "audio_clips", "audio_to_patch", "hold_out", "patches_to_audio"]
 __all__ += ["BOS", "EOS", "PAD", "SPECIALS", "UNK", "TitleCorpus", "Tokenizer", "TokenizerConfig", "austen_sentences",
             "item_texts", "title_conditions"]
+__all__ += ["RNNLanguageModel", "RNNLanguageModelConfig", "SeqGAN", "SeqGANConfig", "for_user"]

@@ -3,9 +3,11 @@
 The constructor validates and stores a typed configuration (``model.config``, one pydantic class per
 model with a docstring per field), so a wrong parameter fails before any compute; ``fit`` learns;
 ``score`` returns a dense ``(len(users), n_items)`` torch tensor on the model's device (higher =
-better); ``recommend`` turns scores into a ranked table. Learned state follows scikit-learn's
-convention: attributes ending in ``_``, set by ``fit`` only. ``save``/``load`` use safetensors for
-tensors and JSON for the rest, so loading never unpickles code.
+better); ``recommend`` turns scores into a ranked table. Models that read content (``content``,
+``hybrid``) also score items they were never trained on, ``score_items(users, item_features)``,
+from the new items' content alone, preprocessed exactly as the catalogue was at fit. Learned state
+follows scikit-learn's convention: attributes ending in ``_``, set by ``fit`` only. ``save``/``load``
+use safetensors for tensors and JSON for the rest, so loading never unpickles code.
 
 Models never import the evaluator: early stopping calls ``valid``, a callback ``valid(model) ->
 float`` (higher is better) such as ``mmwork.evaluation.Validator(split)``.
@@ -44,12 +46,17 @@ Validation = Callable[["Recommender"], float]
 
 class Recommender(Configurable):
     """Base class. Subclasses set ``name`` and ``config_class``, implement ``_fit`` and ``_score``,
-    and list in ``_state`` the names of the learned tensors/arrays (each ending in ``_``)."""
+    and list in ``_state`` the names of the learned tensors/arrays (each ending in ``_``). Models that
+    read content also implement ``_score_items`` and list in ``_content_state`` what it needs beyond
+    ``_state`` (the content preprocessing learned at fit)."""
 
     name: ClassVar[str] = "base"
     config_class: ClassVar[type[RecommenderConfig]] = RecommenderConfig
     uses_features: ClassVar[bool] = False  # True if the model reads item content features
     _state: ClassVar[tuple[str, ...]] = ()
+    # learned state that only score_items needs (the content preprocessing); kept apart from _state so
+    # that a model saved before it existed still loads and scores its own catalogue
+    _content_state: ClassVar[tuple[str, ...]] = ()
 
     # -- training and scoring --------------------------------------------------------------------
     def fit(self, train: Interactions, item_features: np.ndarray | dict | None = None,
@@ -66,7 +73,7 @@ class Recommender(Configurable):
         if valid is not None and not callable(valid):
             raise MmworkError(f"valid must be a callback valid(model) -> float, e.g. "
                               f"mmwork.evaluation.Validator(split); got {type(valid).__name__}")
-        for name in self._state + ("history_", "best_epoch_"):
+        for name in self._state + self._content_state + ("history_", "best_epoch_", "modalities_"):
             self.__dict__.pop(name, None)  # a failed fit must not leave an older fit's state behind
         self.device_ = resolve_device(self.config.device)
         self.user_ids_, self.item_ids_ = train.user_ids, train.item_ids
@@ -91,6 +98,67 @@ class Recommender(Configurable):
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def score_items(self, users, item_features) -> torch.Tensor:
+        """Scores of new items, known only by their content, for the users at these row indices:
+        shape (len(users), n_new). ``item_features`` holds the new items' rows of the same features
+        the model was fitted with (a dict keyed as at fit, or one array for a single modality), and
+        each modality is centred and normalised exactly as the catalogue was (learned at fit), so the
+        catalogue's own features give back the scores of ``score`` (``content``) or of a cold item
+        (``hybrid``: content path only).
+
+        >>> new = {"text:minilm": embed(["Toy Story 3 (2010). Genres: Animation."]),
+        ...        "items:genres": genre_rows}                              # doctest: +SKIP
+        >>> model.score_items([0, 1], new).shape                            # doctest: +SKIP
+        torch.Size([2, 1])
+        """
+        if not self.uses_features:
+            raise MmworkError(f"{self.name} ranks only the items it was trained on; use content or hybrid "
+                              "to score new items")
+        self._check_fitted()
+        missing = [n for n in self._content_state if n not in self.__dict__]
+        if missing or "modalities_" not in self.__dict__:
+            raise MmworkError(f"this {self.name} model was saved by an older mmwork without the content "
+                              "preprocessing it needs to score new items; retrain it")
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        if len(users) and (users.min() < 0 or users.max() >= len(self.user_ids_)):
+            raise MmworkError(f"user rows must lie in 0..{len(self.user_ids_) - 1}, got {users.min()}..{users.max()}")
+        return self._score_items(users, self._new_items(item_features)).float()
+
+    def _score_items(self, users: np.ndarray, modalities: dict[str, np.ndarray]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _new_items(self, item_features) -> dict[str, np.ndarray]:
+        """The new items' features as ``{modality: float32 array}`` in the order seen at fit, each
+        checked for its width and finite values."""
+        from mmwork.recommenders.features import as_modalities
+        found = dict(item_features) if isinstance(item_features, dict) else {"features": item_features}
+        if set(found) != set(self.modalities_):
+            raise MmworkError(f"the new items' features are {sorted(found)}; {self.name} was fitted with "
+                              f"{self.modalities_}: give the same features (load_item_features specs)")
+        rows = {len(np.atleast_2d(np.asarray(a.cpu() if hasattr(a, "cpu") else a))) for a in found.values()}
+        if len(rows) != 1 or 0 in rows:
+            raise MmworkError(f"the new items' feature arrays must have the same, non-zero number of rows; "
+                              f"got {sorted(rows)}")
+        modalities = as_modalities({name: found[name] for name in self.modalities_}, rows.pop())
+        widths = dict(zip(self.modalities_, self.modality_dims_.tolist()))
+        wrong = {k: (v.shape[1], widths[k]) for k, v in modalities.items() if v.shape[1] != widths[k]}
+        if wrong:
+            raise MmworkError("the new items' features have the wrong widths: " +
+                              ", ".join(f"{k} {got} (fitted with {want})" for k, (got, want) in wrong.items()))
+        return modalities
+
+    def _set_content_means(self, means: dict[str, np.ndarray]) -> None:
+        """Keep the centring means (one float64 vector per modality, in fit order) as learned state."""
+        self.modalities_ = list(means)
+        self.modality_dims_ = torch.as_tensor([len(m) for m in means.values()], dtype=torch.int64)
+        self.content_means_ = torch.as_tensor(np.concatenate(list(means.values())), dtype=torch.float64)
+
+    def _content_means(self) -> dict[str, np.ndarray]:
+        """The centring means kept by :meth:`_set_content_means`, by modality."""
+        parts = np.split(self.content_means_.cpu().numpy(), np.cumsum(self.modality_dims_.tolist())[:-1])
+        return dict(zip(self.modalities_, parts))
 
     def recommend(self, user_ids, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """Top-``k`` items for each user id: a frame of user_id, rank (1 = best), item_id, score.
@@ -126,7 +194,7 @@ class Recommender(Configurable):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tensors = {}
-        for name in self._state:
+        for name in self._state + tuple(n for n in self._content_state if n in self.__dict__):
             value = getattr(self, name)
             tensors[name] = (value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))).detach().cpu().contiguous()
         train = self.train_.matrix.tocoo()
@@ -136,6 +204,8 @@ class Recommender(Configurable):
         save_file(tensors, str(path / "model.safetensors"))
         meta = {"class": type(self).__name__, "name": self.name, "params": self.get_params(),
                 "user_ids": [str(u) for u in self.user_ids_], "item_ids": [str(i) for i in self.item_ids_]}
+        if "modalities_" in self.__dict__:
+            meta["modalities"] = list(self.modalities_)
         (path / "model.json").write_text(json.dumps(meta, default=str))
         return path
 
@@ -162,6 +232,8 @@ class Recommender(Configurable):
         model.train_ = Interactions(matrix, model.user_ids_, model.item_ids_)
         for name, value in tensors.items():
             setattr(model, name, value.to(model.device_))
+        if "modalities" in meta:
+            model.modalities_ = list(meta["modalities"])
         return model
 
 

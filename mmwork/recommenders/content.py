@@ -1,6 +1,7 @@
 """Content-based recommender: a user is the weighted mean of the content vectors of the items they
 interacted with; items are ranked by cosine similarity to that profile. It needs no interactions on
-an item to score it, so it ranks new (cold) items.
+an item to score it, so it ranks new (cold) items, and with ``score_items`` items that are not in the
+catalogue at all (e.g. generated ones).
 
 >>> from mmwork.recommenders.features import load_item_features
 >>> feats = load_item_features("movielens-100k", ["text:minilm"], split.item_ids)   # doctest: +SKIP
@@ -23,24 +24,43 @@ Weighting = Literal["binary", "rating", "centered"]
 WEIGHTINGS = get_args(Weighting)
 
 
+def centring_means(modalities: dict[str, np.ndarray], center: bool = True) -> dict[str, np.ndarray]:
+    """Per modality, the float64 mean vector over the items that have content (all-zero rows have
+    none), or zeros when ``center`` is off: the centring that :func:`content_matrix` applies, kept by
+    the models as learned state so that new items are centred exactly as the catalogue was.
+
+    >>> centring_means({"t": np.array([[1.0, 2.0], [3.0, 4.0], [0.0, 0.0]])})["t"].tolist()
+    [2.0, 3.0]
+    """
+    out = {}
+    for name, array in modalities.items():
+        array = np.asarray(array, dtype=np.float64)
+        has = np.abs(array).sum(1) > 0
+        out[name] = array[has].mean(0) if center and has.any() else np.zeros(array.shape[1])
+    return out
+
+
+def centre(array: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``array - mean`` in float64 on the rows that have content; all-zero rows (no content) stay zero."""
+    array = np.asarray(array, dtype=np.float64)
+    has = np.abs(array).sum(1) > 0
+    return np.where(has[:, None], array - mean, 0.0)
+
+
 def content_matrix(modalities: dict[str, np.ndarray], center: bool = True,
-                   modality_weights: dict[str, float] | None = None) -> np.ndarray:
+                   modality_weights: dict[str, float] | None = None,
+                   means: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """One row per item: each modality optionally centred (minus its mean over the items that have
-    content), L2-normalised, scaled by ``sqrt(weight)``, then concatenated and L2-normalised again.
-    Items with no content (all-zero rows) stay zero."""
+    content, or minus the given ``means``), L2-normalised, scaled by ``sqrt(weight)``, then
+    concatenated and L2-normalised again. Items with no content (all-zero rows) stay zero."""
     weights = modality_weights or {}
     unknown = set(weights) - set(modalities)
     if unknown:
         raise MmworkError(f"modality_weights name {sorted(unknown)}, which are not among the item features "
                           f"{list(modalities)}")
-    parts = []
-    for name, array in modalities.items():
-        array = array.astype(np.float64)
-        if center:
-            has = np.abs(array).sum(1) > 0
-            if has.any():
-                array = np.where(has[:, None], array - array[has].mean(0), 0.0)
-        parts.append(l2_normalise(array) * np.sqrt(float(weights.get(name, 1.0))))
+    means = centring_means(modalities, center) if means is None else means
+    parts = [l2_normalise(centre(array, means[name])) * np.sqrt(float(weights.get(name, 1.0)))
+             for name, array in modalities.items()]
     return l2_normalise(np.concatenate(parts, axis=1)).astype(np.float32)
 
 
@@ -79,18 +99,22 @@ class ContentBased(Recommender):
     """profile_u = sum_i w_ui x_i / sum_i |w_ui| over the user's training items, score(u, j) =
     cos(profile_u, x_j), where x_i is the item's content (see :func:`content_matrix`).
 
-    Learned state: ``item_vectors_`` (n_items x D), ``profiles_`` (n_users x D), both unit length.
+    Learned state: ``item_vectors_`` (n_items x D), ``profiles_`` (n_users x D), both unit length;
+    for :meth:`score_items`, ``modalities_`` (names in fit order), ``modality_dims_`` and
+    ``content_means_`` (the centring means, float64, concatenated).
     """
 
     name = "content"
     config_class = ContentBasedConfig
     uses_features = True
     _state = ("item_vectors_", "profiles_")
+    _content_state = ("content_means_", "modality_dims_")
 
     def _fit(self, train, item_features, valid):
         config = self.config
         modalities = as_modalities(item_features, train.n_items)
-        items = content_matrix(modalities, config.center, config.modality_weights)
+        self._set_content_means(centring_means(modalities, config.center))
+        items = content_matrix(modalities, config.center, config.modality_weights, self._content_means())
         weights = interaction_weights(train.matrix, config.weighting)
         totals = np.asarray(abs(weights).sum(1)).ravel()
         profiles = np.asarray(weights @ items.astype(np.float64)) / np.maximum(totals, 1e-12)[:, None]
@@ -99,3 +123,8 @@ class ContentBased(Recommender):
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         return self.profiles_[torch.as_tensor(users, device=self.profiles_.device)] @ self.item_vectors_.T
+
+    def _score_items(self, users: np.ndarray, modalities: dict[str, np.ndarray]) -> torch.Tensor:
+        items = content_matrix(modalities, self.config.center, self.config.modality_weights, self._content_means())
+        profiles = self.profiles_[torch.as_tensor(users, device=self.profiles_.device)]
+        return profiles @ torch.as_tensor(items, device=profiles.device).T

@@ -31,20 +31,17 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 from torch import nn
 
 from mmwork.recommenders.base import EarlyStopping, Recommender, RecommenderConfig, log
+from mmwork.recommenders.content import centre, centring_means
 from mmwork.recommenders.features import as_modalities, l2_normalise
 
 
-def prepare_content(modalities: dict[str, np.ndarray], center: bool = True) -> list[np.ndarray]:
-    """Per modality: centred on the mean of the items that have content (optional) and L2-normalised;
-    items without content stay all-zero."""
-    out = []
-    for array in modalities.values():
-        array = array.astype(np.float64)
-        has = np.abs(array).sum(1) > 0
-        if center and has.any():
-            array = np.where(has[:, None], array - array[has].mean(0), 0.0)
-        out.append(l2_normalise(array).astype(np.float32))
-    return out
+def prepare_content(modalities: dict[str, np.ndarray], center: bool = True,
+                    means: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+    """Per modality: centred on the mean of the items that have content (optional; or on the given
+    ``means``, those of the catalogue the model was fitted on) and L2-normalised; items without
+    content stay all-zero."""
+    means = centring_means(modalities, center) if means is None else means
+    return [l2_normalise(centre(array, means[name])).astype(np.float32) for name, array in modalities.items()]
 
 
 class _Net(nn.Module):
@@ -132,7 +129,9 @@ class MultimodalHybrid(Recommender):
 
     Learned state: ``user_emb_``, ``item_emb_``, ``item_bias_``, ``content_values_`` (M x n_items x
     d, the W_m f_i^m), ``content_bias_``, ``keys_``, ``query_w_``, ``warm_`` (items with training
-    interactions).
+    interactions); for :meth:`score_items` (new items, scored like cold ones from content only),
+    ``modalities_``, ``modality_dims_``, ``content_means_`` (the centring means, float64) and
+    ``value_w_`` / ``content_bias_w_`` (every W_m and c_m, concatenated along the input features).
     """
 
     name = "hybrid"
@@ -140,12 +139,14 @@ class MultimodalHybrid(Recommender):
     uses_features = True
     _state = ("user_emb_", "item_emb_", "item_bias_", "content_values_", "content_bias_", "keys_", "query_w_",
               "warm_")
+    _content_state = ("content_means_", "modality_dims_", "value_w_", "content_bias_w_")
 
     def _fit(self, train, item_features, valid):
         config, device = self.config, self.device_
         modalities = as_modalities(item_features, train.n_items)
-        self.modalities_ = list(modalities)
-        features = [torch.as_tensor(f, device=device) for f in prepare_content(modalities, config.center)]
+        self._set_content_means(centring_means(modalities, config.center))
+        features = [torch.as_tensor(f, device=device)
+                    for f in prepare_content(modalities, config.center, self._content_means())]
         generator = torch.Generator(device="cpu").manual_seed(config.seed)
         with torch.random.fork_rng(devices=[]):  # seeds the layers' initialisation, not the caller's state
             torch.manual_seed(config.seed)
@@ -188,7 +189,8 @@ class MultimodalHybrid(Recommender):
                 total += float(loss.detach()) * len(batch)
             self._export(net, features)
             entry = {"epoch": epoch, "loss": total / len(order)}
-            stop = stopper.check(epoch, entry, snapshot=lambda: {n: getattr(self, n).clone() for n in self._state})
+            stop = stopper.check(epoch, entry, snapshot=lambda: {n: getattr(self, n).clone()
+                                                                 for n in self._state + self._content_state})
             entry["seconds"] = round(time.perf_counter() - started, 3)
             entry["lr"] = optimiser.param_groups[0]["lr"]
             if scheduler is not None:
@@ -228,6 +230,8 @@ class MultimodalHybrid(Recommender):
         self.content_bias_ = sum(c(f).squeeze(1) for c, f in zip(net.content_bias, features))
         self.keys_ = net.keys.detach().clone()
         self.query_w_ = net.query.weight.detach().clone()
+        self.value_w_ = torch.cat([w.weight.detach() for w in net.values], dim=1).clone()  # d x sum(d_m)
+        self.content_bias_w_ = torch.cat([c.weight.detach().squeeze(0) for c in net.content_bias]).clone()
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         idx = torch.as_tensor(users, device=self.user_emb_.device)
@@ -238,3 +242,15 @@ class MultimodalHybrid(Recommender):
         collaborative = p @ (self.item_emb_ * warm[:, None]).T + (self.item_bias_ * warm + self.content_bias_)
         content = torch.einsum("bm,bmn->bn", alpha, torch.einsum("bd,mnd->bmn", p, self.content_values_))
         return collaborative + content
+
+    def _score_items(self, users: np.ndarray, modalities: dict[str, np.ndarray]) -> torch.Tensor:
+        # exactly the cold-item path of _score: gamma_i = b_i = 0, the content path and content bias only
+        device = self.user_emb_.device
+        features = [torch.as_tensor(f, device=device)
+                    for f in prepare_content(modalities, self.config.center, self._content_means())]
+        bounds = np.cumsum([0] + self.modality_dims_.tolist())
+        values = torch.stack([f @ self.value_w_[:, a:b].T for f, a, b in zip(features, bounds[:-1], bounds[1:])])
+        content_bias = sum(f @ self.content_bias_w_[a:b] for f, a, b in zip(features, bounds[:-1], bounds[1:]))
+        p = self.user_emb_[torch.as_tensor(users, device=device)]
+        alpha = torch.softmax((p @ self.query_w_.T) @ self.keys_.T / math.sqrt(self.keys_.shape[1]), dim=1)
+        return content_bias + torch.einsum("bm,bmn->bn", alpha, torch.einsum("bd,mnd->bmn", p, values))
