@@ -31,6 +31,7 @@ import torch
 
 from mmwork.errors import MmworkError
 from mmwork.paths import data_root
+from mmwork.store import swap_in_folder, write_json
 
 log = logging.getLogger("mmwork.generate")
 
@@ -336,7 +337,7 @@ def _fit(found: ModelSpec, model: str, config, data: _Data, dataset: str, device
         valid = valid_set[0] if valid_condition is None else (valid_set[0], valid_condition)
     if not resume:
         shutil.rmtree(checkpoint, ignore_errors=True)
-        _write_json(checkpoint / "run.json", {"dataset": dataset, "model": model, "limit": limit})
+        write_json(checkpoint / "run.json", {"dataset": dataset, "model": model, "limit": limit})
     return built.fit(train_set[0], condition, valid, checkpoint=checkpoint,
                      resume_from=checkpoint if resume else None)
 
@@ -360,13 +361,6 @@ def _gan_validation(dataset: str, valid_set, classes: list[str], device: str, pr
     return measure
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def _save(fitted, recorded: dict, target: Path) -> None:
     """Write the model and its ``run.json`` to a hidden sibling folder, then swap it into place, so
     ``target`` always holds one whole model (the old one until the new one is complete)."""
@@ -374,13 +368,8 @@ def _save(fitted, recorded: dict, target: Path) -> None:
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     fitted.save(staging)
-    _write_json(staging / "run.json", recorded | {"mmwork_version": __version__})
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+    write_json(staging / "run.json", recorded | {"mmwork_version": __version__})
+    swap_in_folder(staging, target)
 
 
 # -- loading and sampling ----------------------------------------------------------------------------

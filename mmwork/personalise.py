@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from mmwork.errors import MmworkError
 from mmwork.generators import personal
 from mmwork.generators.rnn_lm import RNNLanguageModel
 from mmwork.paths import data_root
+from mmwork.store import swap_in_folder, write_json
 
 log = logging.getLogger("mmwork.personalise")
 
@@ -366,7 +366,7 @@ def train(dataset: str = "movielens-100k", config: PersonaliseConfig | dict | No
     step("saved")
     steps.close()
     record["seconds"]["total"] = round(time.perf_counter() - started, 1)
-    _write_json(model_dir(dataset) / "run.json", record)
+    write_json(model_dir(dataset) / "run.json", record)
     log.info("personalise %s: trained in %.1f s, saved to %s", dataset, record["seconds"]["total"], model_dir(dataset))
     return Personaliser(dataset, config, tokenizer, lm, guide, judge, content, catalogue, record)
 
@@ -386,13 +386,6 @@ def _valid_pairs(split, catalogue: dict, encoded: list, seed: int):
     return [encoded[i] for i in cols], profiles[rows]
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def _save(target: Path, tokenizer, lm, guide, judge, record: dict) -> None:
     """Write everything to a hidden sibling folder, then swap it into place."""
     staging = target.with_name(f".{target.name}.partial")
@@ -401,13 +394,8 @@ def _save(target: Path, tokenizer, lm, guide, judge, record: dict) -> None:
     lm.save(staging / "generator")
     guide.save(staging / "guide")
     judge.save(staging / "judge")
-    _write_json(staging / "run.json", record)
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+    write_json(staging / "run.json", record)
+    swap_in_folder(staging, target)
 
 
 # -- loading and generating ------------------------------------------------------------------------------
@@ -577,7 +565,7 @@ def evaluate(dataset: str = "movielens-100k", n_users: int | None = None, *, n: 
               "judge": {"class": type(bundle.judge).__name__, "seed": config.judge_seed,
                         "epochs": bundle.record["judge_epochs"], "best_epoch": bundle.record["judge_best_epoch"]},
               "seconds": round(time.perf_counter() - started, 1)}
-    _write_json(saved, result)
+    write_json(saved, result)
     return result
 
 

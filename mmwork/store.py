@@ -234,6 +234,27 @@ def _writer_alive(tmp: Path) -> bool:
     return True
 
 
+def write_json(path: str | Path, payload: dict) -> None:
+    """Write ``payload`` as JSON through a temporary sibling, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def swap_in_folder(staging: Path, target: Path) -> None:
+    """Move the complete folder ``staging`` to ``target``, replacing what was there; ``target`` holds
+    the old folder until the new one is in place."""
+    import shutil
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def require_columns(df: pd.DataFrame, required: Iterable[str], what: str) -> None:
     """Fail with one line naming the missing columns of a canonical table."""
     missing = [c for c in required if c not in df.columns]
