@@ -67,3 +67,14 @@ def speech_slice_root(tmp_path_factory, speech_dir):
         mp.setenv("MMWORK_DATA", str(root))
         datasets.get("speech-prompts", source=source)
     return root
+
+
+@pytest.fixture(scope="session")
+def title_corpus(tmp_path_factory):
+    """The MovieLens-100K title corpus (``title_conditions``), built in a private data root."""
+    from mmwork import datasets
+    from mmwork.generators.text_data import title_conditions
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMWORK_DATA", str(tmp_path_factory.mktemp("movielens-titles")))
+        datasets.get("movielens-100k")
+        return title_conditions("movielens-100k")

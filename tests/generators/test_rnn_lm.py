@@ -11,15 +11,15 @@ import torch
 from mmwork import MmworkError
 from mmwork.generators import Generator
 from mmwork.generators.rnn_lm import RecurrentNet, RNNLanguageModel
-from mmwork.generators.text_data import BOS, EOS, Tokenizer, title_conditions
+from mmwork.generators.text_data import BOS, EOS, Tokenizer
 
 SMALL = dict(embedding_dim=32, hidden_dim=64, batch_size=32, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def titles():
+def titles(title_corpus):
     """200 training and 40 validation titles of MovieLens-100K (split by item), word-tokenised."""
-    corpus = title_conditions("movielens-100k")
+    corpus = title_corpus
     train = [t for t, s in zip(corpus.titles, corpus.split) if s == "train"][:200]
     valid = [t for t, s in zip(corpus.titles, corpus.split) if s == "valid"][:40]
     tokenizer = Tokenizer("word", vocab_size=5000, min_frequency=1, lowercase=True).fit(train)
@@ -123,10 +123,10 @@ def test_batches_do_not_leak_between_sequences(fitted, titles):
 
 
 @pytest.fixture(scope="module")
-def genre_titles():
+def genre_titles(title_corpus):
     """Titles of single-genre Comedy, Drama and Horror films, each led by its genre's word; the
     condition is the film's real genres + year vector, so it determines the first token."""
-    corpus = title_conditions("movielens-100k")
+    corpus = title_corpus
     columns = {g: corpus.columns.index(g) for g in ("Comedy", "Drama", "Horror")}
     genre_sums = corpus.conditions[:, :-1].sum(1)
     texts, rows = [], []

@@ -8,7 +8,7 @@ import torch
 from mmwork import MmworkError
 from mmwork.generators import Generator
 from mmwork.generators.rnn_lm import RNNLanguageModel, continue_sequences
-from mmwork.generators.text_data import BOS, EOS, PAD, Tokenizer, title_conditions
+from mmwork.generators.text_data import BOS, EOS, PAD, Tokenizer
 from mmwork.generators.text_gan import SeqGAN
 
 SMALL = dict(embedding_dim=32, hidden_dim=64, batch_size=32, device="cpu")
@@ -16,9 +16,9 @@ D_SMALL = dict(d_embedding_dim=16, d_filters=16, d_widths=(1, 2, 3))
 
 
 @pytest.fixture(scope="module")
-def titles():
+def titles(title_corpus):
     """200 training and 40 validation titles (split by item), word-tokenised, with their genres + year."""
-    corpus = title_conditions("movielens-100k")
+    corpus = title_corpus
     train = np.flatnonzero(corpus.split == "train")[:200]
     valid = np.flatnonzero(corpus.split == "valid")[:40]
     tokenizer = Tokenizer("word", vocab_size=5000, min_frequency=1, lowercase=True).fit(
