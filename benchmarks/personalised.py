@@ -46,12 +46,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
 
-    train_seconds = None
     if not args.skip_train:
-        started = time.perf_counter()
         personalise.train(args.dataset, vocab_size=args.vocab, device=args.device,
                           lm={"epochs": args.epochs, "hidden_dim": args.hidden, "embedding_dim": args.embedding})
-        train_seconds = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
     bundle = personalise.load(args.dataset, device=args.device)
     load_seconds = round(time.perf_counter() - started, 2)
@@ -61,7 +58,7 @@ def main() -> None:
     items = read_table(args.dataset, "items", columns=["item_id"])
     split = recbole_split(read_table(args.dataset, "interactions"), seed=bundle.config.split_seed,
                           item_ids=items["item_id"])
-    accuracy = {role: {k: float(v) for k, v in rank_evaluate(model, split, "test", k=10).metrics.mean(numeric_only=True).items()}
+    accuracy = {role: {k: float(np.mean(v)) for k, v in rank_evaluate(model, split, "test", k=10).metrics.items()}
                 for role, model in (("guide", bundle.guide), ("judge", bundle.judge))}
 
     started = time.perf_counter()
@@ -83,9 +80,9 @@ def main() -> None:
         "what": "personalised generation on MovieLens-100K: guide = content-based, judge = multimodal hybrid",
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "device": args.device},
-        "settings": {"epochs": args.epochs, "hidden_dim": args.hidden, "embedding_dim": args.embedding,
-                     "vocab_size": args.vocab, "features": bundle.config.features},
-        "train_seconds": train_seconds, "train_stage_seconds": record["seconds"], "load_seconds": load_seconds,
+        "settings": bundle.config.model_dump() | {"lm": personalise.LM_DEFAULTS | bundle.config.lm},
+        "train_seconds": record["seconds"]["total"], "train_stage_seconds": record["seconds"],
+        "load_seconds": load_seconds,
         "evaluate_seconds": evaluate_seconds,
         "generator": {"train_pairs": record["train_pairs"], "valid_pairs": record["valid_pairs"],
                       "tokenizer_vocab": record["tokenizer_vocab"], "epochs_run": record["generator_epochs"],
@@ -102,7 +99,7 @@ def main() -> None:
     table = personalise.evaluation_table(result)
     print(table[["users", "items", "pr", "pr_low", "pr_high", "swap_pr", "lift", "lift_low", "lift_high", "diversity",
                  "distinct_2", "copy_rate", "guide_pr"]].round(3).to_string())
-    print(f"train {train_seconds} s, evaluate {evaluate_seconds} s; written to {args.output}")
+    print(f"train {record['seconds']['total']} s, evaluate {evaluate_seconds} s; written to {args.output}")
 
 
 if __name__ == "__main__":

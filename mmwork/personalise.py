@@ -197,6 +197,18 @@ class Personaliser:
     """The catalogue's item features, aligned to the guide's item ids."""
     record: dict
     """What ``train`` recorded (run.json)."""
+    item_texts: list
+    """The text of each catalogue item (None where it has none), aligned to the guide's item ids."""
+
+    def history(self, row: int) -> list[str]:
+        """The texts of the user's training items."""
+        return [t for t in (self.item_texts[i] for i in self.train.matrix[row].indices) if t is not None]
+
+    def twins(self, texts: list[str]) -> np.ndarray:
+        """For each text the index of the catalogue item with that very text, -1 for none."""
+        if not hasattr(self, "_text_index"):
+            self._text_index = {t: i for i, t in enumerate(self.item_texts) if t is not None}
+        return np.array([self._text_index.get(t, -1) for t in texts], dtype=np.int64)
 
     @property
     def train(self):
@@ -228,7 +240,8 @@ class Personaliser:
     def for_user(self, user_id, n: int | None = None, *, candidates: int | None = None, guided: bool = True,
                  seed: int = 0, temperature: float = 1.0, top_p: float | None = None) -> pd.DataFrame:
         """``n`` generated items for ``user_id``: rank, text, the guide's score, the parsed labels and
-        label vector, and whether the text copies a catalogue item's."""
+        label vector, and whether the text copies a catalogue item's. Texts equal to one of the user's
+        own training items are never returned (they are not new to the user)."""
         n = self.config.n if n is None else n
         candidates = max(self.config.candidates, n) if candidates is None else candidates
         row = self.user_row(user_id)
@@ -238,7 +251,7 @@ class Personaliser:
                               f"features ({', '.join(self.config.features)})")
         items = personal.for_user(self.generator, self.tokenizer, profile, n, candidates=candidates,
                                   guide=self.guide_scores(row) if guided else None, seed=seed,
-                                  temperature=temperature, top_p=top_p)
+                                  temperature=temperature, top_p=top_p, exclude=self.history(row))
         return self.describe(items)
 
     def describe(self, items: pd.DataFrame) -> pd.DataFrame:
@@ -368,7 +381,8 @@ def train(dataset: str = "movielens-100k", config: PersonaliseConfig | dict | No
     record["seconds"]["total"] = round(time.perf_counter() - started, 1)
     write_json(model_dir(dataset) / "run.json", record)
     log.info("personalise %s: trained in %.1f s, saved to %s", dataset, record["seconds"]["total"], model_dir(dataset))
-    return Personaliser(dataset, config, tokenizer, lm, guide, judge, content, catalogue, record)
+    return Personaliser(dataset, config, tokenizer, lm, guide, judge, content, catalogue, record,
+                        _item_texts(dataset, config.text_column, split.item_ids))
 
 
 def _valid_pairs(split, catalogue: dict, encoded: list, seed: int):
@@ -430,7 +444,8 @@ def load(dataset: str = "movielens-100k", device: str = "auto") -> Personaliser:
                           f"retrain them (mmwork.personalise.train({dataset!r}))")
     bundle = Personaliser(dataset, config, Tokenizer.load(folder / "tokenizer.json"),
                           RNNLanguageModel.load(folder / "generator", device=device), guide,
-                          Recommender.load(folder / "judge", device=device), content, catalogue, record)
+                          Recommender.load(folder / "judge", device=device), content, catalogue, record,
+                          _item_texts(dataset, config.text_column, guide.item_ids_))
     _LOADED.clear()
     _LOADED[key] = bundle
     return bundle
@@ -449,20 +464,21 @@ def for_user(dataset: str, user_id, n: int = 10, *, candidates: int | None = Non
 # -- evaluation ------------------------------------------------------------------------------------------
 PROTOCOL = (
     "Split: per user, random 8:1:1 (train/valid/test), seed {split_seed}. Guide: content-based on the training "
-    "split; judge: multimodal hybrid (another family, seed {judge_seed}) on the same training split, early-stopped "
-    "on valid, so each user's test items are unseen by both; the generator never sees the judge. For each of "
-    "{users} users (drawn with seed {seed} among those with test items and a profile) each condition offers a set "
-    "of items; generated items enter the judge through the same features as real ones (text re-embedded, labels "
-    "parsed from the text). Percentile rank (0-100, 50 = chance): the share of catalogue items, minus the user's "
-    "training items and the set's own catalogue items, that the item outscores for the user (ties half). Swap "
-    "test: the same set ranked for {swaps} other evaluated users drawn at random (seed {seed}; real items that a "
-    "partner already has in training are left out for that partner); lift = mean rank "
-    "for the target user / mean rank for the others. 95% intervals: percentile bootstrap over users ({n_boot} "
-    "resamples, seed {seed}; the lift's resamples users and recomputes the ratio of means). Diversity: mean "
-    "pairwise cosine distance of the items' {diversity} vectors within a user's set; distinct-2: unique bigrams / "
-    "tokens over all of a condition's texts (corpus-level); copy rate: share of generated texts equal to a "
-    "catalogue text. guide_pr: the guide's own percentile rank of the set, shown for contrast only (it steered "
-    "the guided set).")
+    "split; judge: multimodal hybrid (another family, seed {judge_seed}) on the same training split, "
+    "early-stopped on valid, so each user's test items are unseen by both; the generator never sees the judge. "
+    "For each of {users} users (drawn with seed {seed} among those with test items and a profile) each "
+    "condition offers a set of items; generated items enter the judge through the same features as real ones "
+    "(text re-embedded, labels parsed from the text); samples equal to one of the user's own training texts are "
+    "dropped before choosing, and a generated text equal to a catalogue text counts as that item. Percentile "
+    "rank (0-100, 50 = chance): the share of catalogue items, minus the user's training items and the set's own "
+    "catalogue items, that the item outscores for the user (ties half). Swap test: the same set ranked for "
+    "{swaps} other evaluated users drawn at random (seed {seed}; items a partner already has in training are "
+    "left out for that partner); lift = mean rank for the target user / mean rank for the others. 95% "
+    "intervals: percentile bootstrap over users ({n_boot} resamples, seed {seed}; the lift's resamples users "
+    "and recomputes the ratio of means). Diversity: mean pairwise cosine distance of the items' {diversity} "
+    "vectors within a user's set; distinct-2: unique bigrams / tokens over all of a condition's texts "
+    "(corpus-level); copy rate: share of generated texts equal to a catalogue text. guide_pr: the guide's own "
+    "percentile rank of the set, shown for contrast only (it steered the guided set).")
 CONDITIONS = ("generated (guided)", "generated (unguided)", "random real items", "held-out items",
               "guide's top-k real items")
 
@@ -511,7 +527,7 @@ def evaluate(dataset: str = "movielens-100k", n_users: int | None = None, *, n: 
     partners = pz.swap_partners(users, swaps, seed)
     judge_all = {int(u): s for u, s in zip(users, bundle.judge.score(users).cpu().numpy())}
     guide_all = {int(u): s for u, s in zip(users, bundle.guide.score(users).cpu().numpy())}
-    item_text = _item_texts(dataset, config.text_column, split.item_ids)
+    item_text = bundle.item_texts
     diversity_spec = next((s for s in config.features if s.startswith("text:")), config.features[0])
 
     offered = {name: [] for name in CONDITIONS}  # per condition, one _Offer per user
@@ -519,7 +535,8 @@ def evaluate(dataset: str = "movielens-100k", n_users: int | None = None, *, n: 
     for row in tqdm(users, desc="personalise: users", unit="user", disable=None if progress else True):
         row = int(row)
         pool = personal.for_user(bundle.generator, bundle.tokenizer, profiles[row], candidates,
-                                 candidates=candidates, seed=seed + row, temperature=temperature, top_p=top_p)
+                                 candidates=candidates, seed=seed + row, temperature=temperature, top_p=top_p,
+                                 exclude=bundle.history(row))
         drawn, distinct = drawn + candidates, distinct + len(pool)
         pool_texts = list(pool["text"])
         guide_scores = bundle.guide_scores(row)(pool_texts)
@@ -527,7 +544,8 @@ def evaluate(dataset: str = "movielens-100k", n_users: int | None = None, *, n: 
                      "generated (unguided)": pool_texts[:n]}  # the same pool in sampling order: no rerank
         for name, chosen in generated.items():
             features = bundle.content.of_texts(chosen)
-            offered[name].append(_Offer(pz.ItemSet(row, features=features), chosen, features[diversity_spec]))
+            offered[name].append(_Offer(pz.ItemSet(row, features=features, twins=bundle.twins(chosen)), chosen,
+                                        features[diversity_spec]))
         seen = train[row].indices
         unseen = np.setdiff1d(np.arange(train.shape[1]), seen)
         real = {"random real items": np.sort(np.random.default_rng([seed, row]).choice(

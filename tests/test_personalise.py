@@ -130,8 +130,13 @@ def test_for_user_repeats_for_a_seed_and_the_guide_picks_its_best(bundle):
     assert first["guide_score"].is_monotonic_decreasing and first["rank"].tolist() == list(range(1, len(first) + 1))
     row = bundle.user_row("1")
     np.testing.assert_allclose(first["guide_score"], bundle.guide_scores(row)(first["text"].tolist()), atol=1e-6)
-    pool = personal.for_user(bundle.generator, bundle.tokenizer, bundle.profile(row), 30, candidates=30, seed=3)
-    assert set(first["text"]) <= set(pool["text"])
+    history = bundle.history(row)
+    pool = personal.for_user(bundle.generator, bundle.tokenizer, bundle.profile(row), 30, candidates=30, seed=3,
+                             exclude=history)
+    assert set(first["text"]) <= set(pool["text"]) and not set(first["text"]) & set(history)
+    unfiltered = personal.for_user(bundle.generator, bundle.tokenizer, bundle.profile(row), 30, candidates=30, seed=3)
+    assert set(pool["text"]) == set(unfiltered["text"]) - set(history)
+    assert (bundle.twins(list(first["text"])) >= 0).tolist() == first["in_catalogue"].tolist()
     best = np.sort(bundle.guide_scores(row)(pool["text"].tolist()))[::-1][:len(first)]
     np.testing.assert_allclose(first["guide_score"], best, atol=1e-6)
     unguided = bundle.for_user("1", 5, candidates=30, seed=3, guided=False)

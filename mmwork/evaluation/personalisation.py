@@ -33,9 +33,12 @@ LEVEL = 0.95
 N_BOOT = 2000
 
 
-def percentile_ranks(scores, catalogue_scores, allowed) -> np.ndarray:
+def percentile_ranks(scores, catalogue_scores, allowed, tol: float = 1e-6) -> np.ndarray:
     """Percentile rank (0-100) of each ``scores[r, j]`` among ``catalogue_scores[r]`` restricted to
-    ``allowed[r]`` (bool): 100 * (number below + half the number equal) / number allowed."""
+    ``allowed[r]`` (bool): 100 * (number below + half the number equal) / number allowed. Scores
+    within ``tol`` times the row's largest absolute score count as equal, so that the float noise
+    between scoring an item as new (``score_items``) and as a catalogue item (``score``) does not
+    break ties between items with the same content."""
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     catalogue = np.atleast_2d(np.asarray(catalogue_scores, dtype=np.float64))
     allowed = np.atleast_2d(np.asarray(allowed, dtype=bool))
@@ -49,8 +52,9 @@ def percentile_ranks(scores, catalogue_scores, allowed) -> np.ndarray:
         comparison = np.sort(catalogue[row, allowed[row]])
         if len(comparison) == 0:
             raise MmworkError("a user has no comparison items left (every catalogue item is excluded)")
-        below = np.searchsorted(comparison, scores[row], "left")
-        not_above = np.searchsorted(comparison, scores[row], "right")
+        slack = tol * max(1.0, float(np.abs(comparison).max()))
+        below = np.searchsorted(comparison, scores[row] - slack, "left")
+        not_above = np.searchsorted(comparison, scores[row] + slack, "right")
         out[row] = 100.0 * (below + not_above) / 2 / len(comparison)
     return out
 
@@ -64,10 +68,16 @@ class ItemSet:
     """Row of the target user in the training matrix."""
     features: dict | None = None
     items: np.ndarray | None = None
+    twins: np.ndarray | None = None
+    """With ``features``: for each new item the catalogue index of an identical one (e.g. a generated
+    text equal to a catalogue text), -1 for none; a twin counts as that catalogue item (left out of
+    the comparison, and not ranked for a user who has it in training)."""
 
     def __post_init__(self):
         if (self.features is None) == (self.items is None):
             raise MmworkError("an ItemSet holds either new items' features or catalogue item indices")
+        if self.twins is not None and (self.features is None or len(self.twins) != len(self)):
+            raise MmworkError("twins go with new items' features, one per item")
 
     def __len__(self) -> int:
         return len(self.items) if self.items is not None else len(next(iter(self.features.values())))
@@ -77,17 +87,22 @@ def set_ranks(judge, users: np.ndarray, item_set: ItemSet, catalogue_scores: np.
               train: sp.csr_matrix) -> np.ndarray:
     """Percentile ranks (len(users) x len(item_set)) of one set's items for each of ``users`` (training
     matrix rows) by ``judge``, given the judge's ``catalogue_scores`` for those users; NaN where a
-    catalogue item of the set is one of that user's training items."""
+    catalogue item of the set (or a new item's twin) is one of that user's training items."""
     users = np.asarray(users, dtype=np.int64)
     if len(item_set) == 0:
         raise MmworkError(f"user row {item_set.user}'s item set is empty")
     allowed = np.asarray(train[users].todense()) == 0
     if item_set.features is not None:
-        return percentile_ranks(judge.score_items(users, item_set.features).cpu().numpy(), catalogue_scores, allowed)
-    items = np.asarray(item_set.items, dtype=np.int64)
-    seen = ~allowed[:, items]
-    allowed[:, items] = False
-    ranks = percentile_ranks(catalogue_scores[:, items], catalogue_scores, allowed)
+        scores = judge.score_items(users, item_set.features).cpu().numpy()
+        twins = np.full(len(item_set), -1) if item_set.twins is None else np.asarray(item_set.twins, dtype=np.int64)
+    else:
+        twins = np.asarray(item_set.items, dtype=np.int64)
+        scores = catalogue_scores[:, twins]
+    known = twins >= 0
+    seen = np.zeros(scores.shape, dtype=bool)
+    seen[:, known] = ~allowed[:, twins[known]]
+    allowed[:, twins[known]] = False
+    ranks = percentile_ranks(scores, catalogue_scores, allowed)
     ranks[seen] = np.nan
     return ranks
 

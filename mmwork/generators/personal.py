@@ -23,7 +23,7 @@ Pure functions over arrays and a fitted model: nothing here reads the store or k
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -148,9 +148,10 @@ def check_request(n: int, candidates: int, temperature: float, top_p: float | No
 
 def for_user(model, tokenizer, profile, n: int = 10, *, candidates: int = 50,
              guide: Callable[[list[str]], Sequence[float]] | None = None, seed: int = 0,
-             temperature: float = 1.0, top_p: float | None = None) -> pd.DataFrame:
+             temperature: float = 1.0, top_p: float | None = None, exclude: Iterable[str] = ()) -> pd.DataFrame:
     """``n`` item texts written for one user: ``candidates`` samples of the profile-conditioned
-    ``model`` (decoded with ``tokenizer``; empty texts and repeats dropped), then, with a ``guide``
+    ``model`` (decoded with ``tokenizer``; empty texts, repeats and the texts in ``exclude``, e.g.
+    those of the user's own items, dropped), then, with a ``guide``
     (a callable: list of texts -> one score each, higher = better), the ``n`` it scores highest, else
     the first ``n`` in sampling order. Fewer than ``n`` come back when the samples hold fewer
     distinct texts.
@@ -173,14 +174,15 @@ def for_user(model, tokenizer, profile, n: int = 10, *, candidates: int = 50,
                           "nothing to condition on")
     ids = model.sample(candidates, condition=profile, seed=seed, temperature=temperature, top_p=top_p)
     texts = tokenizer.decode(ids)
+    excluded = set(exclude)
     first = {}
     for position, text in enumerate(texts):
-        if text.strip() and text not in first:
+        if text.strip() and text not in first and text not in excluded:
             first[text] = position
     kept = list(first)
     if not kept:
-        raise MmworkError(f"all {candidates} samples decoded to empty texts; train the model longer or raise "
-                          "the temperature")
+        raise MmworkError(f"all {candidates} samples decoded to empty or excluded texts; draw more candidates, "
+                          "train the model longer or raise the temperature")
     if guide is None:
         scores = np.full(len(kept), np.nan)
         order = np.arange(len(kept))

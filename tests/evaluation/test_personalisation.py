@@ -39,6 +39,8 @@ def test_set_ranks_leave_out_the_users_training_items_and_the_sets_own_items():
     two = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 1, 0]], np.float32))
     ranks = set_ranks(None, [0, 1], ItemSet(0, items=np.array([3, 4])), np.vstack([scores, scores]), two)
     assert np.isnan(ranks[1, 0]) and ranks[1, 1] == pytest.approx(100 * 2 / 3)  # among items 0, 1, 2
+    with pytest.raises(MmworkError, match="twins go with new items' features"):
+        ItemSet(0, items=np.array([1]), twins=np.array([1]))
     with pytest.raises(MmworkError, match="either new items' features or catalogue item indices"):
         ItemSet(0)
 
@@ -104,8 +106,14 @@ def test_lift_is_above_one_for_items_that_fit_their_user_and_near_one_when_shuff
         shuffled.append(ItemSet(int(u), items=items if len(items) else test[(v + 1) % 943].indices))
     # the same items, entering through their content as new items would
     as_new = [ItemSet(int(u), features={"items:genres": feats["items:genres"][test[u].indices]}) for u in users]
-    table = lift_table({name: judge_sets(judge, sets, split.train.matrix, scores, partners)
-                        for name, sets in (("own", own), ("shuffled", shuffled), ("own, as new items", as_new))})
+    # ... and as new items known to be identical to those catalogue items (a generated copy of a title)
+    twins = [ItemSet(int(u), features={"items:genres": feats["items:genres"][test[u].indices]},
+                     twins=test[u].indices) for u in users]
+    ranks = {name: judge_sets(judge, sets, split.train.matrix, scores, partners)
+             for name, sets in (("own", own), ("shuffled", shuffled), ("own, as new items", as_new), ("twins", twins))}
+    np.testing.assert_allclose(ranks["twins"].target, ranks["own"].target, atol=1e-9)
+    np.testing.assert_allclose(ranks["twins"].swap, ranks["own"].swap, atol=1e-9)
+    table = lift_table(ranks)
     table = table.set_index("condition")
     assert table.loc["own", "lift"] > 1.05 and table.loc["own", "lift_low"] > 1, table
     assert table.loc["shuffled", "lift_low"] < 1 < table.loc["shuffled", "lift_high"], table
