@@ -519,8 +519,9 @@ class CurveComparison(NamedTuple):
     """How two quality-diversity curves compare over the self-BLEU range they share."""
 
     winner: str
-    """"a" or "b" when that curve's BLEU is at least the other's over the whole shared range (it
-    dominates), "neither" when they cross, "no overlap" when the ranges do not meet."""
+    """"a" or "b" when that curve's BLEU is at least the other's over the whole shared range and
+    above it somewhere (it dominates), "tie" when they coincide (within 1e-9), "neither" when they
+    cross, "no overlap" when the ranges do not meet."""
     a_better: float
     """Share of the shared self-BLEU range where curve a's BLEU is higher."""
     mean_gap: float
@@ -554,5 +555,8 @@ def compare_curves(curve_a: pd.DataFrame, curve_b: pd.DataFrame, points: int = 1
         return CurveComparison("no overlap", math.nan, math.nan, float(low), float(high))
     grid = np.linspace(low, high, points)
     gap = np.interp(grid, xa, ya) - np.interp(grid, xb, yb)
-    winner = "a" if (gap >= 0).all() else "b" if (gap <= 0).all() else "neither"
+    if np.allclose(gap, 0, rtol=0, atol=1e-9):
+        winner = "tie"
+    else:
+        winner = "a" if (gap >= 0).all() else "b" if (gap <= 0).all() else "neither"
     return CurveComparison(winner, float((gap > 0).mean()), float(gap.mean()), float(low), float(high))

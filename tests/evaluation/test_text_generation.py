@@ -251,6 +251,7 @@ def test_compare_curves_at_matched_self_bleu():
     assert (result.winner, result.a_better, result.low, result.high) == ("a", 1.0, 0.2, 0.8)
     assert result.mean_gap == pytest.approx(0.1)
     assert compare_curves(a, higher).winner == "b"
+    assert compare_curves(a, a.copy()).winner == "tie"
     crossing = pd.DataFrame({"self_bleu": [0.2, 0.8], "bleu": [0.6, 0.4]})
     assert compare_curves(a, crossing).winner == "neither"
     assert compare_curves(a, pd.DataFrame({"self_bleu": [0.9, 1.0], "bleu": [0.1, 0.2]})).winner == "no overlap"
