@@ -4,12 +4,19 @@
 >>> mmwork.__version__
 '0.1.0'
 """
-from importlib.metadata import PackageNotFoundError, version as _version
 
-try:
-    __version__ = _version("mmwork")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.1.0"
+
+def __getattr__(name: str):
+    # the version is looked up on first use: importlib.metadata costs every command start otherwise
+    if name != "__version__":
+        raise AttributeError(f"module 'mmwork' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        found = version("mmwork")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        found = "0.1.0"
+    globals()["__version__"] = found
+    return found
 
 from mmwork.errors import MmworkError  # noqa: E402
 from mmwork.store import read_table, list_tables, write_table  # noqa: E402

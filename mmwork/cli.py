@@ -3,8 +3,10 @@
     mmwork data list | get NAME [--source PATH] [--force] | info NAME | import NAME SOURCE
     mmwork tables
     mmwork extract DATASET [--modalities text,image,audio] [--scheduler ADDRESS] [--workers N]
+    mmwork cluster start [--workers N] | status | stop
     mmwork query DATASET TABLE [--columns ...] [--where "col op value"]... [--limit N] [--output F]
-    mmwork similar DATASET ITEM_ID --features TABLE:COLUMN [--k 10]
+    mmwork similar DATASET ITEM_ID... --features TABLE:COLUMN [--k 10] [--index] [--[no-]standardize]
+    mmwork index build DATASET FEATURES [--kind hnsw] | list
     mmwork report run NOTEBOOK [-p NAME VALUE]... [-f params.yaml] | list | compare RUN_A RUN_B
     mmwork recommend evaluate --dataset movielens-100k --models pop,ease --protocol recbole [--json]
     mmwork generate train|sample|evaluate|list --dataset fashion-mnist --model vae|cvae|gan|text-cvae [--json]
@@ -76,6 +78,23 @@ def _extract(args) -> None:
     _print(summary, args.json)
 
 
+def _cluster(args) -> None:
+    from mmwork import cluster
+    if args.action == "start":
+        info = cluster.start(workers=args.workers)
+    elif args.action == "stop":
+        info = cluster.stop()
+    else:
+        info = cluster.status()
+    if args.json:
+        _print(info, True)
+    elif info["running"]:
+        print(f"running at {info['address']} (pid {info['pid']}, {info['workers']} worker(s), since {info['started']}; "
+              f"log {info['log']}){'; ' + info['note'] if 'note' in info else ''}")
+    else:
+        print("not running" + (f" ({info['cleaned']})" if "cleaned" in info else ""))
+
+
 def _recommend(args) -> None:
     from mmwork.experiments import run_experiment
     params = _parse_params(args.param)
@@ -111,10 +130,25 @@ def _query(args) -> None:
 def _similar(args) -> None:
     from mmwork.queries import similar, similar_to_text
     if args.text:
-        result = similar_to_text(args.dataset, args.item_id, features=args.features, k=args.k, scheduler=args.scheduler)
+        result = similar_to_text(args.dataset, " ".join(args.item_id), features=args.features, k=args.k,
+                                 scheduler=args.scheduler, index=args.index)
     else:
-        result = similar(args.dataset, args.item_id, features=args.features, k=args.k, scheduler=args.scheduler)
+        result = similar(args.dataset, args.item_id[0] if len(args.item_id) == 1 else args.item_id,
+                         features=args.features, k=args.k, standardize=args.standardize, scheduler=args.scheduler,
+                         index=args.index)
     _print(result, args.json)
+
+
+def _index(args) -> None:
+    from mmwork import index
+    if args.action == "build":
+        meta = index.build(args.dataset, args.features, standardize=args.standardize, kind=args.kind,
+                           progress=False if args.json else None)
+        _print({k: meta[k] for k in ("name", "kind", "standardize", "rows", "fingerprint", "params", "built")},
+               args.json)
+    else:
+        found = index.list_indexes()
+        _print(found if args.json else found.drop(columns="path"), args.json)
 
 
 def _report(args) -> None:
@@ -260,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract text/image/audio features into Parquet feature tables")
     p.add_argument("dataset")
     p.add_argument("--modalities", help="comma-separated: text,image,audio (default: all the items have)")
-    p.add_argument("--scheduler", help="processes (default), threads, sync, or a dask.distributed address "
-                                       "tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS)")
+    p.add_argument("--scheduler", help="processes, threads, sync, or a dask.distributed address tcp://HOST:PORT "
+                                       "(default: $DASK_SCHEDULER_ADDRESS, else the running `mmwork cluster`, "
+                                       "else processes)")
     p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
     p.add_argument("--chunk-size", type=int, help="items per task and part file (default: the table's own, "
                                                   "else audio 16, image 512, text 2048)")
@@ -274,27 +309,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_extract)
 
+    clu = sub.add_parser("cluster", help="a local Dask cluster whose warm workers `extract` reuses while it runs")
+    clu_sub = clu.add_subparsers(dest="action", required=True)
+    p = clu_sub.add_parser("start", help="start it in the background (imports and JIT paid once per worker)")
+    p.add_argument("--workers", type=int, help="worker processes, one thread each (default: one per core)")
+    p.add_argument("--json", action="store_true")
+    for action, about in [("status", "whether it runs, and its address (a dead one is cleaned up)"),
+                          ("stop", "end it and its workers")]:
+        p = clu_sub.add_parser(action, help=about)
+        p.add_argument("--json", action="store_true")
+    clu.set_defaults(func=_cluster)
+
     p = sub.add_parser("query", help="projection + filter query of a table (filters pushed down to Parquet)")
     p.add_argument("dataset")
     p.add_argument("table", help="e.g. items, interactions, features/audio")
     p.add_argument("--columns", help="comma-separated columns to read (default: all)")
     p.add_argument("--where", action="append", default=[], metavar='"COLUMN OP VALUE"',
                    help="a filter such as 'duration_s > 2' or 'category in [digits, letters]' (repeatable, ANDed)")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=int, help="the first N matching rows, in table order (reading stops there)")
     p.add_argument("--output", help="write the result to a .csv or .parquet file")
-    p.add_argument("--scheduler", help="a dask.distributed address to compute on")
+    p.add_argument("--scheduler", help="a dask.distributed address to compute on (default: in this process, "
+                                       "with pyarrow's scanner)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_query)
 
     p = sub.add_parser("similar", help="exact cosine nearest neighbours of an item (or of a text with --text)")
     p.add_argument("dataset")
-    p.add_argument("item_id", help="the item id, or the query text with --text")
+    p.add_argument("item_id", nargs="+", help="the item id (several: one pass answers them all), or the query "
+                                              "text with --text")
     p.add_argument("--features", required=True, help="MODALITY:COLUMN, e.g. audio:mfcc_stats or text:minilm")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--text", action="store_true", help="treat ITEM_ID as free text and embed it with the same model")
-    p.add_argument("--scheduler", help="a dask.distributed address to compute on")
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction,
+                   help="z-score every dimension first (default: on for audio/image features, off for text)")
+    p.add_argument("--index", action="store_true", help="look up the HNSW index (`mmwork index build`; built on "
+                   "first use, rebuilt if the table changed) instead of the exact scan; not with --scheduler")
+    p.add_argument("--scheduler", help="a dask.distributed address to compute on (exact search there, one task "
+                                       "per Parquet part; --index is not used)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_similar)
+
+    ind = sub.add_parser("index", help="approximate nearest-neighbour indexes of feature columns (faiss HNSW)")
+    ind_sub = ind.add_subparsers(dest="action", required=True)
+    p = ind_sub.add_parser("build", help="build (or rebuild) the index of a feature column, beside the table")
+    p.add_argument("dataset")
+    p.add_argument("features", help="MODALITY:COLUMN, e.g. audio:mfcc_stats")
+    p.add_argument("--kind", default="hnsw", choices=["hnsw"], help="index kind (faiss HNSW, M 32)")
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction,
+                   help="z-score every dimension first (default: on for audio/image features, off for text); "
+                        "`similar --index` uses the index built the same way")
+    p.add_argument("--json", action="store_true")
+    p = ind_sub.add_parser("list", help="the indexes built here, and whether their tables changed since (stale)")
+    p.add_argument("--json", action="store_true")
+    ind.set_defaults(func=_index)
 
     rec = sub.add_parser("recommend", help="train and evaluate recommenders")
     rec_sub = rec.add_subparsers(dest="action", required=True)

@@ -1,13 +1,23 @@
-"""The Dask graph that turns a data set's ``items`` into feature tables, incrementally and with
-per-item fault isolation.
+"""Turn a data set's ``items`` into feature tables: incrementally, with per-item fault isolation,
+on local worker processes or a Dask ``distributed`` cluster.
 
 Layout: ``data/processed/DATASET/features/MODALITY/part-NNNNN.parquet`` (one part per chunk of
 items, in items order) and ``features/MODALITY_errors/part-NNNNN.parquet`` (item_id, stage,
-error_type, message). Each chunk is one task: it reads only its rows of the items table, hashes
-each item's input content together with the extractor fingerprint, reuses the previous part's row
-of the same item with the same hash, extracts the rest, and replaces its part atomically, and only
-if a row changed. A run killed at any point therefore resumes where it stopped, and the finished
-table equals an uninterrupted run's.
+error_type, message, content_hash). Each chunk is one task: it reads only its rows of the items
+table, hashes each item's input content together with the extractor fingerprint, reuses the previous
+part's row (or error) of the same item with the same hash, extracts the rest, and replaces its part
+atomically, and only if a row changed. A run killed at any point therefore resumes where it stopped,
+and the finished table equals an uninterrupted run's.
+
+Before anything is scheduled, the client checks each existing part (two short columns, and the
+content hashes of its items): a chunk with nothing to extract is finished on the spot, so a re-run
+with nothing changed starts no worker and rewrites no file. The chunks with work run largest first
+(by input bytes), so that no worker idles at the end behind one long chunk.
+
+Where they run (``scheduler=None``): ``$DASK_SCHEDULER_ADDRESS``, else the warm local cluster of
+``mmwork cluster start`` when it is running (:mod:`mmwork.cluster`), else worker processes forked
+from this one after it has warmed the extractor once (imports, numba JIT), or this process alone
+when a single chunk has work.
 
 >>> from mmwork.features import extract
 >>> summary = extract("speech-prompts", ["audio"], scheduler="processes", workers=2)  # doctest: +SKIP
@@ -22,6 +32,9 @@ import os
 import re
 import sys
 import time
+import uuid
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pandas as pd
@@ -36,8 +49,9 @@ from mmwork.store import METADATA_KEY, read_rows, remove_dead_temporaries, table
 LOCAL_SCHEDULERS = ("processes", "threads", "sync", "synchronous")
 DEFAULT_CHUNK = {"audio": 16, "image": 512, "text": 2048}
 ERRORS_SCHEMA = pa.schema([("item_id", pa.string()), ("stage", pa.string()), ("error_type", pa.string()),
-                           ("message", pa.string())])
+                           ("message", pa.string()), ("content_hash", pa.string())])
 _WORKER_READY: set[str] = set()
+_MODALITIES: dict[str, Modality] = {}  # this run's modalities in a local worker process (see _install)
 
 
 def _setup_worker(modality: str) -> None:
@@ -47,15 +61,22 @@ def _setup_worker(modality: str) -> None:
         return
     _WORKER_READY.add(modality)
     if multiprocessing.current_process().name != "MainProcess" or _in_distributed_worker():
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-        _relax_malloc_trim()
-        if "torch" in sys.modules or modality != "audio":
-            import torch
-            torch.set_num_threads(1)
+        limit_threads(torch_too="torch" in sys.modules or modality != "audio")
     if modality == "audio":
         from mmwork.features.audio import warm_up
         warm_up()
+
+
+def limit_threads(torch_too: bool = False) -> None:
+    """One BLAS/OpenMP (and torch) thread in this worker process, and glibc's malloc thresholds
+    relaxed (see :func:`_relax_malloc_trim`). A BLAS thread count also changes float summation order:
+    one thread everywhere keeps results bit-identical whichever scheduler computed them."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+    _relax_malloc_trim()
+    if torch_too:
+        import torch
+        torch.set_num_threads(1)
 
 
 def _relax_malloc_trim() -> None:
@@ -88,41 +109,64 @@ def _content_hash(raw: bytes, fingerprint: str) -> str:
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
-def _error(item_id: str, stage: str, exc: BaseException) -> dict:
+def _error(item_id: str, stage: str, exc: BaseException, content_hash: str | None = None) -> dict:
     """An errors-table row. Object addresses (``<_io.BytesIO object at 0x7f...>``) are dropped from the
-    message, so the same bad input gives the same row in every run."""
+    message, so the same bad input gives the same row in every run. ``content_hash`` (of an input that
+    was read but failed to decode or extract) lets a re-run skip it while the input is unchanged."""
     message = _ADDRESS.sub("", str(exc) or repr(exc))[:500]
-    return {"item_id": item_id, "stage": stage, "error_type": type(exc).__name__, "message": message}
+    return {"item_id": item_id, "stage": stage, "error_type": type(exc).__name__, "message": message,
+            "content_hash": content_hash}
 
 
-def _previous(path: str, metadata: dict) -> tuple[list[dict], bool]:
-    """The rows an earlier run wrote to ``path`` (none if missing or unreadable: then it is rebuilt),
-    and whether it recorded the same extractor metadata (fingerprint, parameters, chunk size)."""
+def _previous_keys(path: str, metadata: dict) -> tuple[dict[str, str], bool]:
+    """``item_id -> content_hash`` of the rows an earlier run wrote to ``path``, in order (none if
+    missing or unreadable: then it is rebuilt), and whether it recorded the same extractor metadata
+    (fingerprint, parameters, chunk size). Reads two short columns, never the vectors."""
+    try:
+        parquet = pq.ParquetFile(path)
+        meta = json.loads((parquet.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
+        keys = parquet.read(columns=["item_id", "content_hash"])
+    except (pa.ArrowInvalid, OSError, KeyError):
+        return {}, False
+    return dict(zip(keys.column(0).to_pylist(), keys.column(1).to_pylist())), meta.get("params") == metadata
+
+
+def _previous_errors(path: str, metadata: dict) -> tuple[list[dict], bool]:
+    """The errors rows an earlier run wrote to ``path`` and whether it recorded the same metadata."""
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError):
         return [], False
     meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
-    return table.to_pylist(), meta.get("params") == metadata
+    rows = [{name: row.get(name) for name in ERRORS_SCHEMA.names} for row in table.to_pylist()]
+    return rows, meta.get("params") == metadata
 
 
 def run_chunk(modality: Modality, items_path: str, start: int, stop: int, end: int, part: str, errors_part: str,
-              fingerprint: str, schema: pa.Schema, metadata: dict) -> dict:
+              fingerprint: str, schema: pa.Schema, metadata: dict, *, only_without_work: bool = False,
+              rows: list[dict] | None = None) -> dict | None:
     """Extract items ``[start, stop)`` into ``part`` and ``errors_part``; items ``[stop, end)`` of the same
     part lie beyond this run's limit and keep what they had. A file whose rows would not change is not
-    rewritten. Returns counts for items ``[start, stop)`` only."""
-    rows = read_rows(items_path, ["item_id", modality.column], start, end).to_pylist()
-    old, same = _previous(part, metadata)
-    old_errors, same_errors = _previous(errors_part, metadata)
-    old_row = {r["item_id"]: r for r in old}
+    rewritten. Returns counts for items ``[start, stop)`` only.
+
+    An item is extracted again only if its input's content (or the extractor) changed: its previous
+    row, or its previous error (a decode failure is as reproducible as a success), is kept as it was.
+    ``only_without_work=True`` (the client's check before it schedules anything) finishes the chunk only
+    when no item needs extracting, and returns None, having written nothing, when one does. ``rows``:
+    the items rows ``[start, end)`` when the caller has them already."""
+    if rows is None:
+        rows = read_rows(items_path, ["item_id", modality.column], start, end).to_pylist()
+    old_keys, same = _previous_keys(part, metadata)
+    old_errors, same_errors = _previous_errors(errors_part, metadata)
     old_error = {e["item_id"]: e for e in old_errors}
-    output: list[dict | None] = [None] * len(rows)
+    output: list[dict | str | None] = [None] * len(rows)  # an item_id (str) keeps that item's previous row
     errors: list[dict | None] = [None] * len(rows)
     todo = []
     for position, row in enumerate(rows):
         item_id, value = row["item_id"], row[modality.column]
         if start + position >= stop:  # beyond this run's limit: left as it was
-            output[position], errors[position] = old_row.get(item_id), old_error.get(item_id)
+            output[position] = item_id if item_id in old_keys else None
+            errors[position] = old_error.get(item_id)
         elif value is not None:  # None: the item has no input for this modality, which is not an error
             try:
                 raw = modality.read(value)
@@ -130,8 +174,12 @@ def run_chunk(modality: Modality, items_path: str, start: int, stop: int, end: i
                 errors[position] = _error(item_id, "read", exc)
                 continue
             key = _content_hash(raw, fingerprint)
-            if old_row.get(item_id, {}).get("content_hash") == key:
-                output[position] = old_row[item_id]
+            if old_keys.get(item_id) == key:
+                output[position] = item_id
+            elif old_error.get(item_id, {}).get("content_hash") == key:
+                errors[position] = old_error[item_id]
+            elif only_without_work:
+                return None  # at the first item with work: a worker will read and hash this chunk anyway
             else:
                 todo.append((position, key, raw))
     if todo:
@@ -141,10 +189,13 @@ def run_chunk(modality: Modality, items_path: str, start: int, stop: int, end: i
         if failure is None:
             output[position] = {"item_id": item_id, "content_hash": key, **features}
         else:
-            errors[position] = _error(item_id, *failure)
+            errors[position] = _error(item_id, *failure, content_hash=key)
     kept, failed = [r for r in output if r is not None], [e for e in errors if e is not None]
-    keys = [(r["item_id"], r["content_hash"]) for r in kept]
-    if not (same and keys == [(r["item_id"], r["content_hash"]) for r in old]):
+    keys = [(r, old_keys[r]) if isinstance(r, str) else (r["item_id"], r["content_hash"]) for r in kept]
+    if not (same and keys == list(old_keys.items())):
+        if any(isinstance(r, str) for r in kept):  # only now read the previous vectors, to carry them over
+            previous = {r["item_id"]: r for r in pq.read_table(part).to_pylist()}
+            kept = [previous[r] if isinstance(r, str) else r for r in kept]
         table = pa.Table.from_pylist(kept, schema=schema) if kept else schema.empty_table()
         write_table(table, part, schema=schema, producer=f"mmwork.features.{modality.name}", params=metadata,
                     input_hash=fingerprint)
@@ -172,43 +223,122 @@ def _layouts(folder: Path) -> list[tuple[int, str]]:
     return found
 
 
-def _compute(tasks: list, scheduler: str | None, workers: int | None, progress: bool) -> list[dict]:
-    """Run the delayed tasks on a local scheduler or a ``distributed`` cluster, with a progress bar."""
-    import dask
+def _install(modalities: dict[str, Modality]) -> None:
+    """A local worker process's initializer: this run's modalities, sent once rather than with every
+    task (a text modality carries its fitted models)."""
+    _MODALITIES.update(modalities)
+
+
+def _run_installed(name: str, *args) -> dict:
+    return run_chunk(_MODALITIES[name], *args)
+
+
+def _process_context():
+    """Fork where it is safe (Linux): the workers start with this process's imports and warmed
+    extractor, in milliseconds. Elsewhere spawn, and each worker warms itself once."""
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+
+
+def _cost(rows: list[dict], column: str) -> int:
+    """Input bytes of a chunk: the order in which chunks are handed out, largest first."""
+    total = 0
+    for row in rows:
+        value = row[column]
+        if isinstance(value, (bytes, bytearray)):
+            total += len(value)
+        elif value is not None:
+            try:
+                total += os.path.getsize(value)
+            except (OSError, ValueError):
+                total += len(str(value))  # inline text, or a missing file (its read error is quick)
+    return total
+
+
+def resolve_scheduler(scheduler: str | None) -> str:
+    """``scheduler``, or where work runs when it is None: ``$DASK_SCHEDULER_ADDRESS``, the running
+    ``mmwork cluster``, else ``"processes"``."""
+    if scheduler is not None:
+        return scheduler
+    from mmwork.cluster import address
+    return os.environ.get("DASK_SCHEDULER_ADDRESS") or address() or "processes"
+
+
+def _compute(jobs: list[tuple[int, Modality, tuple]], scheduler: str | None, workers: int | None,
+             progress: bool) -> list[dict]:
+    """Run ``(cost, modality, run_chunk arguments)`` jobs, largest cost first, with a progress bar."""
     if progress:
         from tqdm.auto import tqdm
     else:
         from tqdm import tqdm  # tqdm.auto warns in notebooks without ipywidgets, even when disabled
-    if scheduler is None:
-        scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or "processes"
-    if scheduler in LOCAL_SCHEDULERS:
-        from dask.callbacks import Callback
-        bar = tqdm(total=len(tasks), desc="extract", unit="chunk", disable=not progress)
-
-        class _Progress(Callback):
-            def _posttask(self, key, result, dsk, state, worker_id):
-                if isinstance(result, dict) and "modality" in result:
-                    bar.update(1)
-
+    jobs = sorted(jobs, key=lambda job: -job[0])
+    scheduler = resolve_scheduler(scheduler)
+    with tqdm(total=len(jobs), desc="extract", unit="chunk", disable=not progress) as bar:
+        if scheduler not in LOCAL_SCHEDULERS:
+            return _compute_on_cluster(jobs, scheduler, bar, progress)
         from threadpoolctl import threadpool_limits
-        # One BLAS thread, as in worker processes: a BLAS thread count changes float summation order,
-        # and the same item must give the same bits whichever scheduler computed it.
-        with _Progress(), threadpool_limits(1):
-            results = dask.compute(*tasks, scheduler=scheduler, num_workers=workers or os.cpu_count())
-        bar.close()
-        return list(results)
+        workers = min(workers or os.cpu_count() or 1, len(jobs))
+        # One BLAS thread, as in worker processes: the same item gives the same bits on any scheduler.
+        with threadpool_limits(1):
+            if scheduler in ("sync", "synchronous") or workers == 1:
+                results = []
+                for _, modality, args in jobs:
+                    results.append(run_chunk(modality, *args))
+                    bar.update()
+                return results
+            if scheduler == "threads":
+                executor = ThreadPoolExecutor(workers)
+                futures = [executor.submit(run_chunk, modality, *args) for _, modality, args in jobs]
+            else:
+                modalities = {modality.name: modality for _, modality, _ in jobs}
+                context = _process_context()
+                if context.get_start_method() == "fork":
+                    for name in modalities:
+                        _warm(name)  # once here, inherited by every worker
+                executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_install,
+                                               initargs=(modalities,))
+                futures = [executor.submit(_run_installed, modality.name, *args) for _, modality, args in jobs]
+            try:
+                pending, results = set(futures), []
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in finished:
+                        results.append(future.result())  # a failed chunk raises here, and the rest is cancelled
+                        bar.update()
+                return results
+            except BrokenProcessPool as exc:
+                raise MmworkError(f"a worker process died ({exc}); the parts already written are kept: run "
+                                  "again to resume, or with --scheduler sync to see the failing item") from exc
+            finally:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _warm(modality: str) -> None:
+    """Pay a modality's imports and JIT compilation in this process, before workers are forked."""
+    if modality == "audio":
+        from mmwork.features.audio import warm_up
+        warm_up()
+
+
+def _compute_on_cluster(jobs: list, scheduler: str, bar, progress: bool) -> list[dict]:
     from distributed import Client, as_completed
     try:
         client = Client(scheduler, timeout="10s")
     except (OSError, TimeoutError) as exc:
-        raise MmworkError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); is `dask scheduler` running?") from exc
+        raise MmworkError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running? "
+                          "(`mmwork cluster status`)") from exc
     with client:
         if progress:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        futures = client.compute(tasks)
+        shared = {modality.name: client.scatter(modality, broadcast=True, hash=False)  # one copy per worker
+                  for _, modality, _ in jobs}
+        run = uuid.uuid4().hex[:8]  # keys unique to this run: other clients may share the cluster
+        futures = [client.submit(run_chunk, shared[modality.name], *args, pure=False, priority=len(jobs) - rank,
+                                 key=f"extract-{modality.name}-{Path(args[4]).stem}-{run}")
+                   for rank, (_, modality, args) in enumerate(jobs)]
         results = []
-        for future in tqdm(as_completed(futures), total=len(futures), desc="extract", unit="chunk", disable=not progress):
+        for future in as_completed(futures):
             results.append(future.result())
+            bar.update()
         return results
 
 
@@ -220,13 +350,14 @@ def extract(dataset: str, modalities: list[str] | str | None = None, *, schedule
     reused and errors count the items this run covered).
 
     modalities: ``"text"``, ``"image"``, ``"audio"`` (default: every one whose input column the items
-    have). scheduler: ``"processes"`` (default), ``"threads"``, ``"sync"``, or a ``distributed``
-    address such as ``tcp://10.0.0.5:8786`` (also read from ``DASK_SCHEDULER_ADDRESS``); a cluster's
-    workers must see the same file system. params: per-modality extractor parameters, e.g.
-    ``{"audio": {"n_mfcc": 13}}`` (see ``AudioConfig``, ``ImageConfig``, ``TextConfig``). chunk_size:
-    items per part (default: the existing table's, else 16 audio, 512 image, 2048 text). limit: cover
-    only the first N items of the catalogue in this run (a quick look); the table's other rows stay as
-    they are. strict: raise if any item failed.
+    have). scheduler: ``"processes"``, ``"threads"``, ``"sync"``, or a ``distributed`` address such as
+    ``tcp://10.0.0.5:8786``; a cluster's workers must see the same file system. None (default):
+    ``$DASK_SCHEDULER_ADDRESS``, else the local cluster of ``mmwork cluster start`` if it runs, else
+    ``"processes"``. workers: local worker processes (default: one per core). params: per-modality
+    extractor parameters, e.g. ``{"audio": {"n_mfcc": 13}}`` (see ``AudioConfig``, ``ImageConfig``,
+    ``TextConfig``). chunk_size: items per part (default: the existing table's, else 16 audio, 512
+    image, 2048 text). limit: cover only the first N items of the catalogue in this run (a quick look);
+    the table's other rows stay as they are. strict: raise if any item failed.
     """
     started = time.perf_counter()
     items_path = table_path(dataset, "items")
@@ -261,8 +392,11 @@ def extract(dataset: str, modalities: list[str] | str | None = None, *, schedule
         raise MmworkError(f"{dataset} items have no text, image or audio column to extract from")
     progress = sys.stderr.isatty() if progress is None else progress
 
-    import dask
-    tasks = []
+    if scheduler is not None and scheduler not in LOCAL_SCHEDULERS and ":" not in scheduler:
+        raise MmworkError(f"scheduler {scheduler!r} is neither {', '.join(LOCAL_SCHEDULERS)} nor an address "
+                          "such as tcp://HOST:8786")
+
+    jobs, done = [], []
     for modality in chosen:
         modality.prepare(items_path, modality.column, data_root() / "models" / dataset, refit=refit)
         out_dir = processed_dir(dataset) / "features" / modality.name
@@ -277,22 +411,27 @@ def extract(dataset: str, modalities: list[str] | str | None = None, *, schedule
         metadata = {"extractor": f"mmwork.features.{modality.name}", "params": modality.effective_params(),
                     "requested": modality.config.model_dump(), "input_column": modality.column,
                     "chunk_size": size, "fingerprint": fingerprint}
-        shared = dask.delayed(modality, pure=True)  # one copy per worker, not one per task
-        for index in range(-(-n_items // size)):
-            start = index * size
-            tasks.append(dask.delayed(run_chunk, pure=False)(
-                shared, str(items_path), start, min(start + size, n_items), min(start + size, total),
-                str(out_dir / f"part-{index:05d}.parquet"), str(err_dir / f"part-{index:05d}.parquet"),
-                fingerprint, schema, metadata, dask_key_name=f"extract-{modality.name}-{index:05d}"))
         for folder in (out_dir, err_dir):
             remove_dead_temporaries(folder)  # debris of killed runs; a running writer's file stays
             for stale in folder.glob("part-*.parquet") if n_items == total else []:
                 if int(stale.stem.split("-")[1]) >= -(-total // size):  # beyond the catalogue: removed items
                     stale.unlink()
-    if not tasks:
+        items = pq.read_table(items_path, columns=["item_id", modality.column]).to_pylist()
+        for index in range(-(-n_items // size)):
+            start, name = index * size, f"part-{index:05d}.parquet"
+            part, errors_part = out_dir / name, err_dir / name
+            args = (str(items_path), start, min(start + size, n_items), min(start + size, total), str(part),
+                    str(errors_part), fingerprint, schema, metadata)
+            if part.exists() or errors_part.exists():  # finished here if no item needs extracting
+                result = run_chunk(modality, *args, only_without_work=True, rows=items[start:start + size])
+                if result is not None:
+                    done.append(result)
+                    continue
+            jobs.append((_cost(items[start:args[2]], modality.column), modality, args))
+    if not jobs and not done:
         raise MmworkError(f"{dataset} has no items")
-    results = pd.DataFrame(_compute(tasks, scheduler, workers, progress))
-    summary = results.groupby("modality", sort=False).sum().reset_index()
+    results = pd.DataFrame(done + (_compute(jobs, scheduler, workers, progress) if jobs else []))
+    summary = results.groupby("modality").sum().reindex([m.name for m in chosen]).reset_index()
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["table"] = [str(processed_dir(dataset) / "features" / m) for m in summary["modality"]]
     if summary["rows"].sum() == 0:

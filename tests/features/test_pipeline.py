@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from mmwork import MmworkError, datasets, read_table
 from mmwork.features import extract
@@ -78,8 +79,10 @@ def duplicate_catalogue(data_root, tmp_path, speech_dir):
 
 
 def _stats(folder):
-    """(inode, mtime) of every file under ``folder``: a rewritten file gets a new inode (atomic rename)."""
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+    """(inode, mtime, content) of every file under ``folder``: a rewritten file gets a new inode
+    (atomic rename) and mtime."""
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_a_rerun_with_nothing_changed_extracts_and_writes_nothing(duplicate_catalogue, data_root):
@@ -92,10 +95,33 @@ def test_a_rerun_with_nothing_changed_extracts_and_writes_nothing(duplicate_cata
     assert again[["rows", "extracted", "reused"]].values.tolist() == [[6, 0, 6]]
     assert _stats(folder) == written, "an unchanged part must not be rewritten"
     pd.testing.assert_frame_equal(_features(duplicate_catalogue), table)
+    # Nothing to do schedules nothing: not even an unreachable scheduler is contacted.
+    idle = extract(duplicate_catalogue, "audio", scheduler=f"tcp://127.0.0.1:{_free_port()}", progress=False)
+    assert idle[["extracted", "reused"]].values.tolist() == [[0, 6]] and _stats(folder) == written
     changed = extract(duplicate_catalogue, "audio", params={"audio": {"n_mfcc": 13}}, scheduler="sync",
                       progress=False)
     assert changed[["extracted", "reused"]].values.tolist() == [[6, 0]]
     assert len(_features(duplicate_catalogue).iloc[0]["mfcc_stats"]) == 78
+
+
+def test_a_changed_item_rewrites_only_its_part(duplicate_catalogue, data_root, tmp_path, speech_dir):
+    extract(duplicate_catalogue, "audio", scheduler="processes", workers=2, chunk_size=2, progress=False)
+    folder = data_root / "processed" / duplicate_catalogue / "features"
+    before, table = _stats(folder), _features(duplicate_catalogue)
+    assert sorted(before) == [f"audio/part-0000{i}.parquet" for i in range(3)]
+    # d5 (media/2_copy.wav, in the third part) now holds another real clip
+    shutil.copyfile(speech_dir / "digits" / "9.wav", tmp_path / "dups" / "media" / "2_copy.wav")
+    summary = extract(duplicate_catalogue, "audio", scheduler="processes", workers=2, progress=False)
+    assert summary[["rows", "extracted", "reused"]].values.tolist() == [[6, 1, 5]]
+    after = _stats(folder)
+    assert after["audio/part-00000.parquet"] == before["audio/part-00000.parquet"]
+    assert after["audio/part-00001.parquet"] == before["audio/part-00001.parquet"]
+    assert after["audio/part-00002.parquet"][0] != before["audio/part-00002.parquet"][0], "d5's part is rewritten"
+    now = _features(duplicate_catalogue)
+    with threadpool_limits(1):  # as in the workers: one BLAS thread gives the same bits
+        want = audio_features(*load_audio(speech_dir / "digits" / "9.wav"))
+    np.testing.assert_array_equal(now.loc["d5", "mfcc_stats"], want["mfcc_stats"])
+    pd.testing.assert_frame_equal(now.drop(index="d5"), table.drop(index="d5"))
 
 
 def _dead_pid() -> int:
@@ -199,7 +225,8 @@ def test_error_messages_are_stable_across_runs(broken_catalogue, data_root):
     first = {m: read_table(broken_catalogue, f"features/{m}_errors") for m in ("audio", "image")}
     folder = data_root / "processed" / broken_catalogue / "features"
     written = _stats(folder)
-    extract(broken_catalogue, **kwargs)
+    again = extract(broken_catalogue, **kwargs).set_index("modality")
+    assert again["extracted"].tolist() == [0, 0], "an unchanged input that failed is not decoded again"
     for modality, errors in first.items():
         assert not errors["message"].str.contains("0x").any(), errors["message"].tolist()
         pd.testing.assert_frame_equal(read_table(broken_catalogue, f"features/{modality}_errors"), errors)
@@ -262,5 +289,8 @@ def test_extract_on_a_real_distributed_cluster(speech_root, tmp_path):
 
 
 def test_unreachable_scheduler_is_a_clear_error(speech_root):
+    shutil.rmtree(speech_root / "processed" / "speech-prompts" / "features", ignore_errors=True)
     with pytest.raises(MmworkError, match="cannot reach the Dask scheduler"):
         extract("speech-prompts", "audio", scheduler=f"tcp://127.0.0.1:{_free_port()}", limit=4, progress=False)
+    with pytest.raises(MmworkError, match="neither processes"):
+        extract("speech-prompts", "audio", scheduler="proceses", limit=4, progress=False)

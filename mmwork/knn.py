@@ -1,0 +1,463 @@
+"""Exact cosine nearest neighbours streamed from a Parquet feature table.
+
+One pass over the vector column: Arrow record batches of ``item_id`` and the vector column, the
+list's values buffer viewed as a 2-D float32 array (no Python objects per row), one matrix product
+per batch for a whole batch of queries, and only the candidates that can still be among a query's
+best ``k`` kept. Survivors are re-scored in float64, so answers equal a float64 brute force: the
+float32 pass keeps every row within :func:`margin` of a query's k-th best float32 score (an upper
+bound of float32 rounding of a cosine), and float64 decides; exact ties (duplicate vectors) are
+broken by ``item_id`` ascending. Memory is one batch, whatever the table's size.
+
+With ``standardize`` every dimension is z-scored by the column's statistics (count, mean, std in
+float64), computed once and stored in ``data/indexes/DATASET/TABLE/COLUMN.stats.json`` keyed by
+the table's fingerprint (part file names, sizes and modification times: a stat call per part, no
+read), so they are recomputed when the table changes.
+
+>>> import numpy as np
+>>> margin(120) < 1e-4
+True
+>>> nearest("speech-prompts", "audio:mfcc_stats", np.ones(120), k=3)        # doctest: +SKIP
+>>> nearest("speech-prompts", "audio:mfcc_stats",
+...         vectors_of("speech-prompts", "audio:mfcc_stats", ["digits/7", "digits/8"]),
+...         k=5, standardize=True, exclude=["digits/7", "digits/8"])         # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mmwork.errors import MmworkError
+from mmwork.paths import data_root
+from mmwork.store import _parts, table_path, write_json
+
+BATCH_ROWS = 32768  # rows per record batch: ~16 MB of 120-d float32, small against the 0.3 GB budget
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    """A vector column of a feature table: where its part files are and how wide its vectors are."""
+
+    dataset: str
+    table: str
+    column: str
+    files: tuple[Path, ...]
+    dim: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.table}:{self.column}"
+
+    @property
+    def rows(self) -> int:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+
+    def fingerprint(self) -> str:
+        """Names, sizes and modification times of the part files: a stat per part, nothing read.
+        A rewritten part changes it even when its rows are the same (then derived data is rebuilt)."""
+        digest = hashlib.sha256()
+        for f in self.files:
+            st = f.stat()
+            digest.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        return digest.hexdigest()[:16]
+
+    def derived_dir(self) -> Path:
+        """Where statistics and indexes of this table live: ``data/indexes/DATASET/TABLE``."""
+        return data_root() / "indexes" / self.dataset / self.table
+
+
+def feature_column(dataset: str, features: str) -> FeatureColumn:
+    """Resolve ``MODALITY:COLUMN`` (``audio:mfcc_stats``; ``features/audio:mfcc_stats`` too)."""
+    table, _, column = features.partition(":")
+    if not column or not table:
+        raise MmworkError(f"--features must look like MODALITY:COLUMN (e.g. audio:mfcc_stats), got {features!r}")
+    table = table if table.startswith("features/") else f"features/{table}"
+    path = table_path(dataset, table)
+    files = tuple(_parts(path)) if path.is_dir() else ((path,) if path.exists() else ())
+    if not files:
+        raise MmworkError(f"no table {table!r} in data set {dataset!r}; run `mmwork extract {dataset}` first")
+    schema = pq.read_schema(files[0])
+    if column not in schema.names:
+        raise MmworkError(f"{dataset}/{table} has no column {column!r}; its columns are {schema.names}")
+    kind = schema.field(column).type
+    if not (pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind) or pa.types.is_large_list(kind)) \
+            or not pa.types.is_floating(kind.value_type):
+        raise MmworkError(f"{column!r} is not a vector column ({kind}); use a list<float> column")
+    if "item_id" not in schema.names:
+        raise MmworkError(f"{dataset}/{table} has no item_id column; it is not a feature table")
+    if pa.types.is_fixed_size_list(kind):
+        dim = kind.list_size
+    else:  # variable-length lists: the first row's length; every batch is checked against it
+        first = next(pq.ParquetFile(files[0]).iter_batches(batch_size=1, columns=[column]), None)
+        dim = len(first.column(0)[0]) if first is not None and first.num_rows else 0
+    return FeatureColumn(dataset, table, column, files, dim)
+
+
+def default_standardize(features: str, standardize: bool | None = None) -> bool:
+    """Whether to z-score: as asked, else on for audio and image features (one large coefficient,
+    such as MFCC 0, would decide alone) and off for text embeddings, which are made for plain cosine.
+
+    >>> default_standardize("audio:mfcc_stats"), default_standardize("text:minilm")
+    (True, False)
+    """
+    if standardize is not None:
+        return bool(standardize)
+    return features.partition(":")[0].removeprefix("features/") != "text"
+
+
+def margin(dim: int) -> float:
+    """How far below a query's k-th best float32 cosine a row must still be kept for the float64
+    re-score: four times the worst-case float32 rounding of a d-term dot product of unit vectors."""
+    return max(1e-6, 4 * dim * 2.0 ** -24)
+
+
+def _matrix(vectors: pa.Array, dim: int, name: str) -> np.ndarray:
+    """A list column's values as an (n, dim) float32 array; a view of Arrow's buffer when it can be."""
+    if vectors.null_count:
+        raise MmworkError(f"{name} has {vectors.null_count} empty (null) vector(s) in a batch; re-extract the "
+                          "table or drop those rows")
+    if not pa.types.is_fixed_size_list(vectors.type):
+        offsets = vectors.offsets.to_numpy()
+        if len(vectors) and not (np.diff(offsets) == dim).all():
+            raise MmworkError(f"{name} holds vectors of different lengths (not all {dim}); cosine needs one length")
+    values = vectors.flatten().to_numpy(zero_copy_only=False)
+    return values.astype(np.float32, copy=False).reshape(len(vectors), dim)
+
+
+def _batches(path: Path, column: str, dim: int, name: str, batch_rows: int = BATCH_ROWS):
+    """``(item_ids, float32 (n, dim))`` record batches of one Parquet file."""
+    reader = pq.ParquetFile(path)  # one thread per file: the parts are read two at a time already
+    for batch in reader.iter_batches(batch_size=batch_rows, columns=["item_id", column], use_threads=False):
+        yield batch.column(0), _matrix(batch.column(1), dim, name)
+
+
+def _nonfinite_error(name: str, count: int) -> MmworkError:
+    return MmworkError(f"{name} has {count:,} vector(s) with NaN or infinite values; re-extract the table or "
+                       "drop those rows before a cosine search")
+
+
+# ---------------------------------------------------------------- statistics for z-scoring
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """Per-dimension count, mean and standard deviation (population) of a vector column, float64."""
+
+    count: int
+    mean: np.ndarray
+    std: np.ndarray
+
+    def scale(self) -> np.ndarray:
+        """1/std, and 0 for a constant dimension (it carries nothing to compare)."""
+        return np.divide(1.0, self.std, out=np.zeros_like(self.std), where=self.std > 1e-12)
+
+
+def _moments(path: Path, column: str, dim: int, name: str) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """Count, mean and sum of squared deviations of one file (Chan et al.'s merge over batches), and
+    how many rows are not finite."""
+    n, mean, m2, bad = 0, np.zeros(dim), np.zeros(dim), 0
+    for _, vectors in _batches(path, column, dim, name):
+        x = vectors.astype(np.float64)
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            bad += int((~finite).sum())
+            x = x[finite]
+        n, mean, m2 = _merge((n, mean, m2), (len(x), x.mean(0) if len(x) else np.zeros(dim),
+                                             ((x - x.mean(0)) ** 2).sum(0) if len(x) else np.zeros(dim)))
+    return n, mean, m2, bad
+
+
+def _merge(a, b):
+    (na, ma, sa), (nb, mb, sb) = a, b
+    n = na + nb
+    if n == 0:
+        return 0, ma, sa
+    delta = mb - ma
+    return n, ma + delta * nb / n, sa + sb + delta ** 2 * na * nb / n
+
+
+def column_stats(dataset: str, features: str, *, scheduler: str | None = None) -> ColumnStats:
+    """The column's per-dimension statistics, read from the stored JSON when the table's fingerprint
+    still matches, else computed in one streamed pass (one task per part file on ``scheduler``) and
+    stored atomically."""
+    col = feature_column(dataset, features)
+    return _stats(col, scheduler)
+
+
+def _stats(col: FeatureColumn, scheduler: str | None = None) -> ColumnStats:
+    path = col.derived_dir() / f"{col.column}.stats.json"
+    fingerprint = col.fingerprint()
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("fingerprint") == fingerprint and len(saved["mean"]) == col.dim:
+            return ColumnStats(saved["count"], np.asarray(saved["mean"]), np.asarray(saved["std"]))
+    except (OSError, ValueError, KeyError):
+        pass
+    parts = _map(_moments, [(f, col.column, col.dim, col.name) for f in col.files], scheduler)
+    bad = sum(p[3] for p in parts)
+    if bad:
+        raise _nonfinite_error(col.name, bad)
+    n, mean, m2 = 0, np.zeros(col.dim), np.zeros(col.dim)
+    for part in parts:
+        n, mean, m2 = _merge((n, mean, m2), part[:3])
+    stats = ColumnStats(n, mean, np.sqrt(m2 / max(n, 1)))
+    write_json(path, {"table": col.name, "fingerprint": fingerprint, "count": n,
+                      "mean": stats.mean.tolist(), "std": stats.std.tolist()})
+    return stats
+
+
+def _map(func, args: list[tuple], scheduler: str | None) -> list:
+    """``func`` over every part: Dask tasks on the cluster at ``scheduler``, else two local threads
+    (pyarrow decodes and numpy multiplies with the GIL released)."""
+    if scheduler is not None:
+        import dask
+        from mmwork.queries import _client
+        with _client(scheduler):
+            return list(dask.compute(*[dask.delayed(func)(*a) for a in args]))
+    if len(args) == 1:
+        return [func(*args[0])]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda a: func(*a), args))
+
+
+# ---------------------------------------------------------------- the query item's own vector
+
+def vectors_of(dataset: str, features: str, item_ids: list[str] | str) -> np.ndarray:
+    """The stored vectors of ``item_ids`` as an (m, d) float32 array, in the order given.
+
+    Reads only the ``item_id`` column of the row groups whose min/max statistics can hold an id,
+    then the vector column of just the row groups that hold one: never the whole vector column.
+    """
+    col = feature_column(dataset, features)
+    wanted = [str(i) for i in ([item_ids] if isinstance(item_ids, str) else item_ids)]
+    found: dict[str, np.ndarray] = {}
+    for path in col.files:
+        remaining = sorted(set(wanted) - set(found))
+        if not remaining:
+            break
+        found.update(_find_rows(path, col, remaining))
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise MmworkError(f"item {missing[0]!r} has no row in {col.dataset}/{col.table}"
+                          f"{f' (nor {len(missing) - 1} more)' if len(missing) > 1 else ''}; check the id "
+                          f"(mmwork query {col.dataset} items)")
+    return np.stack([found[i] for i in wanted]) if wanted else np.zeros((0, col.dim), np.float32)
+
+
+def _find_rows(path: Path, col: FeatureColumn, wanted: list[str]) -> dict[str, np.ndarray]:
+    parquet = pq.ParquetFile(path)
+    meta = parquet.metadata
+    leaf = next(j for j in range(meta.num_columns) if meta.schema.column(j).path == "item_id")
+    groups = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(leaf).statistics
+        if stats is None or not stats.has_min_max or any(stats.min <= w <= stats.max for w in wanted):
+            groups.append(g)
+    if not groups:
+        return {}
+    ids = parquet.read_row_groups(groups, columns=["item_id"]).column(0)
+    where = pc.index_in(pa.array(wanted, ids.type), value_set=ids).to_numpy(zero_copy_only=False)
+    hits = {w: int(p) for w, p in zip(wanted, where) if not np.isnan(p)}
+    if not hits:
+        return {}
+    sizes = np.array([meta.row_group(g).num_rows for g in groups])
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    out = {}
+    for g_pos in sorted({int(np.searchsorted(starts, p, side="right") - 1) for p in hits.values()}):
+        mine = {item: p - starts[g_pos] for item, p in hits.items() if starts[g_pos] <= p < starts[g_pos + 1]}
+        last, at = max(mine.values()), 0
+        # small batches of that one row group, stopping after the last row wanted: less to decode
+        for batch in parquet.iter_batches(batch_size=1024, row_groups=[groups[g_pos]], columns=[col.column]):
+            vectors = _matrix(batch.column(0), col.dim, col.name)
+            out.update({item: vectors[r - at].copy() for item, r in mine.items() if at <= r < at + len(vectors)})
+            at += len(vectors)
+            if at > last:
+                break
+    return out
+
+
+# ---------------------------------------------------------------- the streamed search
+
+class _Pool:
+    """Candidates of m queries: every row scoring within ``margin`` of its query's k-th best so far
+    (which makes the float64 re-score exact), with its id and raw vector."""
+
+    def __init__(self, m: int, k: int, slack: float):
+        self.m, self.k, self.slack = m, k, slack
+        self.kth = np.full(m, -np.inf, np.float32)
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.size = 0
+        self.nonfinite = 0
+
+    def add(self, scores: np.ndarray, ids: pa.Array, vectors: np.ndarray) -> None:
+        bad = np.isnan(scores[:, 0])  # a row with NaN/inf scores NaN against every (finite) query
+        if bad.any():
+            self.nonfinite += int(bad.sum())
+            scores[bad] = -np.inf
+        threshold = self.kth - self.slack
+        mask = scores >= threshold
+        if mask.sum() > 4 * self.k * self.m + 256 and len(scores) >= self.k:  # loose threshold: tighten it
+            batch_kth = np.partition(scores, len(scores) - self.k, axis=0)[len(scores) - self.k]
+            mask = scores >= np.maximum(threshold, batch_kth - self.slack)
+        rows, queries = np.nonzero(mask)
+        if len(rows):
+            self.parts.append((queries.astype(np.int32), scores[rows, queries],
+                               ids.take(pa.array(rows)).to_numpy(zero_copy_only=False), vectors[rows]))
+            self.size += len(rows)
+            self.prune()  # small (about k rows per query); keeps the k-th best, hence the threshold, current
+
+    def merge(self, other: "_Pool") -> None:
+        self.parts += other.parts
+        self.size += other.size
+        self.nonfinite += other.nonfinite
+        self.prune()
+
+    def arrays(self):
+        if not self.parts:
+            return np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, object), np.zeros((0, 0), np.float32)
+        return tuple(np.concatenate(a) for a in zip(*self.parts))
+
+    def prune(self) -> None:
+        q, s, ids, v = self.arrays()
+        order = np.lexsort((-s, q))
+        q, s = q[order], s[order]
+        start = np.searchsorted(q, np.arange(self.m))
+        count = np.bincount(q, minlength=self.m)
+        kth = np.where(count >= self.k, s[np.minimum(start + self.k - 1, len(s) - 1)], -np.inf)
+        self.kth = np.maximum(self.kth, kth.astype(np.float32))
+        keep = s >= (self.kth - self.slack)[q]
+        order = order[keep]
+        self.parts = [(q[keep], s[keep], ids[order], v[order])] if keep.any() else []
+        self.size = int(keep.sum())
+
+
+def _center(stats: ColumnStats | None):
+    if stats is None:
+        return None
+    return stats.mean.astype(np.float32), stats.scale().astype(np.float32)
+
+
+def _search_file(path: Path, column: str, dim: int, name: str, queries: np.ndarray, keep: int,
+                 center, progress=None) -> _Pool:
+    """One file's candidates for unit-norm float32 ``queries`` (m, d)."""
+    pool = _Pool(len(queries), keep, margin(dim))
+    buffer = None
+    for ids, vectors in _batches(path, column, dim, name):
+        rows = vectors
+        if center is not None:
+            if buffer is None or len(buffer) < len(vectors):
+                buffer = np.empty_like(vectors)
+            rows = np.subtract(vectors, center[0], out=buffer[:len(vectors)])
+            rows *= center[1]
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        norms[norms == 0] = np.inf  # a zero vector has no direction: it scores 0
+        scores = rows @ queries.T
+        with np.errstate(invalid="ignore"):  # inf/inf of a non-finite row: NaN, counted by the pool
+            scores /= norms[:, None]
+        pool.add(scores, ids, vectors)
+        if progress is not None:
+            progress.update(len(vectors))
+    return pool
+
+
+def _unit(queries: np.ndarray, stats: ColumnStats | None) -> np.ndarray:
+    """float64 queries, z-scored when ``stats``, scaled to unit length."""
+    q = np.asarray(queries, np.float64)
+    if stats is not None:
+        q = (q - stats.mean) * stats.scale()
+    norms = np.linalg.norm(q, axis=1)
+    if (norms == 0).any():
+        raise MmworkError(f"query {int(np.flatnonzero(norms == 0)[0])} is a zero vector"
+                          f"{' after z-scoring' if stats is not None else ''}: no cosine neighbours exist")
+    return q / norms[:, None]
+
+
+def check_queries(col: FeatureColumn, queries, k: int, excluded: int = 0, rows: int | None = None) -> np.ndarray:
+    """``queries`` as an (m, d) float64 array, or a one-line error: wrong width, not finite, bad k
+    (``rows``: the table's row count when the caller knows it)."""
+    q = np.asarray(queries, dtype=np.float64)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != col.dim:
+        raise MmworkError(f"query vectors have {q.shape[-1] if q.ndim else 0} dimension(s) but {col.name} has "
+                          f"{col.dim}; embed the query with the model that made the column")
+    if not np.isfinite(q).all():
+        raise MmworkError("a query vector has NaN or infinite values: no cosine neighbours exist")
+    rows = col.rows if rows is None else rows
+    if not 1 <= k <= rows - excluded:
+        raise MmworkError(f"k must be between 1 and {rows - excluded:,} ({col.name} has {rows:,} rows"
+                          f"{', less the query item' if excluded else ''}), got {k}")
+    return q
+
+
+def nearest(dataset: str, features: str, queries, k: int = 10, *, standardize: bool = False,
+            exclude: list[str] | str | None = None, scheduler: str | None = None,
+            progress: bool | None = None):
+    """The ``k`` rows of ``features`` with the highest cosine similarity to each query vector.
+
+    queries: (m, d) or (d,) array. exclude: an item id to leave out of every answer, or one per
+    query (``similar`` leaves out each query item itself). standardize: z-score every dimension by
+    the column's stored statistics first. scheduler: a dask.distributed address; then one task per
+    Parquet part runs on the cluster, else the parts are streamed here, two at a time.
+
+    Returns a DataFrame with columns ``query`` (0..m-1), ``rank`` (1..k), ``item_id`` and
+    ``similarity`` (float64), ordered by similarity descending, ties by ``item_id`` ascending.
+    """
+    import pandas as pd
+    col = feature_column(dataset, features)
+    excluded = [exclude] if isinstance(exclude, str) else list(exclude or [])
+    q64 = check_queries(col, queries, k, excluded=1 if excluded else 0)
+    if len(excluded) not in (0, 1, len(q64)):
+        raise MmworkError(f"exclude names {len(excluded)} items for {len(q64)} queries; give one, or one per query")
+    stats = _stats(col, scheduler) if standardize else None
+    unit = _unit(q64, stats)
+    keep = k + (1 if excluded else 0)
+    args = [(f, col.column, col.dim, col.name, unit.astype(np.float32), keep, _center(stats)) for f in col.files]
+    if scheduler is None and progress is not False:
+        from tqdm import tqdm  # a bar only for searches longer than a second (delay), off a terminal never
+        with tqdm(total=col.rows, unit="row", unit_scale=True, desc=f"nearest in {col.name}", delay=1.0,
+                  disable=None if progress is None else not progress, leave=False) as bar:
+            pools = _map(lambda *a: _search_file(*a, progress=bar), args, None)
+    else:
+        pools = _map(_search_file, args, scheduler)
+    pool = pools[0]
+    for other in pools[1:]:
+        pool.merge(other)
+    if pool.nonfinite:
+        raise _nonfinite_error(col.name, pool.nonfinite)
+    return pd.DataFrame(_rescore(pool, unit, stats, k, excluded),
+                        columns=["query", "rank", "item_id", "similarity"])
+
+
+def _rescore(pool: _Pool, unit: np.ndarray, stats: ColumnStats | None, k: int, excluded: list[str]) -> list:
+    """Exact float64 cosines of the surviving candidates; top k per query, ties by item id."""
+    q, _, ids, vectors = pool.arrays()
+    rows = []
+    for j in range(len(unit)):
+        mine = q == j
+        cand_ids, cand = ids[mine], vectors[mine].astype(np.float64)
+        if excluded:
+            drop = excluded[0] if len(excluded) == 1 else excluded[j]
+            cand_ids, cand = cand_ids[cand_ids != drop], cand[cand_ids != drop]
+        rows.extend((j, rank, item, sim) for rank, (item, sim) in enumerate(exact_top(cand, cand_ids, unit[j], stats, k), 1))
+    return rows
+
+
+def exact_top(vectors: np.ndarray, ids: np.ndarray, unit_query: np.ndarray, stats: ColumnStats | None,
+              k: int) -> list[tuple[str, float]]:
+    """The best ``k`` of a few candidate raw vectors by float64 cosine to ``unit_query`` (already
+    z-scored and unit length), ties broken by item id ascending."""
+    x = np.asarray(vectors, np.float64)
+    if stats is not None:
+        x = (x - stats.mean) * stats.scale()
+    norms = np.linalg.norm(x, axis=1)
+    sims = (x @ unit_query) / np.where(norms == 0, np.inf, norms)
+    ids = np.asarray(ids, dtype=object)
+    order = sorted(range(len(ids)), key=lambda i: (-sims[i], ids[i]))[:k]
+    return [(str(ids[i]), float(sims[i])) for i in order]
