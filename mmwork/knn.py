@@ -38,7 +38,7 @@ from mmwork.errors import MmworkError
 from mmwork.paths import data_root
 from mmwork.store import _parts, table_path, write_json
 
-BATCH_ROWS = 32768  # rows per record batch: ~16 MB of 120-d float32, small against the 0.3 GB budget
+BATCH_ROWS = 8192  # rows per record batch (= the store's row group): 4 MB of 120-d float32
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,8 @@ def _matrix(vectors: pa.Array, dim: int, name: str) -> np.ndarray:
 
 def _batches(path: Path, column: str, dim: int, name: str, batch_rows: int = BATCH_ROWS):
     """``(item_ids, float32 (n, dim))`` record batches of one Parquet file."""
-    reader = pq.ParquetFile(path)  # one thread per file: the parts are read two at a time already
+    # no pre-buffering of the whole file's column chunks (50 MB a part): read 1 MB at a time
+    reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     for batch in reader.iter_batches(batch_size=batch_rows, columns=["item_id", column], use_threads=False):
         yield batch.column(0), _matrix(batch.column(1), dim, name)
 
@@ -222,7 +223,9 @@ def _map(func, args: list[tuple], scheduler: str | None) -> list:
             return list(dask.compute(*[dask.delayed(func)(*a) for a in args]))
     if len(args) == 1:
         return [func(*args[0])]
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    from threadpoolctl import threadpool_limits
+    # one BLAS thread per part thread: OpenBLAS's spinning threads on top of ours cost 1.5x here
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max_workers=2) as pool:
         return list(pool.map(lambda a: func(*a), args))
 
 
