@@ -12,7 +12,7 @@ and its peak RSS is read from that child's rusage (os.wait4). Variants alternate
     the careful NumPy stream (record batches, values buffer as a 2-D float32 view, one product and
     argpartition per batch), plain and z-scored (statistics computed once, like mmwork's);
     DuckDB list_cosine_similarity over the same Parquet; faiss IndexFlatIP after loading;
-    mmwork's HNSW index: build time, per-query time (warm and as a command) and recall@10;
+    mmwork's index (faiss IVF, the default kind): build time, per-query time (warm and as a command) and recall@10;
     a batch of 100 items in one call against one item.
   projection + filter (9,400 of 1M rows): mmwork query vs pandas (whole read) vs DuckDB, as a
     command writing Parquet and warm in-process.

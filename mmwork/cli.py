@@ -6,7 +6,7 @@
     mmwork cluster start [--workers N] | status | stop
     mmwork query DATASET TABLE [--columns ...] [--where "col op value"]... [--limit N] [--output F]
     mmwork similar DATASET ITEM_ID... --features TABLE:COLUMN [--k 10] [--index] [--[no-]standardize]
-    mmwork index build DATASET FEATURES [--kind hnsw] | list
+    mmwork index build DATASET FEATURES [--kind ivf|hnsw] | list
     mmwork report run NOTEBOOK [-p NAME VALUE]... [-f params.yaml] | list | compare RUN_A RUN_B
     mmwork recommend evaluate --dataset movielens-100k --models pop,ease --protocol recbole [--json]
     mmwork generate train|sample|evaluate|list --dataset fashion-mnist --model vae|cvae|gan|text-cvae [--json]
@@ -354,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = ind_sub.add_parser("build", help="build (or rebuild) the index of a feature column, beside the table")
     p.add_argument("dataset")
     p.add_argument("features", help="MODALITY:COLUMN, e.g. audio:mfcc_stats")
-    p.add_argument("--kind", default="hnsw", choices=["hnsw"], help="index kind (faiss HNSW, M 32)")
+    p.add_argument("--kind", default="ivf", choices=["ivf", "hnsw"],
+                   help="faiss IVF (4·√n cells, 16 probed; the default) or HNSW (M 32)")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction,
                    help="z-score every dimension first (default: on for audio/image features, off for text); "
                         "`similar --index` uses the index built the same way")

@@ -1,4 +1,4 @@
-"""The HNSW index: recall on real features, exact re-scoring, stale tables rebuilt, foreign indexes refused."""
+"""The IVF and HNSW indexes: recall on real features, exact re-scoring, stale tables rebuilt, foreign indexes refused."""
 import json
 import logging
 import shutil
@@ -32,11 +32,16 @@ def real(tmp_path_factory):
         yield ids, vectors.astype(np.float32)
 
 
-def test_recall_at_10_on_real_features_and_exact_rescoring(real):
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_recall_at_10_on_real_features(real, kind):
     ids, _ = real
-    index.build("clips", FEATURES, progress=False)
+    index.build("clips", FEATURES, kind=kind, progress=False)
+    assert index.recall_at_k("clips", FEATURES, ids[::227][:100], k=10, kind=kind) >= 0.95
+
+
+def test_the_index_rescores_exactly(real):
+    ids, _ = real
     queries = ids[::227][:100]
-    assert index.recall_at_k("clips", FEATURES, queries, k=10) >= 0.95
     exact = mmwork.similar("clips", queries[:20], features=FEATURES, k=10)
     approx = mmwork.similar("clips", queries[:20], features=FEATURES, k=10, index=True)
     both = exact.merge(approx, on=["query", "item_id"], suffixes=("_exact", "_index"))
@@ -86,7 +91,7 @@ def test_cli_builds_lists_and_searches(real, capsys):
     assert main(["similar", "small", ids[0], "--features", FEATURES, "--k", "3", "--index", "--json"]) == 0
     assert [r["rank"] for r in json.loads(capsys.readouterr().out)] == [1, 2, 3]
     with pytest.raises(SystemExit):
-        main(["index", "build", "small", FEATURES, "--kind", "ivf"])
+        main(["index", "build", "small", FEATURES, "--kind", "lsh"])
 
 
 def test_on_a_cluster_the_search_stays_exact(real, caplog):
