@@ -33,7 +33,7 @@ import re
 import sys
 import time
 import uuid
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -44,7 +44,14 @@ import pyarrow.parquet as pq
 from mmwork.errors import MmworkError
 from mmwork.features.modalities import MODALITIES, Modality
 from mmwork.paths import data_root, processed_dir
-from mmwork.store import METADATA_KEY, read_rows, remove_dead_temporaries, table_metadata, table_path, write_table
+from mmwork.store import (
+    METADATA_KEY,
+    read_rows,
+    remove_dead_temporaries,
+    table_metadata,
+    table_path,
+    write_table,
+)
 
 LOCAL_SCHEDULERS = ("processes", "threads", "sync", "synchronous")
 DEFAULT_CHUNK = {"audio": 16, "image": 512, "text": 2048}
@@ -269,47 +276,57 @@ def _compute(jobs: list[tuple[int, Modality, tuple]], scheduler: str | None, wor
     if progress:
         from tqdm.auto import tqdm
     else:
-        from tqdm import tqdm  # tqdm.auto warns in notebooks without ipywidgets, even when disabled
+        from tqdm import (
+            tqdm,  # tqdm.auto warns in notebooks without ipywidgets, even when disabled
+        )
     jobs = sorted(jobs, key=lambda job: -job[0])
     scheduler = resolve_scheduler(scheduler)
     with tqdm(total=len(jobs), desc="extract", unit="chunk", disable=not progress) as bar:
         if scheduler not in LOCAL_SCHEDULERS:
             return _compute_on_cluster(jobs, scheduler, bar, progress)
-        from threadpoolctl import threadpool_limits
-        workers = min(workers or os.cpu_count() or 1, len(jobs))
+        return _compute_locally(jobs, scheduler, workers, bar)
+
+
+def _compute_locally(jobs: list, scheduler: str, workers: int | None, bar) -> list[dict]:
+    """One Dask task per job on Dask's local scheduler, over our own pool: on Linux, worker processes
+    forked after the extractor was warmed here once (imports, numba JIT) and given this run's
+    modalities once, rather than with every task."""
+    import dask
+    from dask.callbacks import Callback
+    from threadpoolctl import threadpool_limits
+
+    class Progress(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            bar.update()
+
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if scheduler in ("sync", "synchronous") or workers == 1:
+        scheduler, executor = "sync", None
+    elif scheduler == "threads":
+        executor = ThreadPoolExecutor(workers)
+    else:
+        modalities = {modality.name: modality for _, modality, _ in jobs}
+        context = _process_context()
+        if context.get_start_method() == "fork":
+            for name in modalities:
+                _warm(name)  # once here, inherited by every worker
+        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_install, initargs=(modalities,))
+    in_processes = isinstance(executor, ProcessPoolExecutor)
+    # Dask's local scheduler starts independent tasks from the highest key down: the largest job gets it
+    tasks = [dask.delayed(_run_installed if in_processes else run_chunk, pure=False)(
+        modality.name if in_processes else modality, *args,
+        dask_key_name=f"extract-{modality.name}-{len(jobs) - rank:05d}")
+        for rank, (_, modality, args) in enumerate(jobs)]
+    try:
         # One BLAS thread, as in worker processes: the same item gives the same bits on any scheduler.
-        with threadpool_limits(1):
-            if scheduler in ("sync", "synchronous") or workers == 1:
-                results = []
-                for _, modality, args in jobs:
-                    results.append(run_chunk(modality, *args))
-                    bar.update()
-                return results
-            if scheduler == "threads":
-                executor = ThreadPoolExecutor(workers)
-                futures = [executor.submit(run_chunk, modality, *args) for _, modality, args in jobs]
-            else:
-                modalities = {modality.name: modality for _, modality, _ in jobs}
-                context = _process_context()
-                if context.get_start_method() == "fork":
-                    for name in modalities:
-                        _warm(name)  # once here, inherited by every worker
-                executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_install,
-                                               initargs=(modalities,))
-                futures = [executor.submit(_run_installed, modality.name, *args) for _, modality, args in jobs]
-            try:
-                pending, results = set(futures), []
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for future in finished:
-                        results.append(future.result())  # a failed chunk raises here, and the rest is cancelled
-                        bar.update()
-                return results
-            except BrokenProcessPool as exc:
-                raise MmworkError(f"a worker process died ({exc}); the parts already written are kept: run "
-                                  "again to resume, or with --scheduler sync to see the failing item") from exc
-            finally:
-                executor.shutdown(wait=True, cancel_futures=True)
+        with threadpool_limits(1), Progress():
+            return list(dask.compute(*tasks, scheduler=scheduler, pool=executor, optimize_graph=False))
+    except BrokenProcessPool as exc:
+        raise MmworkError(f"a worker process died ({exc}); the parts already written are kept: run "
+                          "again to resume, or with --scheduler sync to see the failing item") from exc
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _warm(modality: str) -> None:
