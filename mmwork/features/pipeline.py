@@ -320,7 +320,9 @@ def _compute_locally(jobs: list, scheduler: str, workers: int | None, bar) -> li
     try:
         # One BLAS thread, as in worker processes: the same item gives the same bits on any scheduler.
         with threadpool_limits(1), Progress():
-            return list(dask.compute(*tasks, scheduler=scheduler, pool=executor, optimize_graph=False))
+            # chunksize 1: Dask's process scheduler would otherwise hand tasks out six at a time, and the
+            # last few batches would leave a worker idle
+            return list(dask.compute(*tasks, scheduler=scheduler, pool=executor, optimize_graph=False, chunksize=1))
     except BrokenProcessPool as exc:
         raise MmworkError(f"a worker process died ({exc}); the parts already written are kept: run "
                           "again to resume, or with --scheduler sync to see the failing item") from exc
