@@ -169,8 +169,9 @@ def _moments(path: Path, column: str, dim: int, name: str) -> tuple[int, np.ndar
         if not finite.all():
             bad += int((~finite).sum())
             x = x[finite]
-        n, mean, m2 = _merge((n, mean, m2), (len(x), x.mean(0) if len(x) else np.zeros(dim),
-                                             ((x - x.mean(0)) ** 2).sum(0) if len(x) else np.zeros(dim)))
+        if len(x):
+            batch_mean = x.mean(0)
+            n, mean, m2 = _merge((n, mean, m2), (len(x), batch_mean, ((x - batch_mean) ** 2).sum(0)))
     return n, mean, m2, bad
 
 
