@@ -178,12 +178,36 @@ def cold_start_split(interactions: pd.DataFrame, item_ids, cold_share: float = 0
     return split
 
 
+RATING_COLUMNS = ("weight", "rating", "score")  # what mmwork, Cornac/RecBole and others call a rating
+
+
+def _rating_columns(columns) -> dict[str, str]:
+    """How the columns of a split file map onto ``user_id``, ``item_id``, ``weight`` (and ``timestamp``):
+    RecBole-style typed headers (``user_id:token``, ``rating:float``) lose their type, and the first
+    of ``weight``, ``rating``, ``score`` becomes ``weight``.
+
+    >>> _rating_columns(["user_id:token", "item_id:token", "rating:float", "timestamp:float"])
+    {'user_id:token': 'user_id', 'item_id:token': 'item_id', 'rating:float': 'weight', 'timestamp:float': 'timestamp'}
+    >>> _rating_columns(["user_id", "item_id", "score"])
+    {'score': 'weight'}
+    """
+    bare = {c: str(c).split(":", 1)[0].strip() if ":" in str(c) else c for c in columns}
+    rename = {c: b for c, b in bare.items() if b != c and b in ("user_id", "item_id", "timestamp")}
+    rating = next((c for name in RATING_COLUMNS for c, b in bare.items() if b == name), None)
+    if rating is not None and rating != "weight":
+        rename[rating] = "weight"
+    return rename
+
+
 def split_from_files(train, valid, test, item_ids=None, threshold: float | None = None,
                      mask: str = "recbole") -> Split:
     """A split supplied as tables (paths to CSV/Parquet, or DataFrames) of user_id, item_id [, weight],
-    e.g. the exact split another library used. ``valid`` may be None (then empty: models train without
-    early stopping). Only valid/test weights ``>= threshold`` are relevant; ``mask`` names the ranking
-    rule (``masking.MASKS``).
+    e.g. the exact split another library used. The rating may also be called ``rating`` or ``score``
+    (Cornac, RecBole), and RecBole's typed headers (``user_id:token``, ``rating:float``) are read too.
+    ``valid`` may be None (then empty: models train without early stopping). Only valid/test weights
+    ``>= threshold`` are relevant (and, under the Cornac rule, only training weights ``>= threshold`` are
+    masked), so a threshold needs a rating column in every file; ``mask`` names the ranking rule
+    (``masking.MASKS``).
 
     >>> split_from_files("train.csv", None, "test.csv", threshold=4, mask="cornac")   # doctest: +SKIP
     Split(protocol='files', 943 users x 1682 items, train 80000 / valid 0 / test 19971, relevant >= 4, mask cornac, ...)
@@ -191,18 +215,40 @@ def split_from_files(train, valid, test, item_ids=None, threshold: float | None 
     if mask not in MASKS:
         raise MmworkError(f"unknown mask {mask!r}; choose from {sorted(MASKS)}")
 
-    def read(source, may_be_empty=False):
+    def read(source, part, may_be_empty=False):
         if isinstance(source, pd.DataFrame):
-            frame = source
+            frame, name = source, f"the {part} table"
         elif not Path(source).exists():
             raise MmworkError(f"split file {source} does not exist")
         elif Path(source).suffix == ".parquet":
-            frame = pd.read_parquet(source)
+            frame, name = pd.read_parquet(source), str(source)
         else:
-            frame = pd.read_csv(source, dtype={"user_id": str, "item_id": str})
-        return frame if may_be_empty and frame.empty else _frame(frame)
-    parts = {"train": read(train), "test": read(test)}
-    parts["valid"] = read(valid, may_be_empty=True) if valid is not None else parts["test"].iloc[:0]
+            with open(source, encoding="utf-8", errors="replace") as handle:
+                first = handle.readline()
+            if not first.strip():
+                if may_be_empty:
+                    return pd.DataFrame(columns=["user_id", "item_id", "weight"])
+                raise MmworkError(f"split file {source} is empty; it needs a header line user_id,item_id,rating "
+                                  f"and one line per interaction")
+            sep = "\t" if "\t" in first and "," not in first else ","  # RecBole's .inter files are tab-separated
+            header = pd.read_csv(source, sep=sep, nrows=0).columns
+            ids = [c for c in header if str(c).split(":", 1)[0].strip() in ("user_id", "item_id")]
+            frame, name = pd.read_csv(source, sep=sep, dtype={c: str for c in ids}), str(source)
+        frame = frame.rename(columns=_rating_columns(frame.columns))
+        if may_be_empty and frame.empty:
+            return frame
+        if threshold is not None and "weight" not in frame:
+            raise MmworkError(
+                f"a relevance threshold (--threshold {threshold:g}) needs a rating column in {name}, one of "
+                f"{list(RATING_COLUMNS)} (or RecBole's rating:float); it has {list(frame.columns)}")
+        if "weight" in frame:
+            weight = pd.to_numeric(frame["weight"], errors="coerce")
+            if weight.isna().any():
+                raise MmworkError(f"{name} has {int(weight.isna().sum())} non-numeric or empty rating value(s)")
+            frame = frame.assign(weight=weight)
+        return _frame(frame)
+    parts = {"train": read(train, "train"), "test": read(test, "test")}
+    parts["valid"] = read(valid, "valid", may_be_empty=True) if valid is not None else parts["test"].iloc[:0]
     every = pd.concat(parts.values(), ignore_index=True)
     users, items = _vocab(every, item_ids)
     split = _build(parts, users, items, "files", {})
