@@ -12,7 +12,7 @@ form or a brute-force computation: :func:`frechet_distance` takes the matrix squ
 symmetric eigendecompositions (tr sqrt(A B) = sum of sqrt(eig(A^1/2 B A^1/2))), which stays real
 and exact where ``scipy.linalg.sqrtm`` returns complex parts on near-singular products;
 :func:`kid` follows Bińkowski et al. (2018) and torch-fidelity's defaults (cubic polynomial kernel,
-100 subsets of 1000); :func:`prdc` follows Naeem et al. (2020) and the reference ``prdc`` code (strict
+100 subsets of 1000; subsets always strictly smaller than the sets, so its std is never a false 0); :func:`prdc` follows Naeem et al. (2020) and the reference ``prdc`` code (strict
 "<" against the k-th-neighbour radius), over distance blocks of bounded size.
 
 >>> import numpy as np
@@ -93,7 +93,8 @@ def frechet_distance(a, b) -> float:
 
 class KID(NamedTuple):
     """Kernel Inception-style distance in our own feature space: the unbiased MMD^2 estimate's mean and
-    standard deviation over random subsets."""
+    standard deviation over random subsets (``std`` is NaN, "undefined", when the sets were too small
+    for two different subsets: see :func:`kid`)."""
 
     mean: float
     std: float
@@ -101,23 +102,81 @@ class KID(NamedTuple):
     subset_size: int
 
 
+def kid_subset(requested: int, n_a: int, n_b: int) -> int:
+    """The subset size :func:`kid` draws: ``requested`` when it is smaller than both sets, else half
+    the smaller set (rounded down), so that every subset is strictly smaller than each set and two
+    subsets differ (at half the set, in about half their members); 0 when the smaller set has fewer
+    than 4 samples (no subsets: one estimate on the whole sets, std undefined).
+
+    >>> kid_subset(1000, 10000, 10000), kid_subset(1000, 1000, 5000), kid_subset(1000, 301, 400)
+    (1000, 500, 150)
+    >>> kid_subset(1000, 3, 400)
+    0
+    """
+    smallest = min(n_a, n_b)
+    if requested < smallest:
+        return requested
+    return smallest // 2 if smallest >= 4 else 0
+
+
+def mmd2(a, b) -> float:
+    """The unbiased squared MMD with :func:`kid`'s kernel on the whole sets, which may differ in size:
+    mean k over distinct pairs within ``a`` and within ``b``, minus twice the mean k across them. One
+    estimate, no spread (for a spread use :func:`kid`).
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(300, 4)), rng.normal(size=(200, 4))
+    >>> abs(mmd2(x, y)) < 0.1 < 5 < mmd2(x, y + 1.0)
+    True
+    """
+    a, b = _pair(a, b)
+    if min(len(a), len(b)) < 2:
+        raise MmworkError(f"an unbiased MMD needs at least 2 samples in each set, got {len(a)} and {len(b)}")
+    dims = a.shape[1]
+    kernel = lambda u, v: _cubic(u @ v.T / dims + 1)  # noqa: E731
+    return _unbiased(kernel(a, a), kernel(b, b), kernel(a, b))
+
+
+def _unbiased(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> float:
+    m, n = len(k_xx), len(k_yy)
+    within = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1)) + (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
+    return float(within - 2 * k_xy.mean())
+
+
 def kid(a, b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> KID:
     """Unbiased squared MMD with the kernel k(x, y) = (x.y / D + 1)^3, averaged over ``subsets``
-    random subsets of ``subset_size`` from each set (fewer if a set is smaller), drawn with ``seed``.
-    Unbiased: about 0 (within ``std``) for two samples of one distribution, at any sample size.
+    random subsets drawn with ``seed``; ``std`` is the spread of the subsets' estimates. Unbiased:
+    about 0 (within ``std``) for two samples of one distribution, at any sample size.
+
+    Subsets are strictly smaller than each set (:func:`kid_subset`): ``subset_size`` when both
+    sets are larger, else half the smaller set. A subset as large as its set would be the set itself
+    every time, and the std over identical subsets a false 0. With fewer than 4 samples in a set there
+    is one estimate on the whole sets (:func:`mmd2`) and the std is NaN (undefined; tables show
+    "n/a"). The std is the spread at the subset size drawn, not the standard error of the mean: at half
+    the set it overstates the spread of a whole-set estimate.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> same = kid(rng.normal(size=(400, 4)), rng.normal(size=(400, 4)), subsets=20, subset_size=200)
     >>> abs(same.mean) < 3 * same.std
     True
+    >>> small = kid(rng.normal(size=(40, 4)), rng.normal(size=(60, 4)), subsets=20)   # 1000 asked: 20 drawn
+    >>> small.subset_size, small.std > 0
+    (20, True)
+    >>> kid(rng.normal(size=(3, 4)), rng.normal(size=(60, 4))).std
+    nan
     """
     a, b = _pair(a, b)
     if subsets < 1:
         raise MmworkError(f"subsets must be at least 1, got {subsets}")
-    m = min(subset_size, len(a), len(b))
-    if m < 2:
+    if min(len(a), len(b)) < 2:
         raise MmworkError(f"KID needs at least 2 samples in each set, got {len(a)} and {len(b)}")
+    if not isinstance(subset_size, (int, np.integer)) or isinstance(subset_size, bool) or subset_size < 2:
+        raise MmworkError(f"subset_size must be an integer of at least 2, got {subset_size!r}")
+    m = kid_subset(int(subset_size), len(a), len(b))
+    if m == 0:
+        return KID(mmd2(a, b), float("nan"), 1, min(len(a), len(b)))
     rng = np.random.default_rng(seed)
     dims = a.shape[1]
     kernel = lambda u, v: _cubic(u @ v.T / dims + 1)  # noqa: E731
@@ -134,9 +193,18 @@ def kid(a, b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> KID
         else:
             x, y = a[i], b[j]
             k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
-        within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
-        values.append(within - 2 * k_xy.mean())
+        values.append(_unbiased(k_xx, k_yy, k_xy))
     return KID(float(np.mean(values)), float(np.std(values)), subsets, m)
+
+
+def format_kid(mean: float, std: float, digits: int = 4) -> str:
+    """A KID as "mean ± std", with "n/a" for an undefined std (NaN: see :func:`kid`).
+
+    >>> format_kid(0.01234, 0.0005), format_kid(0.01234, float("nan"))
+    ('0.0123 ± 0.0005', '0.0123 ± n/a')
+    """
+    spread = "n/a" if std is None or not np.isfinite(std) else f"{std:.{digits}f}"
+    return f"{mean:.{digits}f} ± {spread}"
 
 
 def _cubic(t: np.ndarray) -> np.ndarray:
@@ -485,6 +553,14 @@ def _counts(n, spaces: dict, limits: dict[str, int]) -> dict[str, int]:
     return {space: int(count) for space, count in counts.items()}
 
 
+def _kid_detail(distance: KID, requested: int) -> str:
+    if not np.isfinite(distance.std):
+        return (f"unbiased MMD², cubic kernel, one estimate on the whole sets (fewer than 4 samples): std "
+                "undefined")
+    capped = "" if distance.subset_size == requested else f" (half the set: {requested} asked)"
+    return f"unbiased MMD², cubic kernel, {distance.subsets} subsets of {distance.subset_size}{capped}"
+
+
 def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, metrics=METRICS, k: int = 5,
                            kid_subsets: int = 100, kid_subset_size: int = 1000, memorise: bool = True, seed: int = 0):
     """Every sample-quality figure for several sources of images, as one tidy pandas table: one row per
@@ -494,7 +570,8 @@ def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, 
     them in the order to keep, e.g. classes in turn). ``spaces`` maps a feature space's name to a
     function images -> (N, D) features (:func:`image_spaces`). In each space, against ``n`` real test
     images drawn with ``seed``: "FD" (:func:`frechet_distance`), "KID" (mean, with its ``std`` over
-    ``kid_subsets`` subsets of ``kid_subset_size``), "precision"/"recall"/"density"/"coverage"
+    ``kid_subsets`` subsets of ``kid_subset_size``, or of half the set when ``n`` is not larger: see
+    :func:`kid`), "precision"/"recall"/"density"/"coverage"
     (:func:`prdc` with ``k``). Two sources are added and marked in ``kind``: the real-vs-real "floor"
     (``n`` training images drawn with ``seed``) and a "baseline" of uniform noise. ``n`` is one count,
     or one per space (``{"classifier": 10000, "effnet-lite0": 2000}``), by default the smallest set;
@@ -578,8 +655,8 @@ def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, 
                              "detail": f"Fréchet distance, {count} vs {count} test images, {real.shape[1]}-d"})
             if "KID" in metrics:
                 distance = kid(real, fake, kid_subsets, kid_subset_size, seed)
-                rows.append({**base, "metric": "KID", "value": distance.mean, "std": distance.std, "detail":
-                             f"unbiased MMD², cubic kernel, {distance.subsets} subsets of {distance.subset_size}"})
+                rows.append({**base, "metric": "KID", "value": distance.mean, "std": distance.std,
+                             "detail": _kid_detail(distance, kid_subset_size)})
             if "prdc" in metrics:
                 rows += [{**base, "metric": metric, "value": value, "std": np.nan, "detail": f"k={k}"}
                          for metric, value in prdc(real, fake, k).items()]

@@ -13,6 +13,14 @@ torch.Size([2, 384])
 >>> data = fashion_mnist("test", limit=256)          # doctest: +SKIP
 >>> data.images.shape, data.classes[9]                # doctest: +SKIP
 (torch.Size([256, 1, 28, 28]), 'Ankle boot')
+
+Choices (early stopping, hyper-parameters, defaults) are made on images carved from the training
+split, never on the test split: :func:`train_valid_split` holds out the last :data:`VALID_IMAGES`
+training images.
+
+>>> train, valid = train_valid_split(fashion_mnist("train"))              # doctest: +SKIP
+>>> len(train.images), len(valid.images)                                  # doctest: +SKIP
+(55000, 5000)
 """
 from __future__ import annotations
 
@@ -27,6 +35,9 @@ from mmwork.errors import MmworkError
 from mmwork.store import read_table
 
 
+VALID_IMAGES = 5_000
+"""Training images :func:`train_valid_split` holds out for choices: the last 5,000 of Fashion-MNIST's
+60,000 (store order, i.e. the idx file's; 450-527 per class)."""
 SENTENCE_DIM = 384  # all-MiniLM-L6-v2
 TEMPLATES = ("{c}", "{a} {c}", "a photo of {a} {c}", "a picture of {a} {c}", "a product photo of {a} {c}")
 """How :func:`describe_classes` words a class name (``{a}`` is "a" or "an")."""
@@ -61,6 +72,34 @@ def fashion_mnist(split: str = "train", limit: int | None = None) -> LabelledIma
     images = torch.from_numpy(pixels).unsqueeze(1).float().div_(255)
     labels = torch.from_numpy(frame["label_id"].to_numpy(dtype=np.int64, copy=True))
     return LabelledImages(images, labels, classes)
+
+
+def train_valid_split(data: LabelledImages, valid: int = VALID_IMAGES,
+                      limit: int | None = None) -> tuple[LabelledImages, LabelledImages]:
+    """Training images and a validation set carved from them: the last ``valid`` images of ``data``
+    (read the whole training split: ``fashion_mnist("train")``) are held out, and the first ``limit``
+    of the others (all by default) are the training set. A fixed carve-out (no draw, so no seed): the
+    same images whatever ``limit`` is, so runs of every size choose on one validation set, and none of
+    them is ever trained on. Early stopping, hyper-parameters and defaults are chosen on the second
+    set; the test split only reports.
+
+    >>> import torch
+    >>> data = LabelledImages(torch.zeros(10, 1, 2, 2), torch.arange(10), ["a"])
+    >>> train, valid = train_valid_split(data, valid=3, limit=4)
+    >>> train.labels.tolist(), valid.labels.tolist()
+    ([0, 1, 2, 3], [7, 8, 9])
+    """
+    if not isinstance(valid, int) or isinstance(valid, bool) or not 1 <= valid < len(data.images):
+        raise MmworkError(f"valid must be an integer from 1 to {len(data.images) - 1} (the images read: "
+                          f"{len(data.images)}), got {valid!r}")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise MmworkError(f"limit must be a positive integer or None, got {limit!r}")
+    cut = len(data.images) - valid
+    if limit is not None and limit > cut:
+        raise MmworkError(f"limit={limit} exceeds the {cut} training images left once {valid} are held out")
+    end = cut if limit is None else limit
+    return (LabelledImages(data.images[:end], data.labels[:end], data.classes),
+            LabelledImages(data.images[cut:], data.labels[cut:], data.classes))
 
 
 def one_hot(labels, n_classes: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 
 from mmwork import MmworkError
 from mmwork.evaluation import generation
-from mmwork.evaluation.generation import active_units, frechet_distance, kid, prdc
+from mmwork.evaluation.generation import active_units, frechet_distance, kid, mmd2, prdc
 
 
 def _closed_form(mu_a, cov_a, mu_b, cov_b) -> float:
@@ -57,17 +57,49 @@ def test_kid_is_unbiased_and_detects_a_shift():
     assert abs(same.mean) < 3 * same.std and (same.subsets, same.subset_size) == (50, 300)
     shifted = kid(a, b + 0.5, subsets=50, subset_size=300)
     assert shifted.mean > 10 * shifted.std + abs(same.mean)
-    assert kid(a, b, subsets=2, subset_size=5000).subset_size == 600  # capped at the smaller set
+    assert kid(a, b, subsets=2, subset_size=5000).subset_size == 300  # half the smaller set
+
+
+def _written_out(x, y):
+    """The unbiased MMD² with the cubic kernel, pair by pair (sets of any sizes)."""
+    k = lambda u, v: (u @ v / x.shape[1] + 1) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    return (sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+            + sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+            - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n))
 
 
 def test_kid_matches_the_unbiased_estimator_written_out():
     rng = np.random.default_rng(3)
-    x, y = rng.normal(size=(6, 2)), rng.normal(size=(6, 2)) + 1
-    k = lambda u, v: (u @ v / 2 + 1) ** 3  # noqa: E731
-    m = 6
-    within = sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
-    across = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
-    assert kid(x, y, subsets=1, subset_size=6).mean == pytest.approx(within - 2 * across, rel=1e-12)
+    x, y = rng.normal(size=(8, 2)), rng.normal(size=(9, 2)) + 1
+    draws = np.random.default_rng(4)
+    i, j = draws.choice(8, 6, replace=False), draws.choice(9, 6, replace=False)
+    assert kid(x, y, subsets=1, subset_size=6, seed=4).mean == pytest.approx(_written_out(x[i], y[j]), rel=1e-12)
+    assert mmd2(x, y) == pytest.approx(_written_out(x, y), rel=1e-12)  # whole sets of unequal sizes
+
+
+def test_kid_std_is_never_a_false_zero_on_small_sets():
+    """Issue 19: with subsets as large as the sets every subset was the whole set, so the std over
+    them was 0 whatever the data; now subsets are strictly smaller, or the std is undefined."""
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(40, 3)), rng.normal(size=(30, 3)) + 0.2
+    for asked in (30, 1000):  # the old code drew the whole 30-sample set every time here
+        got = kid(a, b, subsets=50, subset_size=asked, seed=1)
+        assert got.subset_size == 15 and got.std > 0 and np.isfinite(got.std)
+        # the std is the real spread of subset estimates at that size: the same draws, written out
+        draws, values = np.random.default_rng(1), []
+        for _ in range(50):
+            i, j = draws.choice(40, 15, replace=False), draws.choice(30, 15, replace=False)
+            values.append(mmd2(a[i], b[j]))
+        assert got.std == pytest.approx(np.std(values), rel=1e-9) and got.mean == pytest.approx(np.mean(values))
+        assert len({round(v, 12) for v in values}) == 50  # fifty different subsets, not one set fifty times
+    assert kid(a, b, subsets=5, subset_size=29).subset_size == 29  # below both sets: as asked
+    tiny = kid(a[:3], b, subsets=50, subset_size=1000)  # too few for two different halves: one estimate
+    assert np.isnan(tiny.std) and (tiny.subsets, tiny.subset_size) == (1, 3)
+    assert tiny.mean == pytest.approx(_written_out(a[:3], b), rel=1e-12)
+    assert generation.format_kid(tiny.mean, tiny.std).endswith("± n/a")
+    with pytest.raises(MmworkError, match="subset_size must be an integer of at least 2"):
+        kid(a, b, subset_size=1)
 
 
 def _prdc_full_matrix(real, fake, k):
@@ -120,7 +152,7 @@ def test_kid_whole_kernel_matrices_give_the_per_subset_estimate():
         draws, expected = np.random.default_rng(9), []
         for _ in range(subsets):
             x, y = a[draws.choice(60, 30, replace=False)], b[draws.choice(50, 30, replace=False)]
-            expected.append(kid(x, y, subsets=1, subset_size=30).mean)  # one subset = the whole sets
+            expected.append(mmd2(x, y))  # the estimate on one subset pair
         got = kid(a, b, subsets=subsets, subset_size=30, seed=9)
         assert got.mean == pytest.approx(np.mean(expected), rel=1e-10)
         assert got.std == pytest.approx(np.std(expected), rel=1e-8)
@@ -221,6 +253,8 @@ def test_image_generation_table_counts_per_space_and_refusals(images):
         generation.image_generation_table({"m": x[:10]}, test=x, train=x, **pooled)
     kid_only = generation.image_generation_table({"m": x[:10]}, test=x, train=x, metrics="KID", **pooled)
     assert set(kid_only["metric"]) == {"KID"} and len(kid_only) == 6  # model, floor, noise; two spaces
+    # 10 images per set and 1,000 asked: subsets of 5, a real spread (the old code: the whole set, std 0)
+    assert (kid_only["std"] > 0).all() and kid_only["detail"].str.endswith("subsets of 5 (half the set: 1000 asked)").all()
     with pytest.raises(MmworkError, match=r"unknown metrics \['FID'\]"):
         generation.image_generation_table({"m": x}, test=x, train=x, metrics=["FD", "FID"], **pooled)
     with pytest.raises(MmworkError, match=r"n=200 for the pool space exceeds the smallest set \(samples 'm': 100"):
