@@ -3,10 +3,18 @@
 One pass over the vector column: Arrow record batches of ``item_id`` and the vector column, the
 list's values buffer viewed as a 2-D float32 array (no Python objects per row), one matrix product
 per batch for a whole batch of queries, and only the candidates that can still be among a query's
-best ``k`` kept. Survivors are re-scored in float64, so answers equal a float64 brute force: the
-float32 pass keeps every row within :func:`margin` of a query's k-th best float32 score (an upper
-bound of float32 rounding of a cosine), and float64 decides; exact ties (duplicate vectors) are
-broken by ``item_id`` ascending. Memory is one batch, whatever the table's size.
+best ``k`` kept. Exactness does not rest on float32 rounding coinciding between CPUs or BLAS kernels:
+
+- every float32 score comes with a proven bound on its distance from the exact cosine
+  (:func:`error_bound`: the worst case of any summation order, FMA or not, plus the float32
+  z-scoring's own rounding), so a row is dropped only when its upper bound lies below the k-th best
+  lower bound, where it cannot be among the best ``k``;
+- survivors are re-scored by :func:`exact_cosines`, in which each row's similarity is a function of
+  that row alone (products rounded once, sums exactly rounded by ``math.fsum``): equal vectors get
+  equal similarities wherever they sit in a batch and on every x86 CPU, and exact ties (duplicate
+  vectors) are broken by ``item_id`` ascending.
+
+Memory is one batch, whatever the table's size.
 
 With ``standardize`` every dimension is z-scored by the column's statistics (count, mean, std in
 float64), computed once and stored in ``data/indexes/DATASET/TABLE/COLUMN.stats.json`` keyed by
@@ -14,7 +22,7 @@ the table's fingerprint (part file names, sizes and modification times: a stat c
 read), so they are recomputed when the table changes.
 
 >>> import numpy as np
->>> margin(120) < 1e-4
+>>> float(error_bound(np.ones(1), 120)[0]) < 1e-4     # raw float32 vectors, 120-d
 True
 >>> nearest("speech-prompts", "audio:mfcc_stats", np.ones(120), k=3)        # doctest: +SKIP
 >>> nearest("speech-prompts", "audio:mfcc_stats",
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,10 +121,55 @@ def default_standardize(features: str, standardize: bool | None = None) -> bool:
     return features.partition(":")[0].removeprefix("features/") != "text"
 
 
-def margin(dim: int) -> float:
-    """How far below a query's k-th best float32 cosine a row must still be kept for the float64
-    re-score: four times the worst-case float32 rounding of a d-term dot product of unit vectors."""
-    return max(1e-6, 4 * dim * 2.0 ** -24)
+UNIT_ROUNDOFF = 2.0 ** -24  # float32
+
+
+def error_bound(norms: np.ndarray, dim: int, offset: float = 0.0) -> np.ndarray:
+    """Per row, a bound on |float32 score − exact cosine| for a unit-length query.
+
+    ``norms`` are the float32 norms of the rows as scored; ``offset`` is ‖scale ⊙ mean‖ when the rows
+    were z-scored in float32 (0 for raw vectors, which float32 holds exactly). With u = 2⁻²⁴:
+
+    - the dot product, the norm and the division: |error| ≤ (1.5·d + 3)·u, for any summation order
+      (γ_d = d·u bounds a d-term float32 dot product however it is summed, FMA or not; the query's own
+      rounding adds u);
+    - z-scoring in float32 moves each row by ε ≤ 3.01·u·(‖r‖ + offset) (the rounded mean, the
+      subtraction, the rounded scale, the product), which moves its cosine by at most 2ε / (‖r̃‖ − ε);
+      a row with ‖r̃‖ ≤ 2ε has no usable float32 direction: its bound is infinite (always re-scored).
+
+    Both terms are doubled, which covers the second-order terms and the rounding of the bounds
+    themselves (valid while d·u ≪ 1, i.e. for any d below a few hundred thousand).
+
+    >>> bound = error_bound(np.array([10.0, 1e-6]), 120, offset=5.0)
+    >>> bool(bound[0] < 1e-4), bool(np.isinf(bound[1]))
+    (True, True)
+    """
+    norms = np.asarray(norms, np.float64)
+    arithmetic = (1.5 * dim + 3) * UNIT_ROUNDOFF
+    if not offset:
+        return np.full(norms.shape, 2 * arithmetic)
+    shift = 4 * UNIT_ROUNDOFF * (norms + offset)  # 3.01u(‖r‖ + offset) with ‖r‖ ≤ ‖r̃‖ + ε, rounded up
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = np.where(norms > 2 * shift, 2 * shift / (norms - shift), np.inf)
+    return 2 * (arithmetic + moved)
+
+
+def exact_cosines(vectors: np.ndarray, unit_query: np.ndarray, stats: "ColumnStats | None" = None) -> np.ndarray:
+    """float64 cosines of raw ``vectors`` (z-scored by ``stats`` first) to a unit-length float64 query.
+
+    Each similarity is a function of its own row only: element-wise products rounded once, then
+    exactly rounded sums (``math.fsum``), so no BLAS kernel, SIMD width or position in the array can
+    make two equal vectors score differently. A zero vector scores 0.
+
+    >>> exact_cosines(np.array([[3.0, 4.0], [3.0, 4.0], [0.0, 0.0], [0.0, 5.0]]), np.array([1.0, 0.0])).tolist()
+    [0.6, 0.6, 0.0, 0.0]
+    """
+    x = np.asarray(vectors, np.float64)
+    if stats is not None:
+        x = (x - stats.mean) * stats.scale()
+    dots = np.array([math.fsum(row) for row in (x * unit_query).tolist()])
+    norms = np.sqrt([math.fsum(row) for row in (x * x).tolist()])
+    return dots / np.where(norms == 0, np.inf, norms) if len(x) else np.zeros(0)
 
 
 def _matrix(vectors: pa.Array, dim: int, name: str) -> np.ndarray:
@@ -289,29 +343,30 @@ def _find_rows(path: Path, col: FeatureColumn, wanted: list[str]) -> dict[str, n
 # ---------------------------------------------------------------- the streamed search
 
 class _Pool:
-    """Candidates of m queries: every row scoring within ``margin`` of its query's k-th best so far
-    (which makes the float64 re-score exact), with its id and raw vector."""
+    """Candidates of m queries: every row whose upper bound reaches its query's k-th best lower bound
+    so far (so it may still be among the best k), with its id and raw vector."""
 
-    def __init__(self, m: int, k: int, slack: float):
-        self.m, self.k, self.slack = m, k, slack
-        self.kth = np.full(m, -np.inf, np.float32)
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    def __init__(self, m: int, k: int):
+        self.m, self.k = m, k
+        self.kth = np.full(m, -np.inf, np.float32)  # per query, a lower bound of the true k-th best
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.size = 0
         self.nonfinite = 0
 
-    def add(self, scores: np.ndarray, ids: pa.Array, vectors: np.ndarray) -> None:
+    def add(self, scores: np.ndarray, bounds: np.ndarray, ids: pa.Array, vectors: np.ndarray) -> None:
         bad = np.isnan(scores[:, 0])  # a row with NaN/inf scores NaN against every (finite) query
         if bad.any():
             self.nonfinite += int(bad.sum())
-            scores[bad] = -np.inf
-        threshold = self.kth - self.slack
-        mask = scores >= threshold
+            scores[bad], bounds[bad] = -np.inf, 0
+        bounds = bounds.astype(np.float32)[:, None]
+        low, high = scores - bounds, scores + bounds
+        mask = high >= self.kth
         if mask.sum() > 4 * self.k * self.m + 256 and len(scores) >= self.k:  # loose threshold: tighten it
-            batch_kth = np.partition(scores, len(scores) - self.k, axis=0)[len(scores) - self.k]
-            mask = scores >= np.maximum(threshold, batch_kth - self.slack)
+            batch_kth = np.partition(low, len(low) - self.k, axis=0)[len(low) - self.k]
+            mask = high >= np.maximum(self.kth, batch_kth)
         rows, queries = np.nonzero(mask)
         if len(rows):
-            self.parts.append((queries.astype(np.int32), scores[rows, queries],
+            self.parts.append((queries.astype(np.int32), low[rows, queries], high[rows, queries],
                                ids.take(pa.array(rows)).to_numpy(zero_copy_only=False), vectors[rows]))
             self.size += len(rows)
             self.prune()  # small (about k rows per query); keeps the k-th best, hence the threshold, current
@@ -324,33 +379,36 @@ class _Pool:
 
     def arrays(self):
         if not self.parts:
-            return np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, object), np.zeros((0, 0), np.float32)
+            return (np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, object),
+                    np.zeros((0, 0), np.float32))
         return tuple(np.concatenate(a) for a in zip(*self.parts))
 
     def prune(self) -> None:
-        q, s, ids, v = self.arrays()
-        order = np.lexsort((-s, q))
-        q, s = q[order], s[order]
+        q, low, high, ids, v = self.arrays()
+        order = np.lexsort((-low, q))
+        q, low, high = q[order], low[order], high[order]
         start = np.searchsorted(q, np.arange(self.m))
         count = np.bincount(q, minlength=self.m)
-        kth = np.where(count >= self.k, s[np.minimum(start + self.k - 1, len(s) - 1)], -np.inf)
+        kth = np.where(count >= self.k, low[np.minimum(start + self.k - 1, len(low) - 1)], -np.inf)
         self.kth = np.maximum(self.kth, kth.astype(np.float32))
-        keep = s >= (self.kth - self.slack)[q]
+        keep = high >= self.kth[q]
         order = order[keep]
-        self.parts = [(q[keep], s[keep], ids[order], v[order])] if keep.any() else []
+        self.parts = [(q[keep], low[keep], high[keep], ids[order], v[order])] if keep.any() else []
         self.size = int(keep.sum())
 
 
 def _center(stats: ColumnStats | None):
+    """float32 mean and scale for the streamed z-scoring, and ‖scale ⊙ mean‖ for :func:`error_bound`."""
     if stats is None:
         return None
-    return stats.mean.astype(np.float32), stats.scale().astype(np.float32)
+    return (stats.mean.astype(np.float32), stats.scale().astype(np.float32),
+            float(np.linalg.norm(stats.mean * stats.scale())))
 
 
 def _search_file(path: Path, column: str, dim: int, name: str, queries: np.ndarray, keep: int,
                  center, progress=None) -> _Pool:
     """One file's candidates for unit-norm float32 ``queries`` (m, d)."""
-    pool = _Pool(len(queries), keep, margin(dim))
+    pool = _Pool(len(queries), keep)
     buffer = None
     for ids, vectors in _batches(path, column, dim, name):
         rows = vectors
@@ -360,11 +418,13 @@ def _search_file(path: Path, column: str, dim: int, name: str, queries: np.ndarr
             rows = np.subtract(vectors, center[0], out=buffer[:len(vectors)])
             rows *= center[1]
         norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        with np.errstate(invalid="ignore", over="ignore"):
+            bounds = error_bound(norms, dim, 0.0 if center is None else center[2])
         norms[norms == 0] = np.inf  # a zero vector has no direction: it scores 0
         scores = rows @ queries.T
         with np.errstate(invalid="ignore"):  # inf/inf of a non-finite row: NaN, counted by the pool
             scores /= norms[:, None]
-        pool.add(scores, ids, vectors)
+        pool.add(scores, bounds, ids, vectors)
         if progress is not None:
             progress.update(len(vectors))
     return pool
@@ -441,7 +501,7 @@ def nearest(dataset: str, features: str, queries, k: int = 10, *, standardize: b
 
 def _rescore(pool: _Pool, unit: np.ndarray, stats: ColumnStats | None, k: int, excluded: list[str]) -> list:
     """Exact float64 cosines of the surviving candidates; top k per query, ties by item id."""
-    q, _, ids, vectors = pool.arrays()
+    q, _, _, ids, vectors = pool.arrays()
     rows = []
     for j in range(len(unit)):
         mine = q == j
@@ -455,13 +515,9 @@ def _rescore(pool: _Pool, unit: np.ndarray, stats: ColumnStats | None, k: int, e
 
 def exact_top(vectors: np.ndarray, ids: np.ndarray, unit_query: np.ndarray, stats: ColumnStats | None,
               k: int) -> list[tuple[str, float]]:
-    """The best ``k`` of a few candidate raw vectors by float64 cosine to ``unit_query`` (already
+    """The best ``k`` of a few candidate raw vectors by :func:`exact_cosines` to ``unit_query`` (already
     z-scored and unit length), ties broken by item id ascending."""
-    x = np.asarray(vectors, np.float64)
-    if stats is not None:
-        x = (x - stats.mean) * stats.scale()
-    norms = np.linalg.norm(x, axis=1)
-    sims = (x @ unit_query) / np.where(norms == 0, np.inf, norms)
+    sims = exact_cosines(vectors, unit_query, stats)
     ids = np.asarray(ids, dtype=object)
     order = sorted(range(len(ids)), key=lambda i: (-sims[i], ids[i]))[:k]
     return [(str(ids[i]), float(sims[i])) for i in order]

@@ -1,5 +1,6 @@
 """Exact k-NN streamed from Parquet equals a float64 brute force on real features, ties included."""
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -29,12 +30,15 @@ def write_features(dataset: str, ids: list[str], vectors: np.ndarray, parts: int
 
 
 def brute_force(vectors, ids, query, k, standardize, exclude=None):
-    """float64 cosine over every row; ties broken by item id ascending."""
+    """float64 cosine over every row, one row at a time with exactly rounded sums (a BLAS matrix-vector
+    product rounds a row differently by its position, so equal rows would not tie on every CPU); ties
+    broken by item id ascending."""
     x, q = np.array(vectors, np.float64), np.array(query, np.float64)
     if standardize:
         mean, std = x.mean(0), x.std(0)
         x, q = (x - mean) / std, (q - mean) / std
-    sims = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (q / np.linalg.norm(q))
+    q = q / math.sqrt(math.fsum(q * q))
+    sims = np.array([math.fsum(row * q) / math.sqrt(math.fsum(row * row)) for row in x])
     order = [i for i in sorted(range(len(ids)), key=lambda i: (-sims[i], ids[i])) if ids[i] != exclude][:k]
     return [ids[i] for i in order], sims[order]
 
@@ -147,3 +151,49 @@ def test_cli_answers_several_items_in_one_pass(real, capsys):
     assert [r["query"] for r in rows] == [ids[1]] * 3 + [ids[2]] * 3
     assert main(["similar", "dupes", ids[1], "--features", "audio:mfcc_stats", "--k", "99999"]) == 2
     assert "k must be between" in capsys.readouterr().err
+
+
+def offset_table(dataset: str, n: int = 3000, dim: int = 8):
+    """Rows whose first dimension is 10,000.000488 ± 0.005: float32 steps there are 0.000977 apart, so
+    the float32 mean sits half a step (0.1 standard deviations) from the float64 one, and float32
+    z-scoring moves cosines by up to 0.1, far beyond a fixed float32 margin (the old rule,
+    4·d·2⁻²⁴ ≈ 2·10⁻⁶: it lost a true neighbour for 10 of the 20 queries below). Row 5 has three exact
+    twins whose ids sort before and after its own."""
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors[:, 0] = (1e4 + 0.000488 + rng.normal(scale=0.005, size=n)).astype(np.float32)
+    ids = [f"item-{i:05d}" for i in range(n)] + ["item-00004-twin", "item-00005-twin", "zz-twin"]
+    vectors = np.concatenate([vectors, vectors[[5, 5, 5]]])
+    write_features(dataset, ids, vectors)
+    return ids, vectors
+
+
+def test_per_row_error_bounds_keep_the_true_best_k_where_a_fixed_margin_does_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMWORK_DATA", str(tmp_path))
+    ids, vectors = offset_table("offset")
+    for q in range(0, 3000, 150):
+        got = knn.nearest("offset", FEATURES, vectors[q], k=10, standardize=True, exclude=ids[q])
+        want, sims = brute_force(vectors, ids, vectors[q], 10, True, exclude=ids[q])
+        assert got["item_id"].tolist() == want
+        # the statistics' own float64 rounding (a mean near 10,000 over a spread of 0.01) differs by 1e-11
+        np.testing.assert_allclose(got["similarity"], sims, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_ties_that_straddle_the_k_boundary_are_broken_by_id(tmp_path, monkeypatch, standardize):
+    """Row 5 and its three twins rank 8th to 11th for row 1597 (z-scored); the fixed margin got every
+    cut through them wrong."""
+    monkeypatch.setenv("MMWORK_DATA", str(tmp_path))
+    ids, vectors = offset_table("ties")
+    group = sorted(["item-00004-twin", "item-00005", "item-00005-twin", "zz-twin"])  # four equal rows
+    ranking, sims = brute_force(vectors, ids, vectors[1597], len(ids) - 1, standardize, exclude=ids[1597])
+    first = min(ranking.index(i) for i in group)
+    assert ranking[first:first + 4] == group and len(set(sims[first:first + 4])) == 1
+    assert first == 7 or not standardize
+    for k in range(first + 1, first + 4):  # the boundary cuts the tie after 1, 2 and 3 of the four
+        got = knn.nearest("ties", FEATURES, vectors[1597], k=k, standardize=standardize, exclude=ids[1597])
+        assert got["item_id"].tolist() == ranking[:k]
+    # the same vector at every position of an array scores the same, to the last bit
+    stats = knn.column_stats("ties", FEATURES) if standardize else None
+    unit = knn._unit(vectors[[1597]], stats)[0]
+    assert len(set(knn.exact_cosines(np.repeat(vectors[[5]], 37, axis=0), unit, stats).tolist())) == 1

@@ -45,7 +45,8 @@ def test_predictions_and_features(fitted, images):
     assert features.shape == (64, 128) and features.dtype == torch.float32 and not features.requires_grad
     assert (features >= 0).all()  # after the ReLU
     assert torch.allclose(fitted.net_.out(features), fitted.logits(x), atol=1e-5)  # the layer before the output
-    assert torch.equal(fitted.features(x[:5]), features[:5])  # batching and order change nothing
+    # batching and order change nothing but rounding (a batch size may pick another convolution kernel)
+    assert torch.allclose(fitted.features(x[:5]), features[:5], rtol=1e-5, atol=1e-5)
     with pytest.raises(MmworkError, match="labels images and draws none"):
         fitted.sample(4)
 
