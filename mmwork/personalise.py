@@ -39,7 +39,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import NonNegativeInt, PositiveInt, field_validator
+from pydantic import NonNegativeInt, PositiveInt, field_validator, model_validator
 from tqdm import tqdm
 
 from mmwork.config import Config
@@ -55,6 +55,8 @@ LM_DEFAULTS = {"embedding_dim": 128, "hidden_dim": 256, "layers": 1, "dropout": 
                "batch_size": 128, "patience": 2}
 """The language model's parameters unless ``PersonaliseConfig.lm`` overrides them."""
 VALID_PAIRS = 5000  # validation pairs scored per epoch for early stopping (a seeded subsample)
+SECOND_JUDGE_TEXT = ("text:tfidf_lsa", "text:skipgram", "text:minilm")
+"""The second judge's default text features, in order of preference (the first not read by the guide)."""
 
 
 class PersonaliseConfig(Config):
@@ -80,7 +82,12 @@ class PersonaliseConfig(Config):
     guide: dict = {}
     """``ContentBased`` parameters of the guide."""
     judge: dict = {}
-    """``MultimodalHybrid`` parameters of the judge."""
+    """``MultimodalHybrid`` parameters of the first judge."""
+    judge2: dict = {}
+    """``TextFactors`` parameters of the second judge (another representation and model family)."""
+    judge2_features: list[str] | None = None
+    """Text features the second judge reads (``text:COLUMN``, none of ``features``); default: the first
+    of text:tfidf_lsa, text:skipgram, text:minilm that is not among ``features``."""
     split_seed: NonNegativeInt = 2020
     """Seed of the per-user 8:1:1 split."""
     seed: NonNegativeInt = 0
@@ -95,6 +102,8 @@ class PersonaliseConfig(Config):
     """Samples drawn per user before the guide keeps ``n``."""
     swaps: PositiveInt = 10
     """Other users each user's set is scored for in the swap test."""
+    seeds: PositiveInt = 3
+    """Generator (sampling) seeds ``evaluate`` draws each user's sets with; intervals resample them."""
     device: str = "auto"
     """Torch device for every model: "auto", "cpu", "cuda", ..."""
 
@@ -109,6 +118,24 @@ class PersonaliseConfig(Config):
                 raise ValueError(f"{spec!r}: personalisation reads 'text:COLUMN' or 'items:LABEL_COLUMN' "
                                  "features (a generated item has only a text)")
         return value
+
+    @model_validator(mode="after")
+    def _second_judge(self):
+        specs = self.judge2_specs()
+        wrong = [s for s in specs if not s.startswith("text:") or not s.partition(":")[2]]
+        if not specs or wrong:
+            raise ValueError(f"judge2_features {wrong or specs}: the second judge reads text:COLUMN features")
+        shared = sorted(set(specs) & set(self.features))
+        if shared:
+            raise ValueError(f"judge2_features {shared} are also the guide's features; the second judge must read "
+                             "another representation")
+        return self
+
+    def judge2_specs(self) -> list[str]:
+        """The second judge's features (``judge2_features``, or the default)."""
+        if self.judge2_features is not None:
+            return list(self.judge2_features)
+        return [next(s for s in SECOND_JUDGE_TEXT if s not in self.features)]
 
     def marker(self) -> str | None:
         if self.label_column is None:
@@ -199,6 +226,12 @@ class Personaliser:
     """What ``train`` recorded (run.json)."""
     item_texts: list
     """The text of each catalogue item (None where it has none), aligned to the guide's item ids."""
+    judge2: object = None
+    """The second judge (``TextFactors`` on ``config.judge2_specs()``)."""
+    judge2_content: ItemContent | None = None
+    """f(i) as the second judge reads it, for the catalogue and for new texts."""
+    judge2_catalogue: dict | None = None
+    """The catalogue's features as the second judge reads them, aligned to the guide's item ids."""
 
     def history(self, row: int) -> list[str]:
         """The texts of the user's training items."""
@@ -309,12 +342,14 @@ def _lm_params(config: PersonaliseConfig) -> dict:
 def _check(config: PersonaliseConfig) -> None:
     """Every component's parameters, validated before any data is read."""
     from mmwork.recommenders import ContentBased, MultimodalHybrid
+    from mmwork.recommenders.text_factors import TextFactors
     fixed = sorted({"vocab_size", "condition_dim", "seed", "device"} & set(config.lm))
     if fixed:
         raise MmworkError(f"lm: {', '.join(fixed)} come(s) from the data or the config; leave them out of lm")
     RNNLanguageModel.config_class.make(_lm_params(config) | {"vocab_size": config.vocab_size, "condition_dim": 1})
     ContentBased(dict(config.guide) | {"device": config.device})
     MultimodalHybrid({"seed": config.judge_seed} | dict(config.judge) | {"device": config.device})
+    TextFactors({"seed": config.judge_seed} | dict(config.judge2) | {"device": config.device})
 
 
 # -- training --------------------------------------------------------------------------------------------
@@ -326,6 +361,7 @@ def train(dataset: str = "movielens-100k", config: PersonaliseConfig | dict | No
     from mmwork.evaluation.ranking import Validator
     from mmwork.generators.text_data import Tokenizer, item_texts
     from mmwork.recommenders import ContentBased, MultimodalHybrid
+    from mmwork.recommenders.text_factors import TextFactors
     config = PersonaliseConfig.make(config, **params)
     _check(config)
     started, seconds, last = time.perf_counter(), {}, [time.perf_counter()]
@@ -341,6 +377,8 @@ def train(dataset: str = "movielens-100k", config: PersonaliseConfig | dict | No
     split = _split(dataset, config)
     content = ItemContent(dataset, config.features, config.label_column, config.marker(), config.device)
     catalogue = dict(content.catalogue(split.item_ids))
+    content2 = ItemContent(dataset, config.judge2_specs(), None, None, config.device)
+    catalogue2 = dict(content2.catalogue(split.item_ids))
     texts = item_texts(dataset, config.text_column).set_index("item_id")[config.text_column]
     has_text = pd.Index(texts.index.astype(str)).get_indexer(split.item_ids)
     step("split and content")
@@ -359,13 +397,15 @@ def train(dataset: str = "movielens-100k", config: PersonaliseConfig | dict | No
     lm = RNNLanguageModel(_lm_params(config) | {"vocab_size": tokenizer.vocab_size_, "condition_dim": sum(
         a.shape[1] for a in catalogue.values()), "max_len": max(len(s) for s in sequences) + 8})
     step("tokenizer")
-    lm.fit(sequences, pairs.condition[keep], valid=valid)
-    step("generator")
     guide = ContentBased(dict(config.guide) | {"device": config.device, "seed": config.seed}).fit(
         split.train, item_features=catalogue)
     judge = MultimodalHybrid({"seed": config.judge_seed} | dict(config.judge) | {"device": config.device}).fit(
         split.train, item_features=catalogue, valid=Validator(split))
-    step("guide and judge")
+    judge2 = TextFactors({"seed": config.judge_seed} | dict(config.judge2) | {"device": config.device}).fit(
+        split.train, item_features=catalogue2, valid=Validator(split))
+    step("guide and judges")
+    lm.fit(sequences, pairs.condition[keep], valid=valid)  # last: the longest step, after the judges' checks
+    step("generator")
 
     from mmwork import __version__
     record = {"dataset": dataset, "config": config.model_dump(), "split": split.describe(),
@@ -374,15 +414,17 @@ def train(dataset: str = "movielens-100k", config: PersonaliseConfig | dict | No
               "tokenizer_vocab": tokenizer.vocab_size_, "generator_epochs": len(lm.history_),
               "generator_best_epoch": lm.best_epoch_, "generator_history": lm.history_,
               "judge_epochs": len(judge.history_), "judge_best_epoch": judge.best_epoch_,
+              "judge2_features": config.judge2_specs(), "judge2_features_hash": _features_hash(catalogue2),
+              "judge2_grid": judge2.history_, "judge2_choice": judge2.history_[judge2.best_epoch_ - 1],
               "catalogue_texts": sorted(set(texts.astype(str))), "seconds": seconds, "mmwork_version": __version__}
-    _save(model_dir(dataset), tokenizer, lm, guide, judge, record)
+    _save(model_dir(dataset), tokenizer, lm, guide, judge, judge2, record)
     step("saved")
     steps.close()
     record["seconds"]["total"] = round(time.perf_counter() - started, 1)
     write_json(model_dir(dataset) / "run.json", record)
     log.info("personalise %s: trained in %.1f s, saved to %s", dataset, record["seconds"]["total"], model_dir(dataset))
     return Personaliser(dataset, config, tokenizer, lm, guide, judge, content, catalogue, record,
-                        _item_texts(dataset, config.text_column, split.item_ids))
+                        _item_texts(dataset, config.text_column, split.item_ids), judge2, content2, catalogue2)
 
 
 def _valid_pairs(split, catalogue: dict, encoded: list, seed: int):
@@ -400,7 +442,7 @@ def _valid_pairs(split, catalogue: dict, encoded: list, seed: int):
     return [encoded[i] for i in cols], profiles[rows]
 
 
-def _save(target: Path, tokenizer, lm, guide, judge, record: dict) -> None:
+def _save(target: Path, tokenizer, lm, guide, judge, judge2, record: dict) -> None:
     """Write everything to a hidden sibling folder, then swap it into place."""
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -408,6 +450,7 @@ def _save(target: Path, tokenizer, lm, guide, judge, record: dict) -> None:
     lm.save(staging / "generator")
     guide.save(staging / "guide")
     judge.save(staging / "judge")
+    judge2.save(staging / "judge2")
     write_json(staging / "run.json", record)
     swap_in_folder(staging, target)
 
@@ -426,6 +469,7 @@ def load(dataset: str = "movielens-100k", device: str = "auto") -> Personaliser:
     an error when the item features changed since."""
     from mmwork.generators.text_data import Tokenizer
     from mmwork.recommenders import Recommender
+    from mmwork.recommenders.text_factors import TextFactors  # noqa: F401 - makes the second judge loadable
     folder = model_dir(dataset)
     if not trained(dataset):
         raise MmworkError(f"no personalised models for {dataset} under {folder}; train them: "
@@ -439,13 +483,20 @@ def load(dataset: str = "movielens-100k", device: str = "auto") -> Personaliser:
     guide = Recommender.load(folder / "guide", device=device)
     content = ItemContent(dataset, config.features, config.label_column, config.marker(), device)
     catalogue = dict(content.catalogue(guide.item_ids_))
-    if _features_hash(catalogue) != record["features_hash"]:
+    if "judge2_features" not in record or not (folder / "judge2").exists():
+        raise MmworkError(f"the personalised models of {dataset} were trained by an older mmwork without the second "
+                          f"judge; retrain them (mmwork.personalise.train({dataset!r}))")
+    content2 = ItemContent(dataset, record["judge2_features"], None, None, device)
+    catalogue2 = dict(content2.catalogue(guide.item_ids_))
+    if _features_hash(catalogue) != record["features_hash"] or \
+            _features_hash(catalogue2) != record["judge2_features_hash"]:
         raise MmworkError(f"the item features of {dataset} changed since the personalised models were trained; "
                           f"retrain them (mmwork.personalise.train({dataset!r}))")
     bundle = Personaliser(dataset, config, Tokenizer.load(folder / "tokenizer.json"),
                           RNNLanguageModel.load(folder / "generator", device=device), guide,
                           Recommender.load(folder / "judge", device=device), content, catalogue, record,
-                          _item_texts(dataset, config.text_column, guide.item_ids_))
+                          _item_texts(dataset, config.text_column, guide.item_ids_),
+                          Recommender.load(folder / "judge2", device=device), content2, catalogue2)
     _LOADED.clear()
     _LOADED[key] = bundle
     return bundle
@@ -464,35 +515,52 @@ def for_user(dataset: str, user_id, n: int = 10, *, candidates: int | None = Non
 # -- evaluation ------------------------------------------------------------------------------------------
 PROTOCOL = (
     "Split: per user, random 8:1:1 (train/valid/test), seed {split_seed}. Guide: content-based on the training "
-    "split; judge: multimodal hybrid (another family, seed {judge_seed}) on the same training split, "
-    "early-stopped on valid, so each user's test items are unseen by both; the generator never sees the judge. "
-    "For each of {users} users (drawn with seed {seed} among those with test items and a profile) each "
-    "condition offers a set of items; generated items enter the judge through the same features as real ones "
-    "(text re-embedded, labels parsed from the text); samples equal to one of the user's own training texts are "
-    "dropped before choosing, and a generated text equal to a catalogue text counts as that item. Percentile "
-    "rank (0-100, 50 = chance): the share of catalogue items, minus the user's training items and the set's own "
-    "catalogue items, that the item outscores for the user (ties half). Swap test: the same set ranked for "
-    "{swaps} other evaluated users drawn at random (seed {seed}; items a partner already has in training are "
-    "left out for that partner); lift = mean rank for the target user / mean rank for the others. 95% "
-    "intervals: percentile bootstrap over users ({n_boot} resamples, seed {seed}; the lift's resamples users "
-    "and recomputes the ratio of means). Diversity: mean pairwise cosine distance of the items' {diversity} "
-    "vectors within a user's set; distinct-2: unique bigrams / tokens over all of a condition's texts "
+    "split ({features}). Two judges, each of another family than the guide, on the same training split, so each "
+    "user's test items are unseen by all three; the generator never sees a judge. Judge 1: multimodal hybrid "
+    "(seed {judge_seed}, early-stopped on valid) reading the guide's features. Judge 2: text factors (PureSVD item "
+    "factors predicted by ridge from {judge2}, rank and penalty chosen on valid), which reads none of the guide's "
+    "features. One scorer per judge: every item, catalogue or generated, is scored from its content through the "
+    "judge's content path (score_items; the hybrid's item embeddings and biases are never used), and a generated "
+    "text equal to a catalogue text is that item (its score and rank). Generated items get their content as the "
+    "catalogue's was (text re-embedded, labels parsed from the text); samples equal to one of the user's own "
+    "training texts are dropped before choosing. For each of {users} users (drawn with seed {seed} among those "
+    "with test items and a profile) and each of {seeds} generator seeds, each condition offers a set of items. "
+    "Percentile rank (0-100, 50 = chance): the share of catalogue items, minus the user's training items and the "
+    "set's own catalogue items, that the item outscores for the user (ties half). Swap test: the same set ranked "
+    "for {swaps} other evaluated users drawn at random (seed {seed}; items a partner already has in training are "
+    "left out for that partner); diff = mean rank for the target user - mean rank for the others (percentile "
+    "points); lift = their ratio (bounded: at most 100 / swap rank). Placebo: each user is handed the guided set "
+    "generated for a random other user (not among their swap partners) and scored as if it were theirs: its lift "
+    "should cover 1 and its diff 0. 95% intervals: percentile bootstrap ({n_boot} draws, seed {seed}) that "
+    "resamples generator seeds, users, and each drawn user's swap partners, with replacement. Rank correlation: "
+    "per user, Spearman between two models' scores of the catalogue minus the user's training items, mean over "
+    "users with a bootstrap interval over users. Diversity: mean pairwise cosine distance of the items' "
+    "{diversity} vectors within a user's set; distinct-2: unique bigrams / tokens over all of a condition's texts "
     "(corpus-level); copy rate: share of generated texts equal to a catalogue text. guide_pr: the guide's own "
     "percentile rank of the set, shown for contrast only (it steered the guided set).")
 CONDITIONS = ("generated (guided)", "generated (unguided)", "random real items", "held-out items",
-              "guide's top-k real items")
+              "guide's top-k real items", "placebo (another user's guided set)")
+JUDGES = ("hybrid", "text_factors")
+"""The two judges' names in an :func:`evaluate` result: the multimodal hybrid (reads the guide's features)
+and the text-factor model (reads another text representation)."""
 
 
 def evaluate(dataset: str = "movielens-100k", n_users: int | None = None, *, n: int | None = None,
-             candidates: int | None = None, swaps: int | None = None, seed: int = 0, temperature: float = 1.0,
-             top_p: float | None = None, device: str = "auto", progress: bool = True, cache: bool = True) -> dict:
-    """The judge's percentile ranks of each user's items under five conditions (guided and unguided
-    generated sets, random real items, the user's held-out items, the guide's top-k real items), the
-    swap test and lift with 95% bootstrap intervals, diversity, distinct-2 and copy rate; a
-    JSON-serialisable dict (``table``: one record per condition; ``protocol``: how, in words).
+             candidates: int | None = None, swaps: int | None = None, seeds: int | None = None, seed: int = 0,
+             temperature: float = 1.0, top_p: float | None = None, device: str = "auto", progress: bool = True,
+             cache: bool = True) -> dict:
+    """Each judge's percentile ranks of each user's items under six conditions (guided and unguided
+    generated sets, random real items, the user's held-out items, the guide's top-k real items, and
+    the placebo), for ``seeds`` generator seeds (``seed``, ``seed + 1``, ...): target and swap ranks,
+    their difference and the lift with 95% bootstrap intervals over seeds, users and swap partners;
+    the guide-judge rank correlations on real items; diversity, distinct-2 and copy rate. A
+    JSON-serialisable dict (``table``: one record per judge and condition; ``protocol``: how, in words).
 
     The result is kept next to the models (``evaluations/``, removed when they are retrained) and,
-    with ``cache``, returned from there when asked again with the same settings."""
+    with ``cache``, returned from there when asked again with the same settings.
+
+    >>> evaluate("movielens-100k", 200, seeds=3)["rank_correlation"]           # doctest: +SKIP
+    """
     from mmwork.evaluation import personalisation as pz
     from mmwork.evaluation.text_generation import copy_rate, distinct_n
     bundle = load(dataset, device)
@@ -501,11 +569,13 @@ def evaluate(dataset: str = "movielens-100k", n_users: int | None = None, *, n: 
     n = config.n if n is None else n
     candidates = max(config.candidates, n) if candidates is None else candidates
     swaps = config.swaps if swaps is None else swaps
-    for name, value in (("n_users", n_users), ("n", n), ("candidates", candidates), ("swaps", swaps)):
+    seeds = config.seeds if seeds is None else seeds
+    for name, value in (("n_users", n_users), ("n", n), ("candidates", candidates), ("swaps", swaps),
+                        ("seeds", seeds)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise MmworkError(f"{name} must be a positive integer, got {value!r}")
     personal.check_request(n, candidates, temperature, top_p)
-    asked = {"n_users": n_users, "n": n, "candidates": candidates, "swaps": swaps, "seed": seed,
+    asked = {"n_users": n_users, "n": n, "candidates": candidates, "swaps": swaps, "seeds": seeds, "seed": seed,
              "temperature": temperature, "top_p": top_p}
     saved = model_dir(dataset) / "evaluations" / \
         f"{hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:12]}.json"
@@ -525,66 +595,112 @@ def evaluate(dataset: str = "movielens-100k", n_users: int | None = None, *, n: 
     rng = np.random.default_rng(seed)
     users = np.sort(rng.choice(eligible, min(n_users, len(eligible)), replace=False))
     partners = pz.swap_partners(users, swaps, seed)
-    judge_all = {int(u): s for u, s in zip(users, bundle.judge.score(users).cpu().numpy())}
-    guide_all = {int(u): s for u, s in zip(users, bundle.guide.score(users).cpu().numpy())}
+    donors = pz.placebo_donors(users, partners, seed)
+    judges = {"hybrid": pz.ContentJudge(bundle.judge, bundle.catalogue),
+              "text_factors": pz.ContentJudge(bundle.judge2, bundle.judge2_catalogue)}
+    guide = pz.ContentJudge(bundle.guide, bundle.catalogue)
+    scored = {name: judge.catalogue_scores(users) for name, judge in (("guide", guide), *judges.items())}
+    catalogue_scores = {name: dict(zip(users.tolist(), values)) for name, values in scored.items()}
     item_text = bundle.item_texts
     diversity_spec = next((s for s in config.features if s.startswith("text:")), config.features[0])
+    generator_seeds = [seed + k for k in range(seeds)]
 
-    offered = {name: [] for name in CONDITIONS}  # per condition, one _Offer per user
+    def content(texts: list[str]) -> dict:
+        return bundle.content.of_texts(texts) | bundle.judge2_content.of_texts(texts)
+
+    offered = {name: [[] for _ in generator_seeds] for name in CONDITIONS}  # per condition and seed, per user
     drawn = distinct = 0
-    for row in tqdm(users, desc="personalise: users", unit="user", disable=None if progress else True):
-        row = int(row)
-        pool = personal.for_user(bundle.generator, bundle.tokenizer, profiles[row], candidates,
-                                 candidates=candidates, seed=seed + row, temperature=temperature, top_p=top_p,
-                                 exclude=bundle.history(row))
-        drawn, distinct = drawn + candidates, distinct + len(pool)
-        pool_texts = list(pool["text"])
-        guide_scores = bundle.guide_scores(row)(pool_texts)
-        generated = {"generated (guided)": [pool_texts[i] for i in np.argsort(-guide_scores, kind="stable")[:n]],
-                     "generated (unguided)": pool_texts[:n]}  # the same pool in sampling order: no rerank
-        for name, chosen in generated.items():
-            features = bundle.content.of_texts(chosen)
-            offered[name].append(_Offer(pz.ItemSet(row, features=features, twins=bundle.twins(chosen)), chosen,
-                                        features[diversity_spec]))
-        seen = train[row].indices
-        unseen = np.setdiff1d(np.arange(train.shape[1]), seen)
-        real = {"random real items": np.sort(np.random.default_rng([seed, row]).choice(
-                    unseen, min(n, len(unseen)), replace=False)),
-                "held-out items": test[row].indices,
-                "guide's top-k real items": _top_k(guide_all[row], seen, n)}
-        for name, items in real.items():
-            offered[name].append(_Offer(pz.ItemSet(row, items=items), [item_text[i] for i in items if item_text[i]],
-                                        bundle.catalogue[diversity_spec][items]))
+    bar = tqdm(total=len(users) * seeds, desc="personalise: users x seeds", unit="set",
+               disable=None if progress else True)
+    for k, generator_seed in enumerate(generator_seeds):
+        for row in users:
+            row = int(row)
+            pool = personal.for_user(bundle.generator, bundle.tokenizer, profiles[row], candidates,
+                                     candidates=candidates, seed=_user_seed(generator_seed, row),
+                                     temperature=temperature, top_p=top_p, exclude=bundle.history(row))
+            drawn, distinct = drawn + candidates, distinct + len(pool)
+            pool_texts = list(pool["text"])
+            guide_scores = bundle.guide_scores(row)(pool_texts)
+            generated = {"generated (guided)": [pool_texts[i] for i in np.argsort(-guide_scores, kind="stable")[:n]],
+                         "generated (unguided)": pool_texts[:n]}  # the same pool in sampling order: no rerank
+            for name, chosen in generated.items():
+                features = content(chosen)
+                offered[name][k].append(_Offer(pz.ItemSet(row, features=features, twins=bundle.twins(chosen)),
+                                               chosen, features[diversity_spec]))
+            seen = train[row].indices
+            unseen = np.setdiff1d(np.arange(train.shape[1]), seen)
+            real = {"random real items": np.sort(np.random.default_rng([generator_seed, row]).choice(
+                        unseen, min(n, len(unseen)), replace=False)),
+                    "held-out items": test[row].indices,
+                    "guide's top-k real items": _top_k(scored["guide"][np.searchsorted(users, row)], seen, n)}
+            for name, items in real.items():
+                offered[name][k].append(_Offer(pz.ItemSet(row, items=items), [item_text[i] for i in items
+                                                                                 if item_text[i]],
+                                               bundle.catalogue[diversity_spec][items]))
+            bar.update()
+        for position, donor in enumerate(donors):  # the placebo: another user's guided set, as if it were theirs
+            given = offered["generated (guided)"][k][donor]
+            offered[CONDITIONS[-1]][k].append(_Offer(
+                pz.ItemSet(int(users[position]), features=given.items.features, twins=given.items.twins),
+                given.texts, given.vectors))
+    bar.close()
 
-    judged = {name: pz.judge_sets(bundle.judge, [o.items for o in offered[name]], train, judge_all, partners)
-              for name in CONDITIONS}
-    table = pz.lift_table(judged, seed=seed)
+    tables = []
+    for judge_name, judge in judges.items():
+        judged = {name: [pz.judge_sets(judge, [o.items for o in per_seed], train, catalogue_scores[judge_name],
+                                       partners) for per_seed in offered[name]] for name in CONDITIONS}
+        tables.append(pz.lift_table(judged, seed=seed).assign(judge=judge_name))
     extra = []
     for name in CONDITIONS:
-        sets = [o.items for o in offered[name]]
-        texts = [t for o in offered[name] for t in o.texts]
-        diversity = np.array([pz.intra_list_diversity(o.vectors) for o in offered[name]])
-        extra.append({"diversity": float(np.nanmean(diversity)) if np.isfinite(diversity).any() else None,
+        offers = [o for per_seed in offered[name] for o in per_seed]
+        texts = [t for o in offers for t in o.texts]
+        diversity = np.array([pz.intra_list_diversity(o.vectors) for o in offers])
+        guide_ranks = [pz.judge_sets(guide, [o.items for o in per_seed], train, catalogue_scores["guide"], partners)
+                       for per_seed in offered[name]]
+        extra.append({"condition": name,
+                      "diversity": float(np.nanmean(diversity)) if np.isfinite(diversity).any() else None,
                       "distinct_2": distinct_n(bundle.tokenizer.tokens(texts), 2),
                       "copy_rate": copy_rate(texts, bundle.record["catalogue_texts"])
                       if name.startswith("generated") else None,
-                      "guide_pr": float(pz.judge_sets(bundle.guide, sets, train, guide_all, partners).target.mean())})
-    table = pd.concat([table, pd.DataFrame(extra)], axis=1)
+                      "guide_pr": float(np.mean([r.target.mean() for r in guide_ranks]))})
+    table = pd.concat(tables, ignore_index=True).merge(pd.DataFrame(extra), on="condition", how="left")
+    table = table[["judge"] + [c for c in table.columns if c != "judge"]]
+
+    allowed = np.asarray(train[users].todense()) == 0
+    correlation = {}
+    for a, b in (("guide", "hybrid"), ("guide", "text_factors"), ("hybrid", "text_factors")):
+        values = pz.rank_correlation(scored[a], scored[b], allowed)
+        low, high = pz.bootstrap_ci(values, pz.LEVEL, pz.N_BOOT, seed)
+        correlation[f"{a} vs {b}"] = {"spearman": float(values.mean()), "low": low, "high": high}
     settings = {"n_users": int(len(users)), "n": n, "candidates": candidates, "swaps": int(partners.shape[1]),
-                "seed": seed, "temperature": temperature, "top_p": top_p, "n_boot": pz.N_BOOT, "level": pz.LEVEL,
-                "diversity_features": diversity_spec}
+                "seeds": seeds, "generator_seeds": generator_seeds, "seed": seed, "temperature": temperature,
+                "top_p": top_p, "n_boot": pz.N_BOOT, "level": pz.LEVEL, "diversity_features": diversity_spec}
     protocol = PROTOCOL.format(split_seed=config.split_seed, judge_seed=config.judge_seed, users=len(users),
-                               seed=seed, swaps=partners.shape[1], n_boot=pz.N_BOOT, diversity=diversity_spec)
+                               seed=seed, seeds=seeds, swaps=partners.shape[1], n_boot=pz.N_BOOT,
+                               diversity=diversity_spec, features=" + ".join(config.features),
+                               judge2=" + ".join(bundle.record["judge2_features"]))
+    record = bundle.record
     result = {"dataset": dataset, "protocol": protocol, "settings": settings,
               "table": json.loads(table.to_json(orient="records")),
+              "rank_correlation": correlation,
               "samples": {"users": int(len(users)), "eligible_users": int(len(eligible)), "candidates_drawn": drawn,
                           "distinct_candidates": distinct},
-              "split": bundle.record["split"], "guide": type(bundle.guide).__name__,
-              "judge": {"class": type(bundle.judge).__name__, "seed": config.judge_seed,
-                        "epochs": bundle.record["judge_epochs"], "best_epoch": bundle.record["judge_best_epoch"]},
+              "split": record["split"], "guide": {"class": type(bundle.guide).__name__, "features": config.features},
+              "judges": {"hybrid": {"class": type(bundle.judge).__name__, "seed": config.judge_seed,
+                                    "features": config.features, "scored through": "content path (score_items)",
+                                    "epochs": record["judge_epochs"], "best_epoch": record["judge_best_epoch"]},
+                         "text_factors": {"class": type(bundle.judge2).__name__, "seed": config.judge_seed,
+                                          "features": record["judge2_features"],
+                                          "scored through": "content path (score_items)",
+                                          "chosen on valid": record["judge2_choice"]}},
               "seconds": round(time.perf_counter() - started, 1)}
     write_json(saved, result)
     return result
+
+
+def _user_seed(seed: int, row: int) -> int:
+    """The sampling seed of one user under one generator seed (distinct across both)."""
+    return int(np.random.SeedSequence([seed, row]).generate_state(1)[0])
 
 
 @dataclass
@@ -608,6 +724,13 @@ def _item_texts(dataset: str, column: str, item_ids) -> list[str | None]:
     return [frame.get(str(i)) for i in item_ids]
 
 
-def evaluation_table(result: dict) -> pd.DataFrame:
-    """The ``table`` of an :func:`evaluate` result as a frame, one row per condition."""
-    return pd.DataFrame(result["table"]).set_index("condition")
+def evaluation_table(result: dict, judge: str | None = None) -> pd.DataFrame:
+    """The ``table`` of an :func:`evaluate` result as a frame, one row per condition, for one judge
+    (one of :data:`JUDGES`; default the first, the hybrid)."""
+    frame = pd.DataFrame(result["table"])
+    if "judge" in frame.columns:
+        judge = JUDGES[0] if judge is None else judge
+        if judge not in set(frame["judge"]):
+            raise MmworkError(f"no judge {judge!r} in this result; choose from {sorted(set(frame['judge']))}")
+        frame = frame[frame["judge"] == judge]
+    return frame.set_index("condition")

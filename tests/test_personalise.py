@@ -1,6 +1,7 @@
 """The personalisation loop on a small real subset: 100 MovieLens-100K users and their 400 most watched
 films, imported as a catalogue of its own (so the loop is shown to need no MovieLens-specific code),
-with MiniLM text features, a tiny language model, the guide and the judge."""
+with MiniLM text features, a tiny language model, the guide and both judges: one scorer per judge
+(a generated copy of item i gets i's rank), the placebo, and the second judge's own features."""
 import contextlib
 import io
 import json
@@ -77,13 +78,19 @@ def test_cli_trains_first_and_prints_items_and_the_evaluation_as_json(cli_run):
     for item in payload["items"]:
         assert item["text"].strip() and len(item["label_vector"]) == 18
         assert [payload["label_names"][j] for j, v in enumerate(item["label_vector"]) if v] == item["labels"]
-    table = {row["condition"]: row for row in payload["evaluation"]["table"]}
-    assert set(table) == set(personalise.CONDITIONS)
-    for row in table.values():
-        assert row["pr_low"] <= row["pr"] <= row["pr_high"] and row["lift_low"] <= row["lift"] <= row["lift_high"]
-        assert row["users"] == EVAL["n_users"]
+    rows = payload["evaluation"]["table"]
+    assert {(row["judge"], row["condition"]) for row in rows} == \
+        {(j, c) for j in personalise.JUDGES for c in personalise.CONDITIONS}
+    for row in rows:
+        for key in ("pr", "swap_pr", "diff", "lift"):
+            low, high = (row[f"{key}_low"], row[f"{key}_high"]) if key != "swap_pr" else (row["swap_low"],
+                                                                                         row["swap_high"])
+            assert low <= row[key] <= high, (row["judge"], row["condition"], key)
+        assert row["diff"] == pytest.approx(row["pr"] - row["swap_pr"])
+        assert row["users"] == EVAL["n_users"] and row["seeds"] == 3
+    table = {row["condition"]: row for row in rows if row["judge"] == "hybrid"}
     assert table["guide's top-k real items"]["guide_pr"] == 100.0  # the guide's own picks top its own ranking
-    assert "Swap test" in payload["evaluation"]["protocol"]
+    assert "Swap test" in payload["evaluation"]["protocol"] and "Placebo" in payload["evaluation"]["protocol"]
 
 
 def test_generated_content_is_extracted_as_the_catalogues_was(bundle):
@@ -192,3 +199,82 @@ def test_evaluation_is_kept_and_retraining_is_asked_for_when_features_change(bun
         path.with_suffix(".parquet").unlink(missing_ok=True)
         os.replace(backup, path)
         personalise._LOADED.clear()
+
+
+def test_one_scorer_per_judge_a_generated_copy_of_item_i_gets_is_rank(bundle):
+    """Every item is scored through the judge's content path: a generated copy of catalogue item i
+    (a twin) gets exactly i's rank, and i's text scored as a brand-new item (no twin) gets the same
+    rank up to float noise. Under the old protocol the hybrid ranked the catalogue on its warm path
+    (item embeddings and biases), so the same text scored as new landed far from i's rank."""
+    from mmwork.evaluation import personalisation as pz
+    train = bundle.train.matrix.tocsr()
+    users = np.arange(0, 40, 4)
+    partners = pz.swap_partners(users, 3, seed=0)
+    items = [np.setdiff1d(np.arange(30, 400, 37), train[u].indices)[:4] for u in users]
+    texts = [[bundle.item_texts[i] for i in chosen] for chosen in items]
+    for model, catalogue, content in ((bundle.judge, bundle.catalogue, bundle.content),
+                                      (bundle.judge2, bundle.judge2_catalogue, bundle.judge2_content)):
+        judge = pz.ContentJudge(model, catalogue)
+        scores = dict(zip(users.tolist(), judge.catalogue_scores(users)))
+        real = pz.judge_sets(judge, [pz.ItemSet(int(u), items=i) for u, i in zip(users, items)], train, scores,
+                             partners)
+        copies = pz.judge_sets(judge, [pz.ItemSet(int(u), features=content.of_texts(t), twins=bundle.twins(t))
+                                       for u, t in zip(users, texts)], train, scores, partners)
+        as_new = pz.judge_sets(judge, [pz.ItemSet(int(u), features=content.of_texts(t)) for u, t in zip(users, texts)],
+                               train, scores, partners)
+        assert all((bundle.twins(t) == i).all() for t, i in zip(texts, items))
+        np.testing.assert_array_equal(copies.target, real.target)  # exactly i's rank
+        np.testing.assert_array_equal(copies.swap, real.swap)
+        np.testing.assert_allclose(as_new.target, real.target, atol=1.0)  # the same path: float noise only
+    # the old way, for contrast: the hybrid's warm path for the catalogue puts the same items elsewhere
+    warm = dict(zip(users.tolist(), bundle.judge.score(users).numpy()))
+    old = pz.judge_sets(bundle.judge, [pz.ItemSet(int(u), features=bundle.content.of_texts(t))
+                                       for u, t in zip(users, texts)], train, warm, partners)
+    one = pz.judge_sets(pz.ContentJudge(bundle.judge, bundle.catalogue),
+                        [pz.ItemSet(int(u), items=i) for u, i in zip(users, items)], train,
+                        dict(zip(users.tolist(), pz.ContentJudge(bundle.judge, bundle.catalogue).catalogue_scores(
+                            users))), partners)
+    assert np.abs(old.target - one.target).max() > 1.0
+
+
+def test_the_placebo_covers_no_effect_and_both_judges_are_reported(bundle):
+    result = personalise.evaluate(DATASET, device="cpu", progress=False, **EVAL)
+    for judge in personalise.JUDGES:
+        table = personalise.evaluation_table(result, judge)
+        placebo = table.loc[personalise.CONDITIONS[-1]]
+        assert placebo["lift_low"] <= 1 <= placebo["lift_high"], (judge, placebo)
+        assert placebo["diff_low"] <= 0 <= placebo["diff_high"], (judge, placebo)
+        held_out = table.loc["held-out items"]
+        assert held_out["diff_low"] > 0, (judge, held_out)  # the users' own held-out items fit them
+    assert result["judges"]["text_factors"]["features"] == ["text:tfidf_lsa"]
+    assert not set(result["judges"]["text_factors"]["features"]) & set(result["guide"]["features"])
+    for pair, value in result["rank_correlation"].items():
+        assert -1 <= value["low"] <= value["spearman"] <= value["high"] <= 1, pair
+    with pytest.raises(MmworkError, match="no judge 'nobody'"):
+        personalise.evaluation_table(result, "nobody")
+    with pytest.raises(MmworkError, match="also the guide's features"):
+        personalise.PersonaliseConfig.make(judge2_features=["text:minilm"])
+    with pytest.raises(MmworkError, match="reads text:COLUMN features"):
+        personalise.PersonaliseConfig.make(judge2_features=["items:genres"])
+    assert personalise.PersonaliseConfig.make(features=["text:tfidf_lsa"]).judge2_specs() == ["text:skipgram"]
+
+
+def test_intervals_resample_seeds_users_and_partners():
+    from mmwork.evaluation import personalisation as pz
+    rng = np.random.default_rng(0)
+    target = rng.normal(60, 5, (1, 50)).repeat(3, 0)
+    swap = rng.normal(50, 5, (3, 50, 4))
+    steady = pz.hierarchical_bootstrap(target, swap, n_boot=500, seed=1)
+    shifted = target + np.array([[-6.0], [0.0], [6.0]])  # the generator seeds disagree
+    varying = pz.hierarchical_bootstrap(shifted, swap, n_boot=500, seed=1)
+    assert np.ptp(np.quantile(varying[:, 0], [0.025, 0.975])) > 2 * np.ptp(np.quantile(steady[:, 0], [0.025, 0.975]))
+    one_partner = pz.hierarchical_bootstrap(target, swap[:, :, :1], n_boot=500, seed=1)
+    assert np.ptp(np.quantile(one_partner[:, 1], [0.025, 0.975])) > np.ptp(np.quantile(steady[:, 1], [0.025, 0.975]))
+    with pytest.raises(MmworkError, match="at least one partner"):
+        pz.hierarchical_bootstrap(target, np.full((3, 50, 2), np.nan))
+    users = np.arange(10)
+    partners = pz.swap_partners(users, 3, seed=0)
+    donors = pz.placebo_donors(users, partners, seed=0)
+    assert all(d != u and users[d] not in p for u, d, p in zip(users, donors, partners))
+    with pytest.raises(MmworkError, match="the placebo needs a user outside"):
+        pz.placebo_donors(users[:4], pz.swap_partners(users[:4], 3, seed=0))
