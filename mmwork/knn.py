@@ -6,9 +6,9 @@ per batch for a whole batch of queries, and only the candidates that can still b
 best ``k`` kept. Exactness does not rest on float32 rounding coinciding between CPUs or BLAS kernels:
 
 - every float32 score comes with a proven bound on its distance from the exact cosine
-  (:func:`error_bound`: the worst case of any summation order, FMA or not, plus the float32
-  z-scoring's own rounding), so a row is dropped only when its upper bound lies below the k-th best
-  lower bound, where it cannot be among the best ``k``;
+  (:func:`arithmetic_bound`: the worst case of any summation order, FMA or not; :func:`error_bound`
+  adds the float32 z-scoring's own rounding), so a row is dropped only when its upper bound lies
+  below the k-th best lower bound, where it cannot be among the best ``k``;
 - survivors are re-scored by :func:`exact_cosines`, in which each row's similarity is a function of
   that row alone (products rounded once, sums exactly rounded by ``math.fsum``): equal vectors get
   equal similarities wherever they sit in a batch and on every x86 CPU, and exact ties (duplicate
@@ -22,7 +22,7 @@ the table's fingerprint (part file names, sizes and modification times: a stat c
 read), so they are recomputed when the table changes.
 
 >>> import numpy as np
->>> float(error_bound(np.ones(1), 120)[0]) < 1e-4     # raw float32 vectors, 120-d
+>>> arithmetic_bound(120) < 1e-4     # how far a float32 cosine of raw 120-d vectors can be off
 True
 >>> nearest("speech-prompts", "audio:mfcc_stats", np.ones(120), k=3)        # doctest: +SKIP
 >>> nearest("speech-prompts", "audio:mfcc_stats",
@@ -124,34 +124,38 @@ def default_standardize(features: str, standardize: bool | None = None) -> bool:
 UNIT_ROUNDOFF = 2.0 ** -24  # float32
 
 
-def error_bound(norms: np.ndarray, dim: int, offset: float = 0.0) -> np.ndarray:
-    """Per row, a bound on |float32 score − exact cosine| for a unit-length query.
+def arithmetic_bound(dim: int) -> float:
+    """A bound on |float32 score − exact cosine| for raw float32 rows (which float32 holds exactly) and
+    a unit-length query: (1.5·d + 3)·u with u = 2⁻²⁴, for any summation order (γ_d = d·u bounds a
+    d-term float32 dot product however it is summed, FMA or not; the norm adds γ_d/2, the query's own
+    rounding, the square root and the division u each), doubled to cover second-order terms and the
+    rounding of the bounds themselves (valid while d·u ≪ 1: any d below a few hundred thousand).
 
-    ``norms`` are the float32 norms of the rows as scored; ``offset`` is ‖scale ⊙ mean‖ when the rows
-    were z-scored in float32 (0 for raw vectors, which float32 holds exactly). With u = 2⁻²⁴:
+    >>> arithmetic_bound(120) < 1e-4
+    True
+    """
+    return 2 * (1.5 * dim + 3) * UNIT_ROUNDOFF
 
-    - the dot product, the norm and the division: |error| ≤ (1.5·d + 3)·u, for any summation order
-      (γ_d = d·u bounds a d-term float32 dot product however it is summed, FMA or not; the query's own
-      rounding adds u);
-    - z-scoring in float32 moves each row by ε ≤ 3.01·u·(‖r‖ + offset) (the rounded mean, the
-      subtraction, the rounded scale, the product), which moves its cosine by at most 2ε / (‖r̃‖ − ε);
-      a row with ‖r̃‖ ≤ 2ε has no usable float32 direction: its bound is infinite (always re-scored).
 
-    Both terms are doubled, which covers the second-order terms and the rounding of the bounds
-    themselves (valid while d·u ≪ 1, i.e. for any d below a few hundred thousand).
+def error_bound(norms: np.ndarray, dim: int, offset: float) -> np.ndarray:
+    """Per row, a bound on |float32 score − exact cosine| for rows z-scored in float32.
+
+    ``norms`` are the float32 norms of the z-scored rows, ``offset`` is ‖scale ⊙ mean‖. Beyond
+    :func:`arithmetic_bound`, z-scoring in float32 moves each row by ε ≤ 3.01·u·(‖r‖ + offset) (the
+    rounded mean, the subtraction, the rounded scale, the product), which moves its cosine by at most
+    2ε / (‖r̃‖ − ε), doubled like the rest. A dimension whose mean is large next to its spread makes
+    the offset, hence the bound, large; a row with ‖r̃‖ ≤ 2ε has no usable float32 direction and an
+    infinite bound (it is always re-scored).
 
     >>> bound = error_bound(np.array([10.0, 1e-6]), 120, offset=5.0)
     >>> bool(bound[0] < 1e-4), bool(np.isinf(bound[1]))
     (True, True)
     """
     norms = np.asarray(norms, np.float64)
-    arithmetic = (1.5 * dim + 3) * UNIT_ROUNDOFF
-    if not offset:
-        return np.full(norms.shape, 2 * arithmetic)
     shift = 4 * UNIT_ROUNDOFF * (norms + offset)  # 3.01u(‖r‖ + offset) with ‖r‖ ≤ ‖r̃‖ + ε, rounded up
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         moved = np.where(norms > 2 * shift, 2 * shift / (norms - shift), np.inf)
-    return 2 * (arithmetic + moved)
+    return arithmetic_bound(dim) + 2 * moved
 
 
 def exact_cosines(vectors: np.ndarray, unit_query: np.ndarray, stats: "ColumnStats | None" = None) -> np.ndarray:
@@ -353,20 +357,25 @@ class _Pool:
         self.size = 0
         self.nonfinite = 0
 
-    def add(self, scores: np.ndarray, bounds: np.ndarray, ids: pa.Array, vectors: np.ndarray) -> None:
+    def add(self, scores: np.ndarray, bounds: np.ndarray | float, ids: pa.Array, vectors: np.ndarray) -> None:
+        """``bounds``: one error bound per row, or one for all (raw vectors: no (n, m) temporary)."""
+        per_row = np.ndim(bounds) > 0
         bad = np.isnan(scores[:, 0])  # a row with NaN/inf scores NaN against every (finite) query
         if bad.any():
             self.nonfinite += int(bad.sum())
-            scores[bad], bounds[bad] = -np.inf, 0
-        bounds = bounds.astype(np.float32)[:, None]
-        low, high = scores - bounds, scores + bounds
-        mask = high >= self.kth
+            scores[bad] = -np.inf
+            if per_row:
+                bounds[bad] = 0
+        b = np.asarray(bounds, np.float32)[:, None] if per_row else np.float32(bounds)
+        mask = scores + b >= self.kth if per_row else scores >= self.kth - b
         if mask.sum() > 4 * self.k * self.m + 256 and len(scores) >= self.k:  # loose threshold: tighten it
+            low = scores - b
             batch_kth = np.partition(low, len(low) - self.k, axis=0)[len(low) - self.k]
-            mask = high >= np.maximum(self.kth, batch_kth)
+            mask = scores + b >= np.maximum(self.kth, batch_kth)
         rows, queries = np.nonzero(mask)
         if len(rows):
-            self.parts.append((queries.astype(np.int32), low[rows, queries], high[rows, queries],
+            kept, err = scores[rows, queries], b[rows, 0] if per_row else b
+            self.parts.append((queries.astype(np.int32), kept - err, kept + err,
                                ids.take(pa.array(rows)).to_numpy(zero_copy_only=False), vectors[rows]))
             self.size += len(rows)
             self.prune()  # small (about k rows per query); keeps the k-th best, hence the threshold, current
@@ -418,8 +427,7 @@ def _search_file(path: Path, column: str, dim: int, name: str, queries: np.ndarr
             rows = np.subtract(vectors, center[0], out=buffer[:len(vectors)])
             rows *= center[1]
         norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-        with np.errstate(invalid="ignore", over="ignore"):
-            bounds = error_bound(norms, dim, 0.0 if center is None else center[2])
+        bounds = arithmetic_bound(dim) if center is None else error_bound(norms, dim, center[2])
         norms[norms == 0] = np.inf  # a zero vector has no direction: it scores 0
         scores = rows @ queries.T
         with np.errstate(invalid="ignore"):  # inf/inf of a non-finite row: NaN, counted by the pool
