@@ -466,6 +466,21 @@ def main(argv: list[str] | None = None) -> int:
     except MmworkError as exc:
         print(f"mmwork: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # The store's writers turn these into one line themselves; this catches any other write under
+        # the data root (models, caches) that meets a full disk, no permission or a read-only mount.
+        import shutil
+
+        from mmwork.paths import data_root
+        from mmwork.store import DISK_ERRNOS, disk_error, os_errno
+        if os_errno(exc) not in DISK_ERRNOS:
+            raise
+        path = exc.filename
+        if path is None and isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+            path = next((entry[1] for entry in exc.args[0] if isinstance(entry, tuple) and len(entry) > 1), None)
+        print(f"mmwork: error: {disk_error(exc, path or data_root(), then='then run the command again')}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mmwork: interrupted; tables already written are complete, nothing partial was kept", file=sys.stderr)
         return 130

@@ -15,11 +15,15 @@ mmwork version, a hash of its inputs and its creation time.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
 import os
+import re
+import shutil
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -28,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmwork.errors import MmworkError
+from mmwork.errors import DiskError, MmworkError
 from mmwork.paths import processed_dir, data_root
 
 METADATA_KEY = b"mmwork"
@@ -74,6 +78,119 @@ def hash_inputs(*parts: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+# -- OS errors at the store's boundary --------------------------------------------------------------
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EACCES, errno.EPERM)
+DISK_ERRNOS = frozenset(_FULL + _DENIED + (errno.EROFS,))
+
+
+def os_errno(exc: BaseException) -> int | None:
+    """The errno behind ``exc``: an OSError's (or a DiskError's) own, one named in its message (pyarrow's
+    ``[errno 28]``), or the first that a ``shutil.Error`` lists (``copytree`` collects one message per file).
+
+    >>> os_errno(OSError(errno.ENOSPC, "No space left on device"))
+    28
+    >>> os_errno(shutil.Error([("a.wav", "b.wav", "[Errno 28] No space left on device: 'b.wav'")]))
+    28
+    >>> os_errno(ValueError("x")) is None
+    True
+    """
+    if isinstance(exc, DiskError):
+        return exc.errno
+    if isinstance(exc, shutil.Error):
+        texts = [str(entry[-1]) for entry in (exc.args[0] if exc.args and isinstance(exc.args[0], list) else [])]
+    elif isinstance(exc, OSError):
+        if exc.errno:
+            return exc.errno
+        texts = [str(exc)]
+    else:
+        return None
+    for text in texts:
+        found = re.search(r"\[errno (\d+)\]", text, re.IGNORECASE)
+        if found:
+            return int(found.group(1))
+        for code in DISK_ERRNOS:
+            if os.strerror(code).lower() in text.lower():
+                return code
+    return None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(os.path.abspath(path)).relative_to(os.path.abspath(folder))
+        return True
+    except ValueError:
+        return False
+
+
+def megabytes(size: int) -> str:
+    """``size`` bytes for a message.
+
+    >>> megabytes(25_300_000), megabytes(40_000)
+    ('25 MB', '0.04 MB')
+    """
+    mb = size / 1e6
+    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB" if mb >= 1 else f"{max(mb, 0.01):.2f} MB"
+
+
+def disk_error(exc: BaseException, path: str | Path, needs: int | None = None, *, at_least: bool = False,
+               then: str = "nothing partial was kept", where: str | None = None,
+               setting: str = "MMWORK_DATA") -> DiskError:
+    """The one-line error for an OSError (or ``shutil.Error``) met writing ``path``: a full disk names the
+    device's folder (the data root, unless ``where`` says otherwise) and about how much space the step
+    ``needs`` (bytes); permission denied and read-only file systems say what to change. ``then`` says
+    what became of the work (the callers keep their atomic writes: nothing half-written is left).
+
+    >>> str(disk_error(OSError(errno.EROFS, "Read-only file system"), "/mnt/ro/x.parquet", where="/mnt/ro"))
+    '/mnt/ro is on a read-only file system (writing /mnt/ro/x.parquet): remount it read-write, or point \
+MMWORK_DATA at a writable folder; nothing partial was kept'
+    """
+    path = Path(path)
+    code = os_errno(exc)
+    if where is None:
+        root = data_root()
+        where = f"the data root {root}" if _inside(path, root) else str(path.parent)
+    if code in _FULL:
+        what = "no space left" if code == errno.ENOSPC else "the disk quota is exceeded"
+        size = f"; this step needs {'more than' if at_least else 'about'} {megabytes(needs)} there" if needs else ""
+        message = (f"{what} on the device holding {where} (writing {path}){size}: free some space, or point "
+                   f"{setting} at a bigger disk; {then}")
+    elif code in _DENIED:
+        message = (f"permission denied writing {path} in {where}: make it writable by this user, or point "
+                   f"{setting} at a folder you own; {then}")
+    elif code == errno.EROFS:
+        message = (f"{where} is on a read-only file system (writing {path}): remount it read-write, or point "
+                   f"{setting} at a writable folder; {then}")
+    else:
+        detail = (os.strerror(code) if code else "") or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        message = f"cannot write {path} in {where} ({detail[:200]}); {then}"
+    return DiskError(message, code, str(path))
+
+
+@contextmanager
+def disk_errors(path: str | Path, needs: int | None = None, **how):
+    """Turn an OSError raised inside the block (writing ``path``) into :func:`disk_error`'s one line."""
+    try:
+        yield
+    except MmworkError:
+        raise
+    except OSError as exc:  # shutil.Error is an OSError too
+        raise disk_error(exc, path, needs, **how) from exc
+
+
+def folder_size(folder: str | Path) -> int:
+    """Bytes in the files under ``folder`` (0 if it does not exist)."""
+    total = 0
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
 def write_table(data: pd.DataFrame | pa.Table, path: str | Path, *, schema: pa.Schema | None = None,
                 producer: str = "user", params: dict | None = None, input_hash: str | None = None) -> Path:
     """Write ``data`` to ``path`` atomically with an explicit schema and provenance metadata.
@@ -101,17 +218,23 @@ def write_table(data: pd.DataFrame | pa.Table, path: str | Path, *, schema: pa.S
     existing[METADATA_KEY] = json.dumps(meta, default=str).encode()
     table = table.replace_schema_metadata(existing)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temporaries(path.parent, path.name)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", **_encodings(table.schema))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # A full disk, a read-only or foreign folder: one line naming the folder and the table's size
+    # (uncompressed: an upper bound); the temporary file goes, the old table (if any) stays.
+    with disk_errors(path, table.nbytes, then="nothing partial was written (a table already there is kept)"):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_dead_temporaries(path.parent, path.name)
+            pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd",
+                           **_encodings(table.schema))
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass  # could not be made, so there is nothing to remove
     return path
 
 
@@ -259,21 +382,35 @@ def _writer_alive(tmp: Path) -> bool:
 def write_json(path: str | Path, payload: dict) -> None:
     """Write ``payload`` as JSON through a temporary sibling, so a reader never sees half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=1, default=str)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)
+    with disk_errors(path, len(text.encode()), then="nothing partial was written (a file already there is kept)"):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        finally:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 def swap_in_folder(staging: Path, target: Path) -> None:
     """Move the complete folder ``staging`` to ``target``, replacing what was there; ``target`` holds
     the old folder until the new one is in place."""
-    import shutil
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
+    with disk_errors(target, then="the folder that was there is kept"):
+        moved = target.exists()
+        if moved:
+            os.replace(target, old)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if moved:
+                os.replace(old, target)
+            raise
     shutil.rmtree(old, ignore_errors=True)
 
 

