@@ -1,20 +1,36 @@
-"""Text generators against issue 12's targets, in one run, to JSON: perplexities next to a Kneser-Ney
-5-gram baseline, and the quality-diversity curves of maximum likelihood against SeqGAN.
+"""Text generators against issue 12's targets, to JSON: Austen perplexities of an LSTM next to a fair
+Kneser-Ney 5-gram baseline, epoch by epoch; conditioned against unconditioned title models; and the
+quality-diversity curves of maximum likelihood against SeqGAN, with bootstrap intervals.
 
-1. **Jane Austen** (``mmwork data get austen``; splits fixed by chapter): a BPE tokenizer fitted on the
-   training sentences; an LSTM language model (early stopping on the valid sentences) and an interpolated
-   Kneser-Ney 5-gram model over the SAME BPE tokens, both scored on the test sentences: perplexity per BPE
-   token, end-of-sentence included.
-2. **MovieLens titles** (``title_conditions``: genres multi-hot + scaled year; split by item): the same
-   LSTM with and without the condition, and the 5-gram, on the held-out titles.
-3. **Quality against diversity** (Caccia et al., ICLR 2020): SeqGAN started from the Austen LSTM (so both
-   sides share the MLE pre-training), then both models sampled at each temperature of ``--temperatures``:
-   BLEU-4 of ``--samples`` samples against ``--references`` fixed test sentences (Chen & Cherry smoothing
-   method 1), self-BLEU-4 leave-one-out against ``--self-references`` other samples, distinct-1/2
-   (corpus-level, per generated word), copy rate against the training sentences. Words, not BPE pieces:
-   every metric reads ``Tokenizer.tokens``.
+1. **Jane Austen** (``mmwork data get austen``; splits fixed by chapter), ``--parts austen``: a BPE
+   tokenizer fitted on the training sentences; an LSTM language model and an interpolated Kneser-Ney
+   5-gram over the SAME BPE ids, scored on the same whole test sentences (uncut, end-of-sentence
+   included, perplexity per BPE piece). The protocol is the same for both models (issue 19):
 
-    python benchmarks/text_generators.py --lm-epochs 6 --gan-epochs 10
+   - training sequences longer than ``--max-len`` pieces are cut the same way for both, to their first
+     ``--max-len`` pieces and *without* an end token (the LSTM's rule; ``KneserNeyLM.fit(max_len=)``);
+     the default 256 cuts 11 of the 24,852 training sentences and no test sentence;
+   - the 5-gram's ``<unk>`` (pieces seen once in training) is split evenly over the ids it stands for
+     (``n_types`` = the tokenizer's ordinary pieces), as the LSTM must name the exact piece; its OOV
+     rate on the test pieces is reported;
+   - the LSTM trains for ``--lm-epochs`` epochs with no early stopping, on one torch thread
+     (``--threads``); after every epoch its valid and test perplexity, tokens/s and the machine's load
+     average are recorded and the JSON is rewritten, so an interrupted run keeps its curve so far.
+     ``--parts kn`` recomputes only the 5-gram figures into an existing JSON.
+2. **MovieLens titles** (``title_conditions``: genres multi-hot + scaled year; split by item),
+   ``--parts titles``: the same LSTM with and without the condition, and the 5-gram, on the held-out
+   titles.
+3. **Quality against diversity** (Caccia et al., ICLR 2020), ``--parts qd``: SeqGAN started from an
+   Austen LSTM (so both sides share the MLE pre-training), then both models sampled at each temperature
+   of ``--temperatures``: BLEU-4 of ``--samples`` samples against ``--references`` fixed test sentences
+   (Chen & Cherry smoothing method 1), self-BLEU-4 leave-one-out against ``--self-references`` other
+   samples, distinct-1/2 (corpus-level, per generated word), copy rate against the training sentences.
+   Words, not BPE pieces: every metric reads ``Tokenizer.tokens``. ``compare_curves`` gives the mean BLEU
+   gap at matched self-BLEU with a 95% bootstrap interval (samples resampled per temperature).
+
+    OMP_NUM_THREADS=1 python benchmarks/text_generators.py --parts austen --lm-epochs 10
+    python benchmarks/text_generators.py --parts qd --limit 8000 --lm-epochs 4 --gan-epochs 12 \\
+        --max-len 40 --out benchmarks/results/text_generators_qd.json
 """
 from __future__ import annotations
 
@@ -31,7 +47,7 @@ import torch
 
 from mmwork.evaluation.text_generation import KneserNeyLM, compare_curves, copy_rate, quality_diversity
 from mmwork.generators.rnn_lm import RNNLanguageModel
-from mmwork.generators.text_data import Tokenizer, austen_sentences, title_conditions
+from mmwork.generators.text_data import SPECIALS, Tokenizer, austen_sentences, title_conditions
 from mmwork.generators.text_gan import SeqGAN
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_generators.json"
@@ -43,26 +59,93 @@ def _timed(fn):
     return out, round(time.perf_counter() - started, 1)
 
 
-def austen(args) -> tuple[dict, RNNLanguageModel, Tokenizer, dict]:
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _write(args, result: dict) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, default=str))
+
+
+def austen_data(args) -> dict:
     train, valid, test = (austen_sentences(s, limit=args.limit) for s in ("train", "valid", "test"))
     tokenizer = Tokenizer("bpe", vocab_size=args.vocab).fit(train)
     ids = {name: tokenizer.encode(texts) for name, texts in (("train", train), ("valid", valid), ("test", test))}
-    lm = RNNLanguageModel(vocab_size=tokenizer.vocab_size_, epochs=args.lm_epochs, max_len=args.max_len,
-                          hidden_dim=args.hidden, embedding_dim=args.embedding, device=args.device, amp=True)
-    _, lm_seconds = _timed(lambda: lm.fit(ids["train"], valid=ids["valid"]))
-    # min_count=2: pieces seen once in training become <unk> for the 5-gram (which flatters it a little)
-    kn = KneserNeyLM(order=5)
-    _, kn_seconds = _timed(lambda: kn.fit([s[:args.max_len] for s in ids["train"]]))
-    test_ids = [s[:args.max_len] for s in ids["test"]]
-    table = {"sentences": {k: len(v) for k, v in ids.items()},
-             "tokens": {k: int(sum(len(s) + 1 for s in v)) for k, v in ids.items()},
-             "tokenizer": f"BPE, {tokenizer.vocab_size_} pieces incl. 4 specials, fitted on the training sentences",
-             "lstm": {"test_perplexity": lm.perplexity(test_ids), "valid_perplexity": lm.perplexity(ids["valid"]),
-                      "epochs": len(lm.history_), "best_epoch": lm.best_epoch_, "train_seconds": lm_seconds,
-                      "params": lm.get_params()},
-             "kneser_ney_5": {"test_perplexity": kn.perplexity(test_ids), "fit_seconds": kn_seconds}}
-    table["lstm_vs_kn_ratio"] = table["lstm"]["test_perplexity"] / table["kneser_ney_5"]["test_perplexity"]
-    return table, lm, tokenizer, {"train": train, "test": test, "ids": ids}
+    return {"train": train, "test": test, "ids": ids, "tokenizer": tokenizer}
+
+
+def _counts(args, data) -> dict:
+    ids = data["ids"]
+    cut = {k: sum(len(s) >= args.max_len for s in v) for k, v in ids.items()}
+    return {"sentences": {k: len(v) for k, v in ids.items()},
+            "pieces_scored": {k: int(sum(len(s) + 1 for s in v)) for k, v in ids.items()},
+            "train_pieces_per_epoch": int(sum(min(len(s) + 1, args.max_len) for s in ids["train"])),
+            "sentences_cut_at_max_len": cut,
+            "tokenizer": f"BPE, {data['tokenizer'].vocab_size_} pieces incl. 4 specials, fitted on the training "
+                         "sentences"}
+
+
+def kneser_ney(args, data) -> dict:
+    """The fair 5-gram (same cut as the LSTM, no end token at a cut, <unk> split over the ids it stands
+    for) and, for the record, the old protocol's figure (cut at 40 with an end token, test cut at 40,
+    <unk> one outcome)."""
+    ids, vocab = data["ids"], data["tokenizer"].vocab_size_
+    n_types = vocab - len(SPECIALS)  # the ordinary BPE pieces: the LSTM names one of these (or EOS / UNK)
+    kn = KneserNeyLM(order=5, n_types=n_types)
+    _, seconds = _timed(lambda: kn.fit(ids["train"], max_len=args.max_len))
+    out = {"protocol": f"fit on the training pieces cut like the LSTM's (first {args.max_len}, no end token "
+                       "at a cut); min_count 2, <unk> split evenly over the ids it stands for; test and valid "
+                       "whole sentences, end token included",
+           "test_perplexity": kn.perplexity(ids["test"]), "valid_perplexity": kn.perplexity(ids["valid"]),
+           "test_oov_rate": kn.oov_rate(ids["test"]), "valid_oov_rate": kn.oov_rate(ids["valid"]),
+           "types_in_vocabulary": len(kn.vocabulary_), "types_behind_unk": n_types - len(kn.vocabulary_),
+           "fit_seconds": seconds}
+    one = KneserNeyLM(order=5).fit(ids["train"], max_len=args.max_len)
+    out["test_perplexity_unk_as_one_outcome"] = one.perplexity(ids["test"])
+    old = KneserNeyLM(order=5).fit([s[:40] for s in ids["train"]])
+    out["old_protocol_test_perplexity"] = old.perplexity([s[:40] for s in ids["test"]])
+    out["old_protocol"] = ("train and test cut at 40 pieces, each cut given an end token; <unk> one outcome "
+                           "(README before issue 19: 75.8)")
+    return out
+
+
+def austen_lstm(args, data, result: dict) -> None:
+    """Train the LSTM epoch by epoch (no early stopping); record valid/test perplexity, speed and load
+    after each epoch into ``result["austen"]["lstm"]``, rewriting the JSON every time."""
+    ids = data["ids"]
+    lm = RNNLanguageModel(vocab_size=data["tokenizer"].vocab_size_, epochs=args.lm_epochs, max_len=args.max_len,
+                          hidden_dim=args.hidden, embedding_dim=args.embedding, patience=args.lm_epochs,
+                          device=args.device, amp=True)
+    curve = []
+    table = result["austen"]["lstm"] = {"params": lm.get_params(), "curve": curve, "complete": False}
+    last = [time.perf_counter(), os.getloadavg()[0]]
+
+    def after_epoch(model: RNNLanguageModel) -> float:
+        # called by fit after each epoch: the valid loss it returns is only logged (patience = epochs)
+        trained = time.perf_counter() - last[0]
+        scored = time.perf_counter()
+        valid_nll, valid_n = model.log_likelihood(ids["valid"])
+        test_nll, test_n = model.log_likelihood(ids["test"])
+        curve.append({"epoch": len(curve) + 1, "valid_perplexity": float(np.exp(valid_nll.sum() / valid_n.sum())),
+                      "test_perplexity": float(np.exp(test_nll.sum() / test_n.sum())),
+                      "train_seconds": round(trained, 1),
+                      "train_tokens_per_s": round(table["train_pieces_per_epoch"] / trained, 1),
+                      "score_seconds": round(time.perf_counter() - scored, 1),
+                      "load_1min_at_start": round(last[1], 2), "load_at_end": _load()})
+        kn = result["austen"].get("kneser_ney_5", {}).get("test_perplexity")
+        if kn:
+            curve[-1]["lstm_over_kn"] = curve[-1]["test_perplexity"] / kn
+        logging.info("epoch %s", curve[-1])
+        _write(args, result)
+        last[:] = [time.perf_counter(), os.getloadavg()[0]]
+        return float(valid_nll.sum() / valid_n.sum())
+
+    table["train_pieces_per_epoch"] = result["austen"]["train_pieces_per_epoch"]
+    lm.fit(ids["train"], valid=after_epoch)
+    table["history"] = lm.history_
+    table["complete"] = len(curve) == args.lm_epochs
+    _write(args, result)
 
 
 def titles(args) -> dict:
@@ -81,15 +164,20 @@ def titles(args) -> dict:
         _, seconds = _timed(lambda: lm.fit(ids["train"], c("train"), valid=(ids["valid"], c("valid"))))
         out[name] = {"test_perplexity": lm.perplexity(ids["test"], c("test")), "epochs": len(lm.history_),
                      "best_epoch": lm.best_epoch_, "train_seconds": seconds}
-    kn = KneserNeyLM(order=5).fit(ids["train"])
-    out["kneser_ney_5"] = {"test_perplexity": kn.perplexity(ids["test"])}
+    kn = KneserNeyLM(order=5, n_types=tokenizer.vocab_size_ - len(SPECIALS)).fit(ids["train"])
+    out["kneser_ney_5"] = {"test_perplexity": kn.perplexity(ids["test"]), "test_oov_rate": kn.oov_rate(ids["test"])}
     return out
 
 
-def quality_vs_diversity(args, lm, tokenizer, data) -> dict:
-    gan = SeqGAN(vocab_size=tokenizer.vocab_size_, epochs=args.gan_epochs, max_len=args.max_len,
+def quality_vs_diversity(args, data) -> dict:
+    ids = data["ids"]
+    lm = RNNLanguageModel(vocab_size=data["tokenizer"].vocab_size_, epochs=args.lm_epochs, max_len=args.max_len,
+                          hidden_dim=args.hidden, embedding_dim=args.embedding, device=args.device, amp=True)
+    _, lm_seconds = _timed(lambda: lm.fit(ids["train"], valid=ids["valid"]))
+    gan = SeqGAN(vocab_size=data["tokenizer"].vocab_size_, epochs=args.gan_epochs, max_len=args.max_len,
                  hidden_dim=args.hidden, embedding_dim=args.embedding, device=args.device)
-    _, gan_seconds = _timed(lambda: gan.fit(data["ids"]["train"], valid=data["ids"]["valid"], pretrained=lm))
+    _, gan_seconds = _timed(lambda: gan.fit(ids["train"], valid=ids["valid"], pretrained=lm))
+    tokenizer = data["tokenizer"]
     rng = np.random.default_rng(0)
     references = tokenizer.tokens([data["test"][i] for i in rng.choice(len(data["test"]), args.references,
                                                                        replace=False)])
@@ -101,53 +189,73 @@ def quality_vs_diversity(args, lm, tokenizer, data) -> dict:
             drawn[t] = tokenizer.tokens(texts)
             copies[f"{name} @ {t}"] = copy_rate(texts, data["train"])
         curves[name] = quality_diversity(drawn, references, n=4, max_references=args.self_references)
-    verdict = compare_curves(curves["MLE (LSTM)"], curves["SeqGAN"])._asdict()
-    return {"seqgan": {"history": gan.history_, "train_seconds": gan_seconds,
-                       "test_perplexity": gan.perplexity([s[:args.max_len] for s in data["ids"]["test"]]),
-                       "params": gan.get_params()},
-            "curves": {k: v.to_dict(orient="records") for k, v in curves.items()},
+    verdict = compare_curves(curves["MLE (LSTM)"], curves["SeqGAN"], draws=args.draws, seed=0)._asdict()
+    shown = ["temperature", "bleu", "self_bleu", "distinct_1", "distinct_2", "n_samples", "n_references",
+             "self_bleu_references"]
+    return {"lstm": {"test_perplexity": lm.perplexity(ids["test"]), "epochs": len(lm.history_),
+                     "best_epoch": lm.best_epoch_, "train_seconds": lm_seconds},
+            "seqgan": {"history": gan.history_, "train_seconds": gan_seconds,
+                       "test_perplexity": gan.perplexity(ids["test"]), "params": gan.get_params()},
+            "curves": {k: v[shown].to_dict(orient="records") for k, v in curves.items()},
             "copy_rate": copies, "verdict": verdict, "samples_per_point": args.samples,
             "references": args.references, "self_references": args.self_references}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", nargs="+", default=["austen", "titles", "qd"],
+                        choices=["austen", "kn", "titles", "qd"])
     parser.add_argument("--limit", type=int, default=None, help="sentences per Austen split (default all)")
-    parser.add_argument("--vocab", type=int, default=8000)
+    parser.add_argument("--vocab", type=int, default=4000)
     parser.add_argument("--title-vocab", type=int, default=2000)
-    parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--embedding", type=int, default=256)
-    parser.add_argument("--max-len", type=int, default=48, help="BPE tokens per sentence (longer ones are cut)")
-    parser.add_argument("--lm-epochs", type=int, default=6)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--embedding", type=int, default=128)
+    parser.add_argument("--max-len", type=int, default=256,
+                        help="BPE pieces per training sentence (longer ones are cut, without an end token)")
+    parser.add_argument("--lm-epochs", type=int, default=10)
     parser.add_argument("--title-epochs", type=int, default=30)
     parser.add_argument("--gan-epochs", type=int, default=10)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--references", type=int, default=2000)
     parser.add_argument("--self-references", type=int, default=500)
+    parser.add_argument("--draws", type=int, default=2000, help="bootstrap draws for compare_curves")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7, 0.85, 1.0, 1.15, 1.3])
-    parser.add_argument("--skip", nargs="*", default=[], choices=["titles", "gan"])
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (pinned; 1 on shared cores)")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
-    result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads":
-                          torch.get_num_threads(), "load_before": os.getloadavg(),
-                          "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-              "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
-    result["austen"], lm, tokenizer, data = austen(args)
-    print(json.dumps(result["austen"], indent=1, default=str), flush=True)
-    if "titles" not in args.skip:
+    if "kn" in args.parts and "austen" not in args.parts and args.out.exists():  # add it to an existing run's JSON
+        result = json.loads(args.out.read_text())
+    else:
+        result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                              "torch_threads": torch.get_num_threads(),
+                              "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "load_before": _load(),
+                              "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+                  "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+    data = austen_data(args) if {"austen", "kn", "qd"} & set(args.parts) else None
+    if "austen" in args.parts or "kn" in args.parts:
+        result.setdefault("austen", {}).update(_counts(args, data))
+    if "kn" in args.parts:
+        result["austen"]["kneser_ney_5"] = kneser_ney(args, data)
+        for row in result["austen"].get("lstm", {}).get("curve", []):
+            row["lstm_over_kn"] = row["test_perplexity"] / result["austen"]["kneser_ney_5"]["test_perplexity"]
+        _write(args, result)
+    if "austen" in args.parts:
+        austen_lstm(args, data, result)
+    if "titles" in args.parts:
         result["titles"] = titles(args)
-        print(json.dumps(result["titles"], indent=1), flush=True)
-    if "gan" not in args.skip:
-        result["quality_diversity"] = quality_vs_diversity(args, lm, tokenizer, data)
+        _write(args, result)
+    if "qd" in args.parts:
+        result["quality_diversity"] = quality_vs_diversity(args, data)
         print(json.dumps(result["quality_diversity"]["curves"], indent=1), result["quality_diversity"]["verdict"])
-    result["machine"]["load_after"] = os.getloadavg()
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=str))
-    print(f"wrote {args.out} in {result['seconds']} s")
+    key = "kn_seconds" if args.parts == ["kn"] else "seconds"
+    result["machine"]["load_after" if key == "seconds" else "load_after_kn"] = _load()
+    result[key] = round(time.perf_counter() - started, 1)
+    _write(args, result)
+    print(f"wrote {args.out} in {result[key]} s")
 
 
 if __name__ == "__main__":

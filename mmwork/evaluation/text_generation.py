@@ -14,7 +14,8 @@ Every figure here depends on its protocol, so each function states it in full:
 - :func:`copy_rate`: the share of samples found verbatim in the training texts.
 - :class:`KneserNeyLM`: an interpolated Kneser-Ney n-gram model, the perplexity baseline.
 - :func:`quality_diversity` and :func:`compare_curves`: the temperature sweep of "Language GANs
-  Falling Short" (Caccia et al., ICLR 2020), judged as whole curves, not single points.
+  Falling Short" (Caccia et al., ICLR 2020), judged as whole curves, not single points, with a
+  bootstrap interval (samples resampled at each temperature) on the gap between them.
 
 >>> references = [["the", "cat", "sat", "on", "the", "mat"], ["a", "dog", "ran", "in", "the", "park"]]
 >>> bleu([["the", "cat", "sat", "on", "the", "mat"]], references)
@@ -107,7 +108,8 @@ def _closest(lengths: list[int], length: int, available) -> int:
 
 
 def bleu(hypotheses: list[list[str]], references: list[list[str]], n: int = 4) -> float:
-    """Mean sentence BLEU-n of the hypotheses, each against the whole reference set.
+    """Mean sentence BLEU-n of the hypotheses, each against the whole reference set (the mean of
+    :func:`bleu_scores`).
 
     Protocol, per hypothesis (nltk's ``sentence_bleu(references, hypothesis, weights=(1/n,)*n,
     smoothing_function=SmoothingFunction().method1)``, to rounding): modified k-gram precision for
@@ -130,6 +132,12 @@ def bleu(hypotheses: list[list[str]], references: list[list[str]], n: int = 4) -
     >>> round(bleu([["the", "cat", "sat"]], refs), 4)  # n=4: no 4-gram, so p4 = 0.1 / 1
     0.5623
     """
+    return float(np.mean(bleu_scores(hypotheses, references, n)))
+
+
+def bleu_scores(hypotheses: list[list[str]], references: list[list[str]], n: int = 4) -> np.ndarray:
+    """The sentence BLEU-n of each hypothesis against the whole reference set, as :func:`bleu`
+    describes (which is their mean): the per-sample scores a bootstrap resamples."""
     hypotheses, references = _token_lists(hypotheses, "hypotheses"), _token_lists(references, "references")
     n = _check_order(n)
     clip: dict[tuple, int] = {}
@@ -138,13 +146,13 @@ def bleu(hypotheses: list[list[str]], references: list[list[str]], n: int = 4) -
             if count > clip.get(gram, 0):
                 clip[gram] = count
     lengths = sorted({len(r) for r in references})
-    scores = [_sentence_bleu(h, n, lambda g: clip.get(g, 0), _closest(lengths, len(h), lambda _: True))
-              for h in hypotheses]
-    return float(np.mean(scores))
+    return np.array([_sentence_bleu(h, n, lambda g: clip.get(g, 0), _closest(lengths, len(h), lambda _: True))
+                     for h in hypotheses])
 
 
 def self_bleu(samples: list[list[str]], n: int = 4, max_references: int | None = None, seed: int = 0) -> float:
-    """Mean BLEU-n (as :func:`bleu`) of each sample against the other samples, never itself.
+    """Mean BLEU-n (as :func:`bleu`) of each sample against the other samples, never itself (the mean
+    of :func:`self_bleu_scores`).
 
     Leave-one-out: sample i's references are the other samples (a duplicate of sample i at another
     index counts: that is a real lack of diversity); the closest-length rule excludes sample i too.
@@ -163,6 +171,13 @@ def self_bleu(samples: list[list[str]], n: int = 4, max_references: int | None =
     >>> self_bleu([["a", "b", "c", "d"], ["w", "x", "y", "z"]])   # each against the other only
     0.0
     """
+    return float(np.mean(self_bleu_scores(samples, n, max_references, seed)))
+
+
+def self_bleu_scores(samples: list[list[str]], n: int = 4, max_references: int | None = None,
+                     seed: int = 0) -> np.ndarray:
+    """The BLEU-n of each sample against its references among the other samples, as :func:`self_bleu`
+    describes (which is their mean)."""
     samples = _token_lists(samples, "samples")
     n = _check_order(n)
     if len(samples) < 2:
@@ -201,7 +216,7 @@ def self_bleu(samples: list[list[str]], n: int = 4, max_references: int | None =
         own = len(samples[left_out])
         closest = _closest(lengths, len(hypothesis), lambda r, own=own: length_counts[r] > (r == own))
         scores.append(_sentence_bleu(hypothesis, n, clip, closest))
-    return float(np.mean(scores))
+    return np.array(scores)
 
 
 # -- diversity and copying ---------------------------------------------------------------------------
@@ -278,10 +293,13 @@ class KneserNeyLM:
     """Interpolated Kneser-Ney n-gram language model over token sequences (ids or strings).
 
     Each sequence is padded with ``order - 1`` begin-of-sequence markers and ends with one
-    end-of-sequence marker, which is predicted (and counted as a token). Training tokens seen fewer
-    than ``min_count`` times (default 2: the words seen once) become the ``<unk>`` class, and so does
-    any token unseen in training when scoring. Only the n-grams ending at a predicted position are
-    counted, every order up to ``order``; with one discount D:
+    end-of-sequence marker, which is predicted (and counted as a token); ``fit(..., max_len=m)`` cuts a
+    training sequence of m tokens or more to its first m and gives it *no* end marker (the rule of
+    :class:`~mmwork.generators.rnn_lm.RNNLanguageModel`, so both learn from the same tokens and
+    neither learns to stop where a cut was). Training tokens seen fewer than ``min_count`` times
+    (default 2: the words seen once) become the ``<unk>`` class, and so does any token unseen in
+    training when scoring. Only the n-grams ending at a predicted position are counted, every order up
+    to ``order``; with one discount D:
 
     - top order: P(w | h) = max(c(h w) - D, 0) / c(h .) + D N1+(h .) / c(h .) P(w | h'),
       where h' drops the first token of h;
@@ -298,13 +316,22 @@ class KneserNeyLM:
     scored, 0.19 s per token, about 3.5 hours for the test sentences; and it gives probability 0
     (perplexity inf) to any unseen word, having no ``<unk>`` mass. This one counts with numpy
     (n-grams as integer keys, one sorted key table per order): 2-3 s to fit, 0.06 s to score
-    (perplexity 84.8 with ``min_count=2``). Compare perplexities only over the same tokens and
-    vocabulary: to set it against a neural model, fit it on that model's token ids, with
-    ``min_count=1`` when they already carry an unknown-token id.
+    (perplexity 84.8 with ``min_count=2``).
+
+    ``<unk>`` and a closed vocabulary: by default ``<unk>`` is one outcome, and its probability is that
+    of "some rare token". A neural model over a fixed set of ids (a BPE tokenizer's pieces) must name
+    the exact piece, so next to it that default flatters the n-gram model. ``n_types`` (the number of
+    distinct tokens the data can hold, e.g. ``tokenizer.vocab_size_ - 4`` ordinary pieces) splits the
+    ``<unk>`` probability evenly over the ``n_types - len(vocabulary_)`` tokens it stands for
+    (``unk_types_``), so each unknown token is scored as one named outcome. :meth:`oov_rate` tells how
+    many tokens go through ``<unk>``. Compare perplexities only over the same tokens, the same cut and
+    the same closed vocabulary: fit it on the neural model's token ids, with its ``max_len`` and
+    ``n_types``, and score the same whole sequences.
 
     Learned state (set by :meth:`fit`): ``vocabulary_`` (token -> the model's id; 0, 1 and 2 are the
-    begin, end and ``<unk>`` markers), ``size_`` (ids in all), ``n_tokens_`` (predicted training
-    tokens), and per order k: ``keys_[k]`` (the sorted k-gram keys, (id of the first k-1 tokens) *
+    begin, end and ``<unk>`` markers), ``size_`` (ids in all), ``unk_types_`` (the tokens ``<unk>``
+    stands for: ``n_types - len(vocabulary_)``, or 1 without ``n_types``), ``n_tokens_`` (predicted
+    training tokens), and per order k: ``keys_[k]`` (the sorted k-gram keys, (id of the first k-1 tokens) *
     ``size_`` + last token; a k-gram's id is its position here), ``numerator_[k]`` (count or
     continuation count of each k-gram), ``denominator_[k]`` and ``backoff_[k]`` (per context).
 
@@ -316,32 +343,61 @@ class KneserNeyLM:
     Traceback (most recent call last):
     ...
     mmwork.errors.MmworkError: token 'zzz' was never seen in training and the model has no <unk> mass ...
+
+    With ``n_types``, ``<unk>``'s probability is shared by the tokens it stands for; here 10 possible
+    tokens, "a" and "b" known, so "zzz" gets 1/8 of the mass "c" and "zzz" got together above:
+
+    >>> lm = KneserNeyLM(order=2, n_types=10).fit([["a", "b"], ["a", "c"], ["b", "a"], ["a", "b"]])
+    >>> lm.unk_types_, lm.log_likelihood([["zzz"]])[0].round(4).tolist()   # 3.6928 + log 8
+    (8, [5.7722])
+    >>> lm.oov_rate([["a", "zzz"], ["c"]])       # 2 of 3 tokens go through <unk>
+    0.6666666666666666
     """
 
-    def __init__(self, order: int = 5, discount: float = 0.75, min_count: int = 2):
+    def __init__(self, order: int = 5, discount: float = 0.75, min_count: int = 2, n_types: int | None = None):
         if not isinstance(order, (int, np.integer)) or isinstance(order, bool) or order < 2:
             raise MmworkError(f"order must be an integer of at least 2, got {order!r}")
         if not isinstance(discount, (int, float)) or not 0 < discount <= 1:
             raise MmworkError(f"discount must lie in (0, 1], got {discount!r}")
         if not isinstance(min_count, (int, np.integer)) or min_count < 1:
             raise MmworkError(f"min_count must be a positive integer, got {min_count!r}")
+        if n_types is not None and (not isinstance(n_types, (int, np.integer)) or isinstance(n_types, bool)
+                                    or n_types < 1):
+            raise MmworkError(f"n_types must be a positive integer (the distinct tokens the data can hold, e.g. a "
+                              f"tokenizer's vocab_size_ - 4) or None, got {n_types!r}")
         self.order, self.discount, self.min_count = int(order), float(discount), int(min_count)
+        self.n_types = None if n_types is None else int(n_types)
 
     def __repr__(self) -> str:
-        return f"KneserNeyLM(order={self.order}, discount={self.discount}, min_count={self.min_count})"
+        types = "" if self.n_types is None else f", n_types={self.n_types}"
+        return f"KneserNeyLM(order={self.order}, discount={self.discount}, min_count={self.min_count}{types})"
 
     # -- fitting ---------------------------------------------------------------------------------------
-    def fit(self, sequences: list[list[Hashable]]) -> "KneserNeyLM":
+    def fit(self, sequences: list[list[Hashable]], max_len: int | None = None) -> "KneserNeyLM":
         """Count the n-grams of ``sequences`` (lists of hashable tokens, without begin/end markers).
-        Sets ``vocabulary_`` (token -> id, the special markers excluded), ``n_tokens_`` (predicted
-        training tokens) and the count tables. Returns self."""
+        With ``max_len`` = m, a sequence of m tokens or more is cut to its first m and gets no end
+        marker (as :class:`~mmwork.generators.rnn_lm.RNNLanguageModel` trains with ``max_len=m``: m
+        positions, the end included). Sets ``vocabulary_`` (token -> id, the special markers
+        excluded), ``unk_types_``, ``n_tokens_`` (predicted training tokens) and the count tables.
+        Returns self."""
         sequences = _token_lists(sequences, "sequences")
+        if max_len is not None and (not isinstance(max_len, (int, np.integer)) or isinstance(max_len, bool)
+                                    or max_len < 1):
+            raise MmworkError(f"max_len must be a positive integer or None, got {max_len!r}")
         started = time.perf_counter()
+        ends = None
+        if max_len is not None:
+            ends = [len(s) < max_len for s in sequences]
+            sequences = [s if end else s[:max_len] for s, end in zip(sequences, ends)]
         counts = Counter(token for sequence in sequences for token in sequence)
         kept = sorted((t for t, c in counts.items() if c >= self.min_count), key=lambda t: (-counts[t], repr(t)))
+        if self.n_types is not None and self.n_types < len(kept):
+            raise MmworkError(f"n_types={self.n_types} is below the {len(kept)} distinct tokens kept from the "
+                              "training sequences; it must count every token the data can hold")
         self.vocabulary_ = {token: i + 3 for i, token in enumerate(kept)}
         self.size_ = len(kept) + 3
-        stream, predicted = self._stream(sequences)
+        self.unk_types_ = 1 if self.n_types is None else max(1, self.n_types - len(kept))
+        stream, predicted = self._stream(sequences, ends)
         self.n_tokens_ = int(predicted.sum())
         ids, self.keys_ = self._ids(stream)
         D = self.discount
@@ -370,16 +426,18 @@ class KneserNeyLM:
                  self.order, time.perf_counter() - started)
         return self
 
-    def _stream(self, sequences) -> tuple[np.ndarray, np.ndarray]:
+    def _stream(self, sequences, ends: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """All sequences as one id stream, each after ``order - 1`` begin markers and followed by an
-        end marker, and which positions are predicted (the tokens and the end markers)."""
+        end marker (unless ``ends`` says it has none: a cut sequence), and which positions are
+        predicted (the tokens and the end markers)."""
         lookup = self.vocabulary_
         pieces = []
         pad = [BOS_ID] * (self.order - 1)
-        for sequence in sequences:
+        for i, sequence in enumerate(sequences):
             pieces.extend(pad)
             pieces.extend(lookup.get(token, UNK_ID) for token in sequence)
-            pieces.append(EOS_ID)
+            if ends is None or ends[i]:
+                pieces.append(EOS_ID)
         stream = np.asarray(pieces, dtype=np.int64)
         return stream, stream != BOS_ID
 
@@ -439,12 +497,16 @@ class KneserNeyLM:
 
     def log_likelihood(self, sequences: list[list[Hashable]]) -> tuple[np.ndarray, np.ndarray]:
         """Per sequence: the summed negative log-likelihood in nats and the number of predicted
-        tokens (its tokens plus the end marker), as two arrays (the generators' convention)."""
+        tokens (its tokens plus the end marker), as two arrays (the generators' convention). A token
+        outside the vocabulary gets ``<unk>``'s probability divided by ``unk_types_``. Whole
+        sequences, never cut."""
         self._check_fitted()
         sequences = _token_lists(sequences, "sequences")
         stream, predicted = self._stream(sequences)
         where = np.flatnonzero(predicted)
         p = self._probabilities(stream, where)
+        if self.unk_types_ > 1:
+            p = np.where(stream[where] == UNK_ID, p / self.unk_types_, p)
         if (p <= 0).any():
             bad = next((t for s in sequences for t in s if t not in self.vocabulary_), "<unk>")
             raise MmworkError(f"token {bad!r} was never seen in training and the model has no <unk> mass (no "
@@ -459,10 +521,21 @@ class KneserNeyLM:
         nll, tokens = self.log_likelihood(sequences)
         return perplexity(float(nll.sum()), int(tokens.sum()))
 
+    def oov_rate(self, sequences: list[list[Hashable]]) -> float:
+        """The share of the tokens of ``sequences`` (end markers not counted) outside the vocabulary,
+        i.e. scored through ``<unk>``."""
+        self._check_fitted()
+        sequences = _token_lists(sequences, "sequences")
+        total = sum(len(s) for s in sequences)
+        if total == 0:
+            raise MmworkError("the sequences hold no tokens; the OOV rate is undefined")
+        return sum(t not in self.vocabulary_ for s in sequences for t in s) / total
+
     def distribution(self, context: Sequence[Hashable] = ()) -> dict:
         """P(next token | ``context``) for every token the model can predict: the vocabulary, ``"<unk>"``
-        (when it has mass) and ``"</s>"`` (the end marker); the values sum to 1. The context is the
-        sequence so far (begin markers are added in front).
+        (when it has mass: the total over the ``unk_types_`` tokens it stands for, each of which gets an
+        equal share) and ``"</s>"`` (the end marker); the values sum to 1. The context is the sequence
+        so far (begin markers are added in front).
 
         >>> lm = KneserNeyLM(order=2, min_count=1).fit([["a", "b"], ["a", "c"]])
         >>> {w: round(p, 3) for w, p in lm.distribution(["a"]).items()}
@@ -491,6 +564,10 @@ def quality_diversity(samples_by_temperature: dict[float, list[list[str]]], refe
     token), ``n_samples``, ``n_references`` (BLEU's reference count) and ``self_bleu_references``.
     Keep the references, ``max_references`` and the sample counts fixed across models.
 
+    The table's ``attrs["per_sample"]`` holds, per temperature, each sample's BLEU and self-BLEU
+    (``{"bleu": array, "self_bleu": array}``): :func:`compare_curves` resamples them for its bootstrap
+    interval.
+
     >>> samples = {1.0: [["a", "b"], ["c", "d"]], 0.5: [["a", "b"], ["a", "b"]]}
     >>> quality_diversity(samples, [["a", "b"]], n=2)[["temperature", "bleu", "self_bleu"]]
        temperature  bleu  self_bleu
@@ -503,25 +580,31 @@ def quality_diversity(samples_by_temperature: dict[float, list[list[str]]], refe
         if not isinstance(temperature, (int, float)) or not temperature > 0:
             raise MmworkError(f"temperatures must be positive numbers, got {temperature!r}")
     references = _token_lists(references, "references")
-    rows = []
+    rows, per_sample = [], {}
     for temperature, samples in sorted(samples_by_temperature.items()):
         samples = _token_lists(samples, f"the samples at temperature {temperature}")
         others = len(samples) - 1 if max_references is None else min(max_references, len(samples) - 1)
-        rows.append({"temperature": float(temperature), "bleu": bleu(samples, references, n),
-                     "self_bleu": self_bleu(samples, n, max_references, seed),
+        scores = {"bleu": bleu_scores(samples, references, n), "self_bleu": self_bleu_scores(samples, n, max_references,
+                                                                                             seed)}
+        per_sample[float(temperature)] = scores
+        rows.append({"temperature": float(temperature), "bleu": float(scores["bleu"].mean()),
+                     "self_bleu": float(scores["self_bleu"].mean()),
                      "distinct_1": distinct_n(samples, 1), "distinct_2": distinct_n(samples, 2),
                      "n_samples": len(samples), "n_references": len(references),
                      "self_bleu_references": others})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["per_sample"] = per_sample
+    return table
 
 
 class CurveComparison(NamedTuple):
-    """How two quality-diversity curves compare over the self-BLEU range they share."""
+    """How two quality-diversity curves compare over the self-BLEU range they share, with a bootstrap
+    interval."""
 
     winner: str
     """"a" or "b" when that curve's BLEU is at least the other's over the whole shared range and
     above it somewhere (it dominates), "tie" when they coincide (within 1e-9), "neither" when they
-    cross, "no overlap" when the ranges do not meet."""
+    cross, "no overlap" when the ranges do not meet. A point estimate: read it with the interval."""
     a_better: float
     """Share of the shared self-BLEU range where curve a's BLEU is higher."""
     mean_gap: float
@@ -530,33 +613,100 @@ class CurveComparison(NamedTuple):
     """Lower end of the shared self-BLEU range."""
     high: float
     """Upper end of the shared self-BLEU range."""
+    gap_low: float = math.nan
+    """Lower end of the bootstrap interval of ``mean_gap`` (NaN without per-sample scores)."""
+    gap_high: float = math.nan
+    """Upper end of the bootstrap interval of ``mean_gap``; an interval that covers 0 means the samples
+    do not tell the curves apart."""
+    a_better_low: float = math.nan
+    """Lower end of the bootstrap interval of ``a_better``."""
+    a_better_high: float = math.nan
+    """Upper end of the bootstrap interval of ``a_better``."""
+    draws: int = 0
+    """Bootstrap draws that gave both figures (draws whose resampled curves do not overlap are left out)."""
+    level: float = math.nan
+    """Coverage of the intervals (e.g. 0.95)."""
 
 
-def compare_curves(curve_a: pd.DataFrame, curve_b: pd.DataFrame, points: int = 101) -> CurveComparison:
+def _curve_points(curve: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray, list | None]:
+    if not isinstance(curve, pd.DataFrame) or not {"bleu", "self_bleu"} <= set(curve.columns) or curve.empty:
+        raise MmworkError(f"{name} must be a quality_diversity() table with bleu and self_bleu columns")
+    per_sample = curve.attrs.get("per_sample")
+    scores = None
+    if per_sample and "temperature" in curve.columns and all(float(t) in per_sample for t in curve["temperature"]):
+        scores = [per_sample[float(t)] for t in curve["temperature"]]
+    return curve["self_bleu"].to_numpy(float), curve["bleu"].to_numpy(float), scores
+
+
+def _gap(xa, ya, xb, yb, points: int):
+    """(share where a is higher, mean gap, gap on the grid, low, high) over the shared self-BLEU range,
+    or None when the ranges do not meet."""
+    oa, ob = np.argsort(xa, kind="stable"), np.argsort(xb, kind="stable")
+    xa, ya, xb, yb = xa[oa], ya[oa], xb[ob], yb[ob]
+    low, high = max(xa[0], xb[0]), min(xa[-1], xb[-1])
+    if low > high:
+        return None
+    grid = np.linspace(low, high, points)
+    gap = np.interp(grid, xa, ya) - np.interp(grid, xb, yb)
+    return float((gap > 0).mean()), float(gap.mean()), gap, float(low), float(high)
+
+
+def compare_curves(curve_a: pd.DataFrame, curve_b: pd.DataFrame, points: int = 101, *, draws: int = 1000,
+                   seed: int = 0, level: float = 0.95) -> CurveComparison:
     """Compare two :func:`quality_diversity` curves at matched diversity: each curve's BLEU is
     interpolated linearly as a function of its self-BLEU (points sorted by self-BLEU) on ``points``
     evenly spaced self-BLEU values over the range both curves cover, and compared point by point.
     Higher BLEU at the same self-BLEU is better; a curve dominates when it is never below the other.
+
+    The interval (``level``, percentile bootstrap with ``draws`` draws and ``seed``): at every
+    temperature of each curve the samples are drawn again with replacement, and that point's BLEU and
+    self-BLEU become the means of the drawn samples' own scores (the per-sample scores that
+    :func:`quality_diversity` keeps in ``attrs["per_sample"]``, paired, so a sample brings both); the
+    shared range, ``mean_gap`` and ``a_better`` are then computed again. It holds the BLEU references
+    and each sample's self-BLEU references fixed, and says nothing of the spread between training
+    seeds. Tables without per-sample scores (built by hand) get no interval (NaN, ``draws`` 0).
 
     >>> a = pd.DataFrame({"self_bleu": [0.2, 0.5, 0.8], "bleu": [0.3, 0.5, 0.7]})
     >>> b = pd.DataFrame({"self_bleu": [0.3, 0.6, 0.9], "bleu": [0.2, 0.4, 0.6]})
     >>> compare_curves(a, b).winner, round(compare_curves(a, b).mean_gap, 3)
     ('a', 0.167)
     """
-    curves = []
-    for name, curve in (("curve_a", curve_a), ("curve_b", curve_b)):
-        if not isinstance(curve, pd.DataFrame) or not {"bleu", "self_bleu"} <= set(curve.columns) or curve.empty:
-            raise MmworkError(f"{name} must be a quality_diversity() table with bleu and self_bleu columns")
-        curve = curve.sort_values("self_bleu")
-        curves.append((curve["self_bleu"].to_numpy(float), curve["bleu"].to_numpy(float)))
-    (xa, ya), (xb, yb) = curves
-    low, high = max(xa[0], xb[0]), min(xa[-1], xb[-1])
-    if low > high:
+    if not isinstance(points, (int, np.integer)) or isinstance(points, bool) or points < 2:
+        raise MmworkError(f"points must be an integer of at least 2, got {points!r}")
+    if not isinstance(draws, (int, np.integer)) or isinstance(draws, bool) or draws < 0:
+        raise MmworkError(f"draws must be a non-negative integer (0: no interval), got {draws!r}")
+    if not isinstance(level, float) or not 0 < level < 1:
+        raise MmworkError(f"level must be a float in (0, 1), e.g. 0.95, got {level!r}")
+    xa, ya, scores_a = _curve_points(curve_a, "curve_a")
+    xb, yb, scores_b = _curve_points(curve_b, "curve_b")
+    point = _gap(xa, ya, xb, yb, points)
+    if point is None:
+        low, high = max(xa.min(), xb.min()), min(xa.max(), xb.max())
         return CurveComparison("no overlap", math.nan, math.nan, float(low), float(high))
-    grid = np.linspace(low, high, points)
-    gap = np.interp(grid, xa, ya) - np.interp(grid, xb, yb)
+    a_better, mean_gap, gap, low, high = point
     if np.allclose(gap, 0, rtol=0, atol=1e-9):
         winner = "tie"
     else:
         winner = "a" if (gap >= 0).all() else "b" if (gap <= 0).all() else "neither"
-    return CurveComparison(winner, float((gap > 0).mean()), float(gap.mean()), float(low), float(high))
+    result = CurveComparison(winner, a_better, mean_gap, low, high)
+    if scores_a is None or scores_b is None or draws == 0:
+        return result
+    rng = np.random.default_rng(seed)
+
+    def resampled(scores):  # (draws, temperatures) arrays of resampled mean self-BLEU and BLEU
+        xs, ys = [], []
+        for s in scores:
+            index = rng.integers(0, len(s["bleu"]), size=(draws, len(s["bleu"])))
+            xs.append(np.asarray(s["self_bleu"])[index].mean(1))
+            ys.append(np.asarray(s["bleu"])[index].mean(1))
+        return np.stack(xs, 1), np.stack(ys, 1)
+
+    (bxa, bya), (bxb, byb) = resampled(scores_a), resampled(scores_b)
+    figures = [f[:2] for f in (_gap(bxa[d], bya[d], bxb[d], byb[d], points) for d in range(draws)) if f is not None]
+    if not figures:
+        return result._replace(level=level)
+    shares, gaps = np.array(figures).T
+    tail = 100 * (1 - level) / 2
+    return result._replace(gap_low=float(np.percentile(gaps, tail)), gap_high=float(np.percentile(gaps, 100 - tail)),
+                           a_better_low=float(np.percentile(shares, tail)),
+                           a_better_high=float(np.percentile(shares, 100 - tail)), draws=len(figures), level=level)

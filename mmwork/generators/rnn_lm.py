@@ -47,9 +47,12 @@ SAMPLE_CHUNK = 1024  # sequences drawn per batch by ``sample``
 
 class RNNLanguageModelConfig(GeneratorConfig):
     """Parameters of :class:`RNNLanguageModel`. The default network (embedding 256, hidden 512, one
-    LSTM layer: 7.7M parameters at 8,000 tokens, more than half of them in the output layer) trains
-    at about 2,400 tokens per second on 2 CPU cores (Austen, 8,000 BPE tokens); halve both sizes for
-    a quick look."""
+    LSTM layer: 7.7M parameters at 8,000 tokens, more than half of them in the output layer) trained
+    at about 1,450 tokens per second on one CPU thread (Austen, 8,000 BPE pieces, 1,000 sentences, one
+    epoch; 2-core machine at load 1.5), the README's smaller one (embedding 128, hidden 256, 4,000
+    pieces: 1.9M parameters) at about 6,200. Two threads were slower on cores shared with other jobs
+    (560 and 1,730 tokens/s at load 2-3), so pin one thread there (``torch.set_num_threads(1)``);
+    halve both sizes for a quick look."""
 
     vocab_size: int = Field(gt=4)
     """Token ids the model reads and writes, the four specials (PAD 0, BOS 1, EOS 2, UNK 3) included:

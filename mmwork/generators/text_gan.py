@@ -13,8 +13,11 @@ generator updates and ``d_steps`` discriminator updates:
   probability of "real" over ``rollouts`` completions of the prefix up to t drawn from the current
   generator (Monte-Carlo search), and of the final token that of the sequence itself; the loss is
   REINFORCE, -sum_t log G(y_t | y_<t) (Q_t - b_t) per token, with b_t the mean reward of the other
-  sequences at the same step (a leave-one-out baseline, so it does not bias the gradient). The paper
-  rolls out with a delayed copy of the generator; here it is the current one.
+  sequences at the same step (a leave-one-out baseline, so it does not bias the gradient). log G is
+  the policy that drew the sequences: the network in the same mode, dropout off, as when sampling
+  (with dropout on it would be another, randomly thinned policy, and the gradient would not be
+  REINFORCE's); dropout acts in the maximum-likelihood pre-training only. The paper rolls out with a
+  delayed copy of the generator; here it is the current one.
 - discriminator: ``batch_size`` real sequences against as many generated ones, binary cross-entropy.
 
 The discriminator is Yu et al.'s: a CNN over token embeddings with several filter widths and max
@@ -199,13 +202,17 @@ class SeqGAN(RNNLanguageModel):
         total = (rewards * mask).sum(0, keepdim=True)
         baseline = torch.where(count > 1, (total - rewards) / (count - 1).clamp(min=1), torch.zeros_like(rewards))
         advantage = (rewards - baseline) * mask
-        net.train()
         with training.autocast():
-            log_p = -self._token_nll(y, cond, generator)
+            log_p = self._policy_log_probs(y, cond)
         loss = -(log_p * advantage).sum() / mask.sum()
         clipped_step(training, loss, net.parameters(), config.clip_norm)
-        net.eval()
         return {"g_loss": float(loss.detach()), "reward": float((rewards * mask).sum() / mask.sum())}
+
+    def _policy_log_probs(self, y: torch.Tensor, cond) -> torch.Tensor:
+        """log G(y_t | y_<t) per drawn token (B, T), 0 at PAD, with gradients, under the policy that
+        drew ``y``: the network in eval mode (no dropout), as ``continue_sequences`` ran it."""
+        self.net_.eval()
+        return -self._token_nll(y, cond)
 
     @torch.no_grad()
     def _rewards(self, y: torch.Tensor, states: list, cond, generator: torch.Generator) -> torch.Tensor:

@@ -13,8 +13,8 @@ from nltk.lm import KneserNeyInterpolated
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from mmwork import MmworkError, datasets
-from mmwork.evaluation.text_generation import (KneserNeyLM, bleu, compare_curves, copy_rate, distinct_n, perplexity,
-                                               quality_diversity, self_bleu)
+from mmwork.evaluation.text_generation import (KneserNeyLM, bleu, bleu_scores, compare_curves, copy_rate, distinct_n,
+                                               perplexity, quality_diversity, self_bleu, self_bleu_scores)
 
 WORDS = "the a cat dog sat ran on in mat park home away and".split()
 SMOOTH = SmoothingFunction().method1
@@ -147,6 +147,12 @@ def test_copy_rate_counts_whole_texts_after_white_space_normalisation():
     (lambda: KneserNeyLM(order=1), "order must be"),
     (lambda: KneserNeyLM(discount=0), "discount"),
     (lambda: KneserNeyLM().perplexity([["a"]]), "not fitted"),
+    (lambda: KneserNeyLM(n_types=0), "n_types must be"),
+    (lambda: KneserNeyLM(n_types=1, min_count=1).fit([["a", "b"]]), "n_types=1 is below the 2 distinct tokens"),
+    (lambda: KneserNeyLM().fit([["a"]], max_len=0), "max_len must be"),
+    (lambda: KneserNeyLM(min_count=1).fit([["a"]]).oov_rate([[]]), "no tokens"),
+    (lambda: compare_curves(pd.DataFrame({"bleu": [1.0], "self_bleu": [0.1]}),
+                            pd.DataFrame({"bleu": [1.0], "self_bleu": [0.1]}), draws=-1), "draws must be"),
     (lambda: quality_diversity({0.0: [["a"], ["b"]]}, [["a"]]), "temperatures must be positive"),
     (lambda: compare_curves(pd.DataFrame({"bleu": [1.0]}), pd.DataFrame()), "curve_a"),
 ])
@@ -231,6 +237,58 @@ def test_kneser_ney_takes_ids_and_reports_unknown_tokens():
         model.log_likelihood([[5, 99]])
 
 
+def test_kneser_ney_cut_gives_no_end_marker_like_the_lstm():
+    """fit(max_len=m): a sequence of m tokens or more keeps its first m and gets no end marker, so the
+    model learns no stop where a cut was (RNNLanguageModel's rule: m positions, the end included)."""
+    train = [["a", "b", "c"]] * 5 + [["a"]] * 5
+    cut = KneserNeyLM(order=2, min_count=1).fit(train, max_len=2)
+    assert cut.n_tokens_ == sum(min(len(s) + 1, 2) for s in train) == 20
+    assert "c" not in cut.vocabulary_  # never reached: it lies beyond every cut
+    # "b" is only ever seen at a cut: nothing follows it, so P(</s> | b) is the unigram's, not learned:
+    # the bigram types <s> a, a b and a </s> end in three different tokens, 1/3 each
+    assert cut.distribution(["a", "b"]) == pytest.approx({"a": 1 / 3, "b": 1 / 3, "</s>": 1 / 3})
+    # the old way (cut, then an end marker) learns that sentences stop after "b"
+    artificial = KneserNeyLM(order=2, min_count=1).fit([s[:2] for s in train])
+    assert artificial.distribution(["a", "b"])["</s>"] > 0.8 > 0.5 > cut.distribution(["a", "b"])["</s>"]
+    # shorter sequences are untouched: max_len above every length changes nothing
+    whole = KneserNeyLM(order=3).fit(_random_sentences(3, 100))
+    same = KneserNeyLM(order=3).fit(_random_sentences(3, 100), max_len=13)
+    assert same.perplexity(_random_sentences(4, 20)) == whole.perplexity(_random_sentences(4, 20))
+
+
+def test_kneser_ney_unk_mass_is_split_over_the_tokens_it_stands_for():
+    train = _random_sentences(12, 200, longest=8) + [["rare", "once"], ["seldom"]]
+    test = _random_sentences(13, 30) + [["the", "never", "seen", "cat"], ["once"]]
+    one = KneserNeyLM(order=3).fit(train)
+    split = KneserNeyLM(order=3, n_types=len(one.vocabulary_) + 50).fit(train)
+    assert (one.unk_types_, split.unk_types_) == (1, 50)
+    unknown = [sum(t not in one.vocabulary_ for t in s) for s in test]
+    assert sum(unknown) == 3 and split.oov_rate(test) == pytest.approx(3 / sum(len(s) for s in test))
+    nll_one, tokens = one.log_likelihood(test)
+    nll_split, tokens_split = split.log_likelihood(test)
+    np.testing.assert_allclose(nll_split - nll_one, np.array(unknown) * math.log(50), rtol=1e-12)
+    assert tokens.tolist() == tokens_split.tolist()
+    # the named tokens, the 50 behind <unk> (each its share) and </s> still make one distribution
+    probabilities = split.distribution(["the"])
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_kneser_ney_against_bpe_ids_on_real_austen(austen_bpe):
+    """The fair protocol on real BPE ids: <unk> split over the pieces it stands for raises the
+    perplexity by exactly exp(OOV share x log(unk types)) over the <unk>-as-one-outcome figure."""
+    train, test, vocab = austen_bpe
+    types = vocab - 4
+    fair = KneserNeyLM(order=5, n_types=types).fit(train, max_len=64)
+    one = KneserNeyLM(order=5).fit(train, max_len=64)
+    oov = fair.oov_rate(test)
+    unk_tokens = oov * sum(len(s) for s in test)
+    scored = sum(len(s) + 1 for s in test)
+    assert 0 < oov < 0.05 and fair.unk_types_ == types - len(fair.vocabulary_) > 1
+    assert fair.perplexity(test) == pytest.approx(
+        one.perplexity(test) * math.exp(unk_tokens * math.log(fair.unk_types_) / scored), rel=1e-9)
+    assert 20 < one.perplexity(test) < fair.perplexity(test) < 400
+
+
 # -- the quality-diversity sweep ---------------------------------------------------------------------
 def test_quality_diversity_rows_are_the_metrics_at_each_temperature():
     references = _random_sentences(9, 30)
@@ -242,6 +300,44 @@ def test_quality_diversity_rows_are_the_metrics_at_each_temperature():
     assert row["self_bleu"] == self_bleu(sweep[0.7], max_references=10)
     assert row["distinct_2"] == distinct_n(sweep[0.7], 2)
     assert (row["n_samples"], row["n_references"], row["self_bleu_references"]) == (20, 30, 10)
+
+
+def test_per_sample_scores_average_to_bleu_and_self_bleu():
+    references, samples = _random_sentences(20, 40), _random_sentences(21, 25)
+    assert bleu_scores(samples, references).mean() == pytest.approx(bleu(samples, references), rel=1e-12)
+    scores = self_bleu_scores(samples, max_references=10, seed=3)
+    assert scores.shape == (25,) and scores.mean() == pytest.approx(self_bleu(samples, max_references=10, seed=3))
+    table = quality_diversity({1.0: samples}, references, max_references=10, seed=3)
+    np.testing.assert_array_equal(table.attrs["per_sample"][1.0]["self_bleu"], scores)
+
+
+def _sweep(seed, count=60, shift=0):
+    """Samples at three 'temperatures': narrower vocabularies are less diverse; ``shift`` swaps some
+    words for ones no reference holds, lowering BLEU at the same diversity."""
+    out = {}
+    for t, size in ((0.5, 4), (1.0, 8), (1.5, 13)):
+        words = WORDS[:size]
+        out[t] = [[w if random.Random(seed + i).random() >= shift else w.upper() for i, w in enumerate(s)]
+                  for s in _random_sentences(seed + int(10 * t), count, words, longest=10)]
+    return out
+
+
+def test_compare_curves_bootstrap_interval_separates_only_what_differs():
+    references = _random_sentences(30, 80)
+    same_a = quality_diversity(_sweep(100), references, max_references=20)
+    same_b = quality_diversity(_sweep(200), references, max_references=20)   # same source, other draws
+    worse = quality_diversity(_sweep(300, shift=0.3), references, max_references=20)
+    alike = compare_curves(same_a, same_b, draws=300, seed=1)
+    assert alike.draws == 300 and alike.level == 0.95
+    assert alike.gap_low < 0 < alike.gap_high  # two samples of one source: the interval covers 0
+    assert alike.gap_low <= alike.mean_gap <= alike.gap_high and 0 <= alike.a_better_low <= alike.a_better_high <= 1
+    better = compare_curves(same_a, worse, draws=300, seed=1)
+    assert better.mean_gap > 0 and better.gap_low > 0  # a real gap: the interval excludes 0
+    assert compare_curves(same_a, worse, draws=300, seed=1) == better  # seeded: the same interval
+    # a wider interval at a higher level; none for tables without per-sample scores
+    assert compare_curves(same_a, same_b, draws=300, seed=1, level=0.99).gap_low < alike.gap_low
+    plain = compare_curves(same_a[["bleu", "self_bleu"]].copy().assign(), same_b.drop(columns="temperature"))
+    assert plain.draws == 0 and math.isnan(plain.gap_low) and plain.mean_gap == pytest.approx(alike.mean_gap)
 
 
 def test_compare_curves_at_matched_self_bleu():
@@ -270,6 +366,22 @@ def austen_words(tmp_path_factory):
             pytest.skip(f"cannot build the austen data set here: {exc}")
         tokens = Tokenizer(kind="word").tokens
         return tokens(austen_sentences("train", limit=4000)), tokens(austen_sentences("test", limit=300))
+
+
+@pytest.fixture(scope="module")
+def austen_bpe(tmp_path_factory):
+    """BPE ids (1,000 pieces) of 3,000 train and 300 test sentences of the real austen data set, and the
+    tokenizer's vocabulary size."""
+    from mmwork.generators.text_data import Tokenizer, austen_sentences
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMWORK_DATA", str(tmp_path_factory.mktemp("austen-bpe")))
+        try:
+            datasets.get("austen")
+        except MmworkError as exc:  # no apt-get download here
+            pytest.skip(f"cannot build the austen data set here: {exc}")
+        train, test = austen_sentences("train", limit=3000), austen_sentences("test", limit=300)
+    tokenizer = Tokenizer("bpe", vocab_size=1000).fit(train)
+    return tokenizer.encode(train), tokenizer.encode(test), tokenizer.vocab_size_
 
 
 def test_metrics_on_real_austen_sentences(austen_words):

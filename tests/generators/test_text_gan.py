@@ -7,7 +7,7 @@ import torch
 
 from mmwork import MmworkError
 from mmwork.generators import Generator
-from mmwork.generators.rnn_lm import RNNLanguageModel, continue_sequences
+from mmwork.generators.rnn_lm import RecurrentNet, RNNLanguageModel, continue_sequences
 from mmwork.generators.text_data import BOS, EOS, PAD, Tokenizer
 from mmwork.generators.text_gan import SeqGAN
 
@@ -74,6 +74,39 @@ def test_rewards_of_finished_sequences_are_the_discriminators_scores(two_titles)
     drawn = [[t for t in row if t > EOS] for row in y.tolist()]
     np.testing.assert_allclose(rewards[torch.arange(6), lengths - 1].numpy(), model.score(drawn), rtol=1e-6)
     assert ((rewards > 0) == (y != PAD)).all()  # a reward for every drawn token, none after EOS
+
+
+def test_the_policy_gradient_scores_the_policy_that_sampled(titles, monkeypatch):
+    """REINFORCE needs log G of the policy that drew the sequences. They are drawn with dropout off,
+    so the log-probabilities of the update must be too (issue 19): with dropout 0.5 they equal the
+    model's own likelihood of the drawn sequences, and the network never runs in training mode during
+    the adversarial epochs."""
+    tokenizer, train, _, _, _ = titles
+    lm = RNNLanguageModel(vocab_size=tokenizer.vocab_size_, epochs=1, dropout=0.5, **SMALL).fit(train)
+    model = SeqGAN(vocab_size=tokenizer.vocab_size_, dropout=0.5, epochs=2, g_steps=1, d_steps=1, d_pretrain_steps=1,
+                   g_batch=8, rollouts=1, **D_SMALL, **SMALL)
+    modes, forward = [], RecurrentNet.forward
+
+    def recording(net, *args, **kwargs):
+        modes.append(net.training)
+        return forward(net, *args, **kwargs)
+
+    monkeypatch.setattr(RecurrentNet, "forward", recording)
+    model.fit(train, pretrained=lm)  # pretrained: every forward pass is an adversarial one
+    monkeypatch.undo()
+    assert modes and not any(modes)  # sampling, rollouts and the policy's log-probabilities: all in eval mode
+    # the log-probabilities the update uses are those of the sampling policy (dropout would make them random)
+    y, _ = continue_sequences(model.net_, torch.full((8,), BOS), None, None, torch.Generator().manual_seed(3),
+                              model.config.max_len)
+    ended = (y == EOS).any(1)
+    y = y[ended]
+    log_p = model._policy_log_probs(y, None)
+    assert log_p.requires_grad
+    drawn = [[t for t in row if t > EOS] for row in y.tolist()]
+    nll, _ = model.log_likelihood(drawn)
+    np.testing.assert_allclose(-log_p.detach().double().sum(1).numpy(), nll, rtol=1e-5)
+    again = model._policy_log_probs(y, None)
+    assert torch.equal(log_p, again)  # no dropout draw: the same policy every time
 
 
 def test_pretrained_copies_the_language_models_weights(two_titles):
