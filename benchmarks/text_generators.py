@@ -29,8 +29,9 @@ quality-diversity curves of maximum likelihood against SeqGAN, with bootstrap in
    gap at matched self-BLEU with a 95% bootstrap interval (samples resampled per temperature).
 
     OMP_NUM_THREADS=1 python benchmarks/text_generators.py --parts austen --lm-epochs 10
-    python benchmarks/text_generators.py --parts qd --limit 8000 --lm-epochs 4 --gan-epochs 12 \\
-        --max-len 40 --out benchmarks/results/text_generators_qd.json
+    python benchmarks/text_generators.py --parts qd --limit 8000 --lm-epochs 2 --gan-epochs 4 --max-len 40 \\
+        --samples 300 --references 1000 --self-references 200 --temperatures 0.6 0.8 1.0 1.2 1.4 \\
+        --out benchmarks/results/text_generators_qd.json --figure benchmarks/results/text_quality_diversity.png
 """
 from __future__ import annotations
 
@@ -190,6 +191,14 @@ def quality_vs_diversity(args, data) -> dict:
             copies[f"{name} @ {t}"] = copy_rate(texts, data["train"])
         curves[name] = quality_diversity(drawn, references, n=4, max_references=args.self_references)
     verdict = compare_curves(curves["MLE (LSTM)"], curves["SeqGAN"], draws=args.draws, seed=0)._asdict()
+    if args.figure:
+        import matplotlib
+        matplotlib.use("Agg")
+        from mmwork import plots
+        ax = plots.quality_diversity_curves(curves, title=(
+            f"Austen: {args.samples} samples per point, BLEU-4 against {args.references} test sentences; MLE - GAN "
+            f"{verdict['mean_gap']:+.4f} [{verdict['gap_low']:+.4f}, {verdict['gap_high']:+.4f}]"))
+        ax.figure.savefig(args.figure, dpi=120, bbox_inches="tight")
     shown = ["temperature", "bleu", "self_bleu", "distinct_1", "distinct_2", "n_samples", "n_references",
              "self_bleu_references"]
     return {"lstm": {"test_perplexity": lm.perplexity(ids["test"]), "epochs": len(lm.history_),
@@ -220,6 +229,7 @@ def main() -> None:
     parser.add_argument("--self-references", type=int, default=500)
     parser.add_argument("--draws", type=int, default=2000, help="bootstrap draws for compare_curves")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7, 0.85, 1.0, 1.15, 1.3])
+    parser.add_argument("--figure", type=Path, default=None, help="write the quality-diversity curves here (PNG)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (pinned; 1 on shared cores)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS)

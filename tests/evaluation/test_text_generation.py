@@ -355,31 +355,32 @@ def test_compare_curves_at_matched_self_bleu():
 
 # -- real text -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def austen_words(tmp_path_factory):
-    """Word tokens of 4,000 train and 300 test sentences of the real austen data set."""
-    from mmwork.generators.text_data import Tokenizer, austen_sentences
+def austen_texts(tmp_path_factory):
+    """4,000 train and 300 test sentences of the real austen data set (built once per module)."""
+    from mmwork.generators.text_data import austen_sentences
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMWORK_DATA", str(tmp_path_factory.mktemp("austen")))
         try:
             datasets.get("austen")
         except MmworkError as exc:  # no apt-get download here
             pytest.skip(f"cannot build the austen data set here: {exc}")
-        tokens = Tokenizer(kind="word").tokens
-        return tokens(austen_sentences("train", limit=4000)), tokens(austen_sentences("test", limit=300))
+        return austen_sentences("train", limit=4000), austen_sentences("test", limit=300)
 
 
 @pytest.fixture(scope="module")
-def austen_bpe(tmp_path_factory):
-    """BPE ids (1,000 pieces) of 3,000 train and 300 test sentences of the real austen data set, and the
-    tokenizer's vocabulary size."""
-    from mmwork.generators.text_data import Tokenizer, austen_sentences
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MMWORK_DATA", str(tmp_path_factory.mktemp("austen-bpe")))
-        try:
-            datasets.get("austen")
-        except MmworkError as exc:  # no apt-get download here
-            pytest.skip(f"cannot build the austen data set here: {exc}")
-        train, test = austen_sentences("train", limit=3000), austen_sentences("test", limit=300)
+def austen_words(austen_texts):
+    """Word tokens of the 4,000 train and 300 test sentences."""
+    from mmwork.generators.text_data import Tokenizer
+    tokens = Tokenizer(kind="word").tokens
+    return tokens(austen_texts[0]), tokens(austen_texts[1])
+
+
+@pytest.fixture(scope="module")
+def austen_bpe(austen_texts):
+    """BPE ids (1,000 pieces, fitted on the first 3,000 train sentences) of those 3,000 and the 300 test
+    sentences, and the tokenizer's vocabulary size."""
+    from mmwork.generators.text_data import Tokenizer
+    train, test = austen_texts[0][:3000], austen_texts[1]
     tokenizer = Tokenizer("bpe", vocab_size=1000).fit(train)
     return tokenizer.encode(train), tokenizer.encode(test), tokenizer.vocab_size_
 
