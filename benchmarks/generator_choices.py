@@ -42,13 +42,28 @@ def _write(out: dict, path: Path) -> None:
     path.write_text(json.dumps(out, indent=1))
 
 
-def classifier_choice(train, valid, args, out: dict, path: Path, folder: Path) -> Classifier:
+def _merge_classifier_runs(out: dict, path: Path) -> None:
+    """Add the runs of other shifts already in ``path`` (e.g. written by a parallel ``--shifts 0``
+    process), then say which shift the validation images choose once both are there."""
+    rows = out["classifier_shift"]
+    before = json.loads(path.read_text()).get("classifier_shift", {}) if path.exists() else {}
+    mine = {r["shift"] for r in rows["runs"]}
+    rows["runs"] = sorted([r for r in before.get("runs", []) if r["shift"] not in mine] + rows["runs"],
+                          key=lambda r: r["shift"])
+    by_shift = {r["shift"]: r for r in rows["runs"]}
+    if {0, 2} <= set(by_shift):
+        rows["chosen_shift"] = max(by_shift.values(), key=lambda r: r["valid_accuracy"])["shift"]
+        rows["valid_accuracy_shift0_minus_shift2"] = by_shift[0]["valid_accuracy"] - by_shift[2]["valid_accuracy"]
+
+
+def classifier_choice(train, valid, args, out: dict, path: Path, folder: Path) -> Classifier | None:
     rows = out.setdefault("classifier_shift", {"runs": []})
     judge = None
-    for shift in (0, 2):
+    for shift in args.shifts:
         load, started = os.getloadavg(), time.perf_counter()
         model = Classifier(shift=shift, seed=0, device="cpu",
-                           **({} if args.classifier_epochs is None else {"epochs": args.classifier_epochs})).fit(train.images, train.labels)
+                           **({} if args.classifier_epochs is None else {"epochs": args.classifier_epochs}))
+        model.fit(train.images, train.labels)
         seconds = time.perf_counter() - started
         logits = model.logits(valid.images).cpu()
         rows["runs"].append({
@@ -61,12 +76,8 @@ def classifier_choice(train, valid, args, out: dict, path: Path, folder: Path) -
         if shift == 0:
             judge = model
             model.save(folder / "classifier-shift0")
+        _merge_classifier_runs(out, path)
         _write(out, path)
-    best = max(rows["runs"], key=lambda r: r["valid_accuracy"])
-    rows["chosen_shift"] = best["shift"]
-    rows["valid_accuracy_difference_shift0_minus_shift2"] = (rows["runs"][0]["valid_accuracy"]
-                                                            - rows["runs"][1]["valid_accuracy"])
-    _write(out, path)
     return judge
 
 
@@ -117,6 +128,8 @@ def main() -> None:
     parser.add_argument("--gan-images", type=int, default=20_000)
     parser.add_argument("--gan-epochs", type=int, default=3)
     parser.add_argument("--gan-seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
+    parser.add_argument("--shifts", type=lambda s: [int(x) for x in s.split(",")], default=[0, 2],
+                        help="the classifier shifts to fit here (runs of others already in --output are kept)")
     parser.add_argument("--classifier-epochs", type=int, help="default: the Classifier's own (8)")
     parser.add_argument("--train-limit", type=int, help="only the first N training images (a smoke run)")
     parser.add_argument("--classifier", type=Path, default=Path("/tmp/generator-choices"),
@@ -135,7 +148,7 @@ def main() -> None:
             "valid_class_counts": torch.bincount(valid.labels).tolist()}
     judge = None
     if "classifier" in parts:
-        out.pop("classifier_shift", None)
+        out["classifier_shift"] = {"runs": []}
         judge = classifier_choice(train, valid, args, out, args.output, args.classifier)
     if "gan-train" in parts:
         gan_choice(train, valid, None, args, out, args.output)

@@ -345,8 +345,9 @@ def _fit(found: ModelSpec, model: str, config, data: _Data, dataset: str, device
 def _gan_validation(dataset: str, valid_set, classes: list[str], device: str, progress: bool):
     """Early stopping for a GAN: the distance between samples (drawn for the held-out images'
     classes) and the held-out images in the classifier's feature space; a Fréchet distance when there
-    are at least twice as many images as features, else KID."""
-    from mmwork.evaluation.generation import frechet_distance, kid
+    are at least twice as many images as features, else KID's unbiased MMD² on the whole sets
+    (``mmd2``: one estimate, no subsets). The held-out images are training images, never test ones."""
+    from mmwork.evaluation.generation import frechet_distance, mmd2
     from mmwork.generators import one_hot
     scorer = classifier(dataset, device=device, progress=progress)
     images, labels = valid_set[0][:2000], valid_set[1][:2000]
@@ -356,7 +357,7 @@ def _gan_validation(dataset: str, valid_set, classes: list[str], device: str, pr
 
     def measure(model) -> float:
         fake = scorer.features(model.sample(len(images), condition, seed=0))
-        return frechet_distance(fake, real) if use_fd else kid(fake, real, subsets=10, subset_size=len(real)).mean
+        return frechet_distance(fake, real) if use_fd else mmd2(fake, real)
     measure.name = "fd_classifier" if use_fd else "kid_classifier"
     return measure
 
@@ -521,7 +522,9 @@ def evaluate(dataset: str, model: str, n: int = 2000, *, seed: int = 0, device: 
     images, next to the real-vs-real floor and a uniform-noise baseline, and memorisation; then the
     conditional accuracy and the class histogram by the classifier (its test accuracy in ``setup``),
     and for VAEs the test ELBO and ``k``-sample importance-sampled NLL (nats) on
-    ``likelihood_examples`` test images. Sound: ``mmwork.evaluation.audio_generation.audio_report``.
+    ``likelihood_examples`` test images, named for what they are: ``elbo_nats``/``is_nll_nats`` for
+    log p(x), ``elbo_given_c_nats``/``is_nll_given_c_nats`` for a conditional model's log p(x|c) (the
+    class-conditional VAE also gets ``is_nll_nats``, its class summed out: ``VAE.marginal_nll``). Sound: ``mmwork.evaluation.audio_generation.audio_report``.
     """
     found = spec(dataset, model)
     for name, value, least in (("n", n, 2), ("k", k, 1), ("likelihood_examples", likelihood_examples, 1),
@@ -568,7 +571,7 @@ def _evaluate_images(dataset, model, found, generator, scorer, recorded, n, seed
     spaces = gen.image_spaces(scorer, effnet=bool(effnet_samples))
     counts = {gen.CLASSIFIER: n} | ({gen.EFFNET: effnet_samples} if effnet_samples else {})
     table = gen.image_generation_table({model: samples}, test=test.images, train=train_examples, spaces=spaces,
-                                       n=counts, seed=seed, kid_subset_size=min(1000, n))
+                                       n=counts, seed=seed)  # KID: subsets of 1,000, or of n // 2 below 1,001
     extra = []
 
     def add(metric, space, value, count, detail, source=model, kind="model"):
@@ -588,16 +591,39 @@ def _evaluate_images(dataset, model, found, generator, scorer, recorded, n, seed
     add("max_class_share", gen.CLASSIFIER, shares.max(), n, f"mode coverage {'met' if verdict.covered else 'missed'} "
         f"(all present, none < {verdict.low:g} or > {verdict.high:g})")
     if found.cls == "VAE":
-        m = min(likelihood_examples, len(test.images))
-        x, c = test.images[:m], _condition(found.condition, test.labels[:m], recorded["classes"])
-        add("elbo_nats", "likelihood", generator.elbo(x, c, seed=seed).mean(), m,
-            f"evidence lower bound per test image ({generator.config.likelihood} likelihood)")
-        add("is_nll_nats", "likelihood", generator.importance_nll(x, c, k=k, seed=seed).mean(), m,
-            f"importance-sampled -log p(x) per test image, k={k}")
+        _likelihood_rows(add, generator, found, test, recorded["classes"], min(likelihood_examples, len(test.images)),
+                         k, seed)
     table = pd.concat([table, pd.DataFrame(extra, columns=gen.TABLE_COLUMNS)], ignore_index=True)
     setup |= {"nll_k": k, "effnet_samples": effnet_samples,
               "class_shares": dict(zip(recorded["classes"], shares.round(4).tolist()))}
     return _report(table, model, setup, started)
+
+
+def _likelihood_rows(add, generator, found: ModelSpec, test, classes: list[str], m: int, k: int, seed: int) -> None:
+    """A VAE's likelihoods of the first ``m`` test images, each named for what it is: ``elbo_nats`` and
+    ``is_nll_nats`` bound and estimate log p(x) (unconditional models; for a class-conditional one
+    ``is_nll_nats`` sums the class out, so it sits beside an unconditional model's), while
+    ``elbo_given_c_nats`` and ``is_nll_given_c_nats`` are conditional: log p(x|c) given the image's own
+    class or its text, up to log(classes) nats below -log p(x) and never the same quantity."""
+    from mmwork.generators import one_hot
+    x, c = test.images[:m], _condition(found.condition, test.labels[:m], classes)
+    about = f"{generator.config.likelihood} likelihood"
+    if c is None:
+        add("elbo_nats", "likelihood", generator.elbo(x, seed=seed).mean(), m,
+            f"evidence lower bound on log p(x) per test image ({about})")
+        add("is_nll_nats", "likelihood", generator.importance_nll(x, k=k, seed=seed).mean(), m,
+            f"importance-sampled -log p(x) per test image, k={k} ({about})")
+        return
+    given = "its class (one-hot)" if found.condition == "class" else "a MiniLM embedding of a text naming its class"
+    add("elbo_given_c_nats", "likelihood", generator.elbo(x, c, seed=seed).mean(), m,
+        f"evidence lower bound on the conditional log p(x|c) per test image, c = {given} ({about}); not log p(x)")
+    add("is_nll_given_c_nats", "likelihood", generator.importance_nll(x, c, k=k, seed=seed).mean(), m,
+        f"importance-sampled conditional -log p(x|c) per test image, c = {given}, k={k} ({about}); not -log p(x)")
+    if found.condition == "class":
+        add("is_nll_nats", "likelihood", generator.marginal_nll(x, one_hot(range(len(classes)), len(classes)), k=k,
+                                                                seed=seed).mean(), m,
+            f"importance-sampled -log p(x) = -log sum_c p(c) p(x|c) per test image, the {len(classes)} classes equally "
+            f"likely, k={k} per class ({about}): comparable with an unconditional VAE's -log p(x)")
 
 
 SOURCE_SUFFIX = {"train images": "_floor", "uniform noise": "_noise", "test images": "_test"}
@@ -643,15 +669,19 @@ def _evaluate_audio(dataset, model, found, generator, scorer, recorded, n, seed,
     rows = [{"source": src, "kind": kind, "feature_space": space, "metric": "FD", "value": out[key], "std": np.nan,
              "n_samples": out["n_samples"], "n_real": out["n_test"], "detail": out["feature_space"]}
             for key, (src, kind) in sources.items() if out[key] is not None]
+    conditional = bool(generator.config.condition_dim)  # then the likelihoods are log p(x|c), c the category
     for key, space, source in (("elbo_test", "likelihood", model), ("nll_test", "likelihood", model),
                                ("conditional_accuracy", "audio-classifier", model),
                                ("mcd_reconstruction", "mcd", model), ("mcd_floor_vocoder", "mcd", "vocoder")):
         if out[key] is not None:
-            metric = {"elbo_test": "elbo_nats", "nll_test": "is_nll_nats", "mcd_floor_vocoder": "mcd_db",
+            given = "_given_c" if conditional else ""
+            metric = {"elbo_test": f"elbo{given}_nats", "nll_test": f"is_nll{given}_nats", "mcd_floor_vocoder": "mcd_db",
                       "mcd_reconstruction": "mcd_db"}.get(key, key)
             rows.append({"source": source, "kind": "model" if source == model else "floor", "feature_space": space,
                          "metric": metric, "value": out[key], "std": np.nan, "n_samples": out["n_test"],
-                         "n_real": out["n_test"], "detail": out["mcd"] if space == "mcd" else ""})
+                         "n_real": out["n_test"], "detail": out["mcd"] if space == "mcd" else
+                         ("conditional: log p(x|c), c the patch's category" if conditional and space == "likelihood"
+                          else "")})
     setup |= {"scorer_test_accuracy_vocoder": out["classifier_accuracy_vocoder"], "nll_k": k, "samples": n,
               "griffin_lim_iterations": out["griffin_lim_iterations"]}
     return _report(pd.DataFrame(rows, columns=TABLE_COLUMNS), model, setup, started)

@@ -117,7 +117,9 @@ def audio_report(model, clips_test, classifier, clips_train=None, n: int | None 
     """Figures for a fitted :class:`~mmwork.generators.AudioVAE` on held-out clips
     (:class:`~mmwork.generators.LabelledPatches`), each next to its floor or baseline:
 
-    - ``elbo_test`` and ``nll_test`` (importance-sampled with ``k`` draws): nats per test patch;
+    - ``elbo_test`` and ``nll_test`` (importance-sampled with ``k`` draws): nats per test patch; for a
+      conditional model these are the conditional log p(x|c) and -log p(x|c), c the patch's own
+      category, not log p(x) (``likelihood`` says which);
     - ``fd_samples``: FD-mfcc-stats of ``n`` samples (default: as many as test patches; conditioned
       on the test patches' categories, so both sets have the same category mix) against the real
       test segments; ``fd_floor_real``: ``n`` real training segments against the same test segments;
@@ -181,7 +183,7 @@ def audio_report(model, clips_test, classifier, clips_train=None, n: int | None 
     out = {
         "elbo_test": float(model.elbo(clips_test.patches, test_c, seed=seed).mean()),
         "nll_test": float(model.importance_nll(clips_test.patches, test_c, k=k, seed=seed).mean()),
-        "nll_k": k,
+        "nll_k": k, "likelihood": "log p(x|c), c the category" if dim else "log p(x)",
         "fd_samples": frechet_distance(stats(sample_audio), test_stats),
         "fd_floor_real": None, "fd_floor_vocoder": None,
         "fd_noise": frechet_distance(stats(to_audio(noise)), test_stats),

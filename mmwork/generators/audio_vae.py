@@ -130,7 +130,8 @@ class AudioVAE(Generator):
                                 "images_per_s": n / seconds})
 
     def _terms(self, x, c, generator: torch.Generator, dtype=torch.float32):
-        """-log p(x|z) for one sampled z, and KL(q(z|x) || N(0, I)), per patch (nats)."""
+        """-log p(x|z, c) for one sampled z, and KL(q(z|x, c) || N(0, I)), per patch (nats): the prior
+        is N(0, I) with or without a condition."""
         mu, logvar = (t.to(dtype) for t in self.net_.encode(x, c))
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=dtype)
         z = mu + noise * torch.exp(0.5 * logvar)
@@ -145,8 +146,9 @@ class AudioVAE(Generator):
     # -- evaluation ----------------------------------------------------------------------------------
     @torch.no_grad()
     def elbo(self, x, condition=None, seed: int = 0) -> torch.Tensor:
-        """The evidence lower bound per patch in nats (float64): log p(x|z) for one z drawn from
-        q(z|x) with ``seed``, minus the closed-form KL(q(z|x) || N(0, I))."""
+        """The evidence lower bound per patch in nats (float64): log p(x|z, c) for one z drawn from
+        q(z|x, c) with ``seed``, minus the closed-form KL(q(z|x, c) || N(0, I)) (the prior is N(0, I),
+        not conditional). With a condition it bounds log p(x|c), a conditional likelihood, not log p(x)."""
         x, c = self._inputs(x, condition)
         return self._per_patch(self._elbo, x, c, seed)
 
@@ -156,9 +158,11 @@ class AudioVAE(Generator):
 
     @torch.no_grad()
     def importance_nll(self, x, condition=None, k: int = 100, seed: int = 0) -> torch.Tensor:
-        """-log p(x) per patch in nats (float64), importance-sampled with ``k`` draws from q(z|x)
-        (Burda et al., 2016): -logsumexp_i[log p(x|z_i) + log p(z_i) - log q(z_i|x)] + log k, a bound
-        that tightens as k grows; state k with every figure (1000 is the usual choice)."""
+        """-log p(x) per patch in nats (float64) for an unconditional model, the conditional -log
+        p(x|c) given each patch's ``condition`` for a conditional one; importance-sampled with ``k``
+        draws from q(z|x, c) (Burda et al., 2016): -logsumexp_i[log p(x|z_i, c) + log p(z_i) -
+        log q(z_i|x, c)] + log k, an upper bound in expectation that tightens as k grows; state k with
+        every figure (1000 is the usual choice)."""
         if not isinstance(k, int) or k < 1:
             raise MmworkError(f"k (importance samples per patch) must be a positive integer, got {k!r}")
         x, c = self._inputs(x, condition)
