@@ -12,14 +12,21 @@ The loop, on any data set with interactions, an items text column and item featu
    on the profile; trained on (profile of u without i, text of i) over the training interactions,
    early-stopped on the validation interactions.
 4. **Guide** (steers generation): a content-based recommender on the training split; ``for_user``
-   samples many texts and keeps those it scores highest. **Judge** (evaluates): a multimodal hybrid,
-   another model family with its own seed, on the same training split, so the user's held-out items
-   are unseen by both; the generator never sees it.
+   samples many texts and keeps those it scores highest. **Judges** (evaluate), on the same training
+   split, so the user's held-out items are unseen by all three; the generator never sees them: a
+   multimodal hybrid (another model family, its own seed, the guide's features) and a text-factor
+   model (``TextFactors``: PureSVD factors predicted from another text representation, by default
+   TF-IDF/LSA, so it reads none of the guide's features).
+5. **One scorer per judge.** The choice: every item, catalogue or generated, is scored from its
+   content through the judge's content path (``score_items``, the path a brand-new item takes; the
+   hybrid's item embeddings and biases are not used), and a generated text equal to a catalogue text
+   is that item, with its score and rank.
 
 ``train`` fits and saves all of it under ``data/models/personal/<dataset>/``; ``for_user`` generates;
-``evaluate`` measures, over many users, the judge's percentile rank of each user's items against the
-swap test, unguided samples, random real items, the user's held-out items and the guide's own top-k
-(see ``mmwork.evaluation.personalisation``).
+``evaluate`` measures, over many users and generator seeds, each judge's percentile rank of each
+user's items for the user and in the swap test (difference and lift), against unguided samples,
+random real items, the user's held-out items, the guide's own top-k and a placebo (see
+``mmwork.evaluation.personalisation``).
 
 >>> from mmwork import personalise
 >>> personalise.train("movielens-100k")                                   # doctest: +SKIP
