@@ -1,12 +1,13 @@
 """pythae 0.1.2's side of benchmarks/bench_generators.py, run inside benchmarks/.venvs/pythae (built by
 benchmarks/pythae_env.sh) as a child process; it never imports mmwork.
 
-    python pythae_runner.py DIR        # DIR holds train.npy, test.npy (float32 (N, 1, 28, 28) in [0, 1]) and args.json
+    python pythae_runner.py DIR        # DIR holds train.npy, valid.npy, test.npy (float32 (N, 1, 28, 28) in [0, 1]), args.json
 
 Trains pythae's ``VAE`` with its own MNIST networks (``Encoder_Conv_VAE_MNIST`` /
 ``Decoder_Conv_AE_MNIST``), BCE, Adam at the given learning rate and batch size, through pythae's own
 ``BaseTrainer``; then, in eval mode (``get_nll`` does not switch to it, and batch norm over 100 copies
-of one image would be meaningless), pythae's ``get_nll`` image by image on test.npy, negated to nats.
+of one image would be meaningless), pythae's ``get_nll`` image by image on valid.npy (validation
+images carved from the training split) and on test.npy, negated to nats.
 Writes DIR/result.json.
 """
 import json
@@ -31,6 +32,7 @@ def main(folder: str) -> None:
     processor = DataProcessor()  # what pythae's TrainingPipeline does with an array
     train = processor.to_dataset(processor.process_data(np.load(os.path.join(folder, "train.npy"))))
     test = torch.from_numpy(np.load(os.path.join(folder, "test.npy")))
+    valid = torch.from_numpy(np.load(os.path.join(folder, "valid.npy")))
     torch.manual_seed(args["seed"])  # pythae seeds its trainer, but builds the networks before that
     config = VAEConfig(input_dim=(1, 28, 28), latent_dim=args["latent"], reconstruction_loss="bce")
     model = VAE(config, encoder=Encoder_Conv_VAE_MNIST(config), decoder=Decoder_Conv_AE_MNIST(config))
@@ -54,15 +56,17 @@ def main(folder: str) -> None:
         trained = trainer._best_model  # what pythae saves as its final model (the best training loss)
     trained.eval()
     started = time.perf_counter()
-    torch.manual_seed(args["seed"])
-    with torch.no_grad():
-        nll = [-float(trained.get_nll(test[i:i + 1], n_samples=args["k"], batch_size=min(100, args["k"])))
-               for i in range(len(test))]
+    def nll_of(images):
+        torch.manual_seed(args["seed"])
+        with torch.no_grad():
+            return [-float(trained.get_nll(images[i:i + 1], n_samples=args["k"], batch_size=min(100, args["k"])))
+                    for i in range(len(images))]
+    nll, valid_nll = nll_of(test), nll_of(valid)
     nll_seconds = time.perf_counter() - started
     result = {"library": f"pythae {version('pythae')}", "torch": torch.__version__, "params": params,
               "train_images": len(train), "epochs": args["epochs"], "fit_wall_s": wall,
               "epoch_seconds": epoch_seconds, "images_per_s": len(train) * len(epoch_seconds) / sum(epoch_seconds),
-              "nll_per_image": nll, "nll_seconds": nll_seconds}
+              "nll_per_image": nll, "valid_nll_per_image": valid_nll, "nll_seconds": nll_seconds}
     json.dump(result, open(os.path.join(folder, "result.json"), "w"))
 
 
