@@ -565,7 +565,7 @@ def quality_diversity(samples_by_temperature: dict[float, list[list[str]]], refe
     Keep the references, ``max_references`` and the sample counts fixed across models.
 
     The table's ``attrs["per_sample"]`` holds, per temperature, each sample's BLEU and self-BLEU
-    (``{"bleu": array, "self_bleu": array}``): :func:`compare_curves` resamples them for its bootstrap
+    (``{"bleu": tuple, "self_bleu": tuple}``): :func:`compare_curves` resamples them for its bootstrap
     interval.
 
     >>> samples = {1.0: [["a", "b"], ["c", "d"]], 0.5: [["a", "b"], ["a", "b"]]}
@@ -586,7 +586,8 @@ def quality_diversity(samples_by_temperature: dict[float, list[list[str]]], refe
         others = len(samples) - 1 if max_references is None else min(max_references, len(samples) - 1)
         scores = {"bleu": bleu_scores(samples, references, n), "self_bleu": self_bleu_scores(samples, n, max_references,
                                                                                              seed)}
-        per_sample[float(temperature)] = scores
+        # tuples, not arrays: pandas compares attrs with == when it concatenates tables
+        per_sample[float(temperature)] = {k: tuple(v.tolist()) for k, v in scores.items()}
         rows.append({"temperature": float(temperature), "bleu": float(scores["bleu"].mean()),
                      "self_bleu": float(scores["self_bleu"].mean()),
                      "distinct_1": distinct_n(samples, 1), "distinct_2": distinct_n(samples, 2),

@@ -309,6 +309,9 @@ def test_per_sample_scores_average_to_bleu_and_self_bleu():
     assert scores.shape == (25,) and scores.mean() == pytest.approx(self_bleu(samples, max_references=10, seed=3))
     table = quality_diversity({1.0: samples}, references, max_references=10, seed=3)
     np.testing.assert_array_equal(table.attrs["per_sample"][1.0]["self_bleu"], scores)
+    # tables with per-sample scores still concatenate (pandas compares their attrs)
+    other = quality_diversity({1.0: samples[:10]}, references, max_references=5)
+    assert len(pd.concat({"a": table, "b": other}, names=["model"])) == 2
 
 
 def _sweep(seed, count=60, shift=0):
