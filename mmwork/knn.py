@@ -9,10 +9,10 @@ best ``k`` kept. Exactness does not rest on float32 rounding coinciding between 
   (:func:`arithmetic_bound`: the worst case of any summation order, FMA or not; :func:`error_bound`
   adds the float32 z-scoring's own rounding), so a row is dropped only when its upper bound lies
   below the k-th best lower bound, where it cannot be among the best ``k``;
-- survivors are re-scored by :func:`exact_cosines`, in which each row's similarity is a function of
-  that row alone (products rounded once, sums exactly rounded by ``math.fsum``): equal vectors get
-  equal similarities wherever they sit in a batch and on every x86 CPU, and exact ties (duplicate
-  vectors) are broken by ``item_id`` ascending.
+- survivors are re-scored in float64 by :func:`exact_cosines`, in which each row's similarity is a
+  function of that row alone (the same element-wise operations in the same order for every row, no
+  BLAS): equal vectors get equal similarities wherever they sit in a batch and on every x86 CPU, and
+  exact ties (duplicate vectors) are broken by ``item_id`` ascending.
 
 Memory is one batch, whatever the table's size.
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,9 +160,10 @@ def error_bound(norms: np.ndarray, dim: int, offset: float) -> np.ndarray:
 def exact_cosines(vectors: np.ndarray, unit_query: np.ndarray, stats: "ColumnStats | None" = None) -> np.ndarray:
     """float64 cosines of raw ``vectors`` (z-scored by ``stats`` first) to a unit-length float64 query.
 
-    Each similarity is a function of its own row only: element-wise products rounded once, then
-    exactly rounded sums (``math.fsum``), so no BLAS kernel, SIMD width or position in the array can
-    make two equal vectors score differently. A zero vector scores 0.
+    Each similarity is a function of its own row only: element-wise products, then sums taken one
+    dimension at a time in the same order for every row (element-wise IEEE additions, no BLAS), so
+    no kernel, SIMD width or position in the array can make two equal vectors score differently,
+    on any CPU. A zero vector scores 0.
 
     >>> exact_cosines(np.array([[3.0, 4.0], [3.0, 4.0], [0.0, 0.0], [0.0, 5.0]]), np.array([1.0, 0.0])).tolist()
     [0.6, 0.6, 0.0, 0.0]
@@ -171,9 +171,17 @@ def exact_cosines(vectors: np.ndarray, unit_query: np.ndarray, stats: "ColumnSta
     x = np.asarray(vectors, np.float64)
     if stats is not None:
         x = (x - stats.mean) * stats.scale()
-    dots = np.array([math.fsum(row) for row in (x * unit_query).tolist()])
-    norms = np.sqrt([math.fsum(row) for row in (x * x).tolist()])
-    return dots / np.where(norms == 0, np.inf, norms) if len(x) else np.zeros(0)
+    norms = np.sqrt(_row_sums(x * x))
+    return _row_sums(x * unit_query) / np.where(norms == 0, np.inf, norms)  # one query, or one per row
+
+
+def _row_sums(terms: np.ndarray) -> np.ndarray:
+    """Each row's sum, added column by column: the same operations in the same order for every row."""
+    columns = np.ascontiguousarray(terms.T)
+    total = columns[0].copy() if len(columns) else np.zeros(len(terms))
+    for column in columns[1:]:
+        total += column
+    return total
 
 
 def _matrix(vectors: pa.Array, dim: int, name: str) -> np.ndarray:
@@ -508,16 +516,20 @@ def nearest(dataset: str, features: str, queries, k: int = 10, *, standardize: b
 
 
 def _rescore(pool: _Pool, unit: np.ndarray, stats: ColumnStats | None, k: int, excluded: list[str]) -> list:
-    """Exact float64 cosines of the surviving candidates; top k per query, ties by item id."""
+    """Exact float64 cosines of the surviving candidates (all queries at once); top k per query, ties
+    by item id."""
     q, _, _, ids, vectors = pool.arrays()
-    rows = []
-    for j in range(len(unit)):
-        mine = q == j
-        cand_ids, cand = ids[mine], vectors[mine].astype(np.float64)
-        if excluded:
-            drop = excluded[0] if len(excluded) == 1 else excluded[j]
-            cand_ids, cand = cand_ids[cand_ids != drop], cand[cand_ids != drop]
-        rows.extend((j, rank, item, sim) for rank, (item, sim) in enumerate(exact_top(cand, cand_ids, unit[j], stats, k), 1))
+    if excluded:
+        keep = ids != (np.asarray(excluded, dtype=object)[q] if len(excluded) > 1 else excluded[0])
+        q, ids, vectors = q[keep], ids[keep], vectors[keep]
+    sims = exact_cosines(vectors, unit[q], stats)
+    order = np.lexsort((ids.astype(str), -sims, q))
+    rows, rank, previous = [], 0, -1
+    for i in order:
+        rank = rank + 1 if q[i] == previous else 1
+        previous = q[i]
+        if rank <= k:
+            rows.append((int(q[i]), rank, str(ids[i]), float(sims[i])))
     return rows
 
 
@@ -527,5 +539,5 @@ def exact_top(vectors: np.ndarray, ids: np.ndarray, unit_query: np.ndarray, stat
     z-scored and unit length), ties broken by item id ascending."""
     sims = exact_cosines(vectors, unit_query, stats)
     ids = np.asarray(ids, dtype=object)
-    order = sorted(range(len(ids)), key=lambda i: (-sims[i], ids[i]))[:k]
+    order = np.lexsort((ids.astype(str), -sims))[:k]
     return [(str(ids[i]), float(sims[i])) for i in order]
