@@ -6,7 +6,7 @@ split by a hash of the item_id: 20% of the clips are the test set; of the rest, 
 held out for early stopping of both models. The in-project ``AudioClassifier`` is trained on the other
 clips' patches (its test accuracy reported), then the ``AudioVAE`` (category one-hot condition, Gaussian
 likelihood, KL warm-up). ``audio_report`` then gives, on the test patches: ELBO and importance-sampled NLL
-(nats per patch, k draws); FD-mfcc-stats (the feature pipeline's ``audio_features`` mfcc_stats with
+(nats per patch, k draws), both of the conditional log p(x|c), c the patch's category (not log p(x)); FD-mfcc-stats (the feature pipeline's ``audio_features`` mfcc_stats with
 n_mfcc 13: 78-d) of as many samples as test patches, conditioned on the test patches' categories, against
 the real test segments, next to the real floor (as many training segments), the vocoder floor (those
 training patches through Griffin-Lim) and a noise baseline (uniform patches through Griffin-Lim);

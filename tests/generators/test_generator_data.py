@@ -22,6 +22,23 @@ def test_fashion_mnist_reads_the_store(fashion_store, fashion_images):
     assert not torch.equal(train.images[:50], data.images)
 
 
+def test_train_valid_split_holds_out_the_last_training_images(fashion_store):
+    """Issue 19: choices are made on images carved from the training split, the same ones at any limit."""
+    from mmwork.generators.data import train_valid_split
+    whole = fashion_mnist("train")  # the slice's 300 training images
+    train, valid = train_valid_split(whole, valid=50)
+    assert (len(train.images), len(valid.images)) == (250, 50) and valid.classes == whole.classes
+    assert torch.equal(valid.images, whole.images[250:]) and torch.equal(train.labels, whole.labels[:250])
+    small, same_valid = train_valid_split(whole, valid=50, limit=100)
+    assert torch.equal(small.images, whole.images[:100]) and torch.equal(same_valid.images, valid.images)
+    test = fashion_mnist("test")
+    assert not any(torch.equal(v, t) for v in valid.images[:20] for t in test.images)  # no test image in it
+    with pytest.raises(MmworkError, match="limit=251 exceeds the 250 training images left once 50 are held out"):
+        train_valid_split(whole, valid=50, limit=251)
+    with pytest.raises(MmworkError, match="valid must be an integer from 1 to 299"):
+        train_valid_split(whole, valid=300)
+
+
 def test_fashion_mnist_refuses_bad_requests(fashion_store):
     with pytest.raises(MmworkError, match="'train' and 'test'"):
         fashion_mnist("valid")
