@@ -183,7 +183,8 @@ def test_evaluation_is_kept_and_retraining_is_asked_for_when_features_change(bun
     assert 0 <= frame.loc["generated (guided)", "copy_rate"] <= 1
     record = json.loads((personalise.model_dir(DATASET) / "run.json").read_text())
     assert record["split"]["protocol"] == "recbole" and record["train_pairs"] > 1000
-    assert {"tokenizer.json", "generator", "guide", "judge", "run.json"} <= set(os.listdir(personalise.model_dir(DATASET)))
+    saved = set(os.listdir(personalise.model_dir(DATASET)))
+    assert {"tokenizer.json", "generator", "guide", "judge", "judge2", "run.json"} <= saved
     path = root / "processed" / DATASET / "features" / "text"
     table = read_table(DATASET, "features/text")
     table["minilm"] = [v * 0.5 for v in table["minilm"]]
@@ -226,14 +227,13 @@ def test_one_scorer_per_judge_a_generated_copy_of_item_i_gets_is_rank(bundle):
         np.testing.assert_array_equal(copies.target, real.target)  # exactly i's rank
         np.testing.assert_array_equal(copies.swap, real.swap)
         np.testing.assert_allclose(as_new.target, real.target, atol=1.0)  # the same path: float noise only
-    # the old way, for contrast: the hybrid's warm path for the catalogue puts the same items elsewhere
+    # the old way, for contrast: new texts on the hybrid's cold path among a catalogue on its warm path
     warm = dict(zip(users.tolist(), bundle.judge.score(users).numpy()))
     old = pz.judge_sets(bundle.judge, [pz.ItemSet(int(u), features=bundle.content.of_texts(t))
                                        for u, t in zip(users, texts)], train, warm, partners)
-    one = pz.judge_sets(pz.ContentJudge(bundle.judge, bundle.catalogue),
-                        [pz.ItemSet(int(u), items=i) for u, i in zip(users, items)], train,
-                        dict(zip(users.tolist(), pz.ContentJudge(bundle.judge, bundle.catalogue).catalogue_scores(
-                            users))), partners)
+    hybrid = pz.ContentJudge(bundle.judge, bundle.catalogue)
+    one = pz.judge_sets(hybrid, [pz.ItemSet(int(u), items=i) for u, i in zip(users, items)], train,
+                        dict(zip(users.tolist(), hybrid.catalogue_scores(users))), partners)
     assert np.abs(old.target - one.target).max() > 1.0
 
 
