@@ -118,7 +118,8 @@ def titles_kneser_ney(args) -> dict:
     part = {s: [t for t, k in zip(corpus.titles, corpus.split) if k == s] for s in ("train", "test")}
     tokenizer = Tokenizer("bpe", vocab_size=args.title_vocab).fit(part["train"])
     ids = {s: tokenizer.encode(v) for s, v in part.items()}
-    fair = KneserNeyLM(order=5, n_types=tokenizer.vocab_size_ - len(SPECIALS)).fit(ids["train"])
+    # cut like the title LSTMs (max_len 64, the default); no title is that long
+    fair = KneserNeyLM(order=5, n_types=tokenizer.vocab_size_ - len(SPECIALS)).fit(ids["train"], max_len=64)
     return {"test_perplexity": fair.perplexity(ids["test"]), "test_oov_rate": fair.oov_rate(ids["test"]),
             "types_behind_unk": fair.unk_types_,
             "test_perplexity_unk_as_one_outcome": KneserNeyLM(order=5).fit(ids["train"]).perplexity(ids["test"])}
@@ -178,7 +179,8 @@ def titles(args) -> dict:
         _, seconds = _timed(lambda: lm.fit(ids["train"], c("train"), valid=(ids["valid"], c("valid"))))
         out[name] = {"test_perplexity": lm.perplexity(ids["test"], c("test")), "epochs": len(lm.history_),
                      "best_epoch": lm.best_epoch_, "train_seconds": seconds}
-    kn = KneserNeyLM(order=5, n_types=tokenizer.vocab_size_ - len(SPECIALS)).fit(ids["train"])
+    kn = KneserNeyLM(order=5, n_types=tokenizer.vocab_size_ - len(SPECIALS))
+    kn.fit(ids["train"], max_len=lm.config.max_len)
     out["kneser_ney_5"] = {"test_perplexity": kn.perplexity(ids["test"]), "test_oov_rate": kn.oov_rate(ids["test"])}
     return out
 
