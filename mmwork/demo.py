@@ -38,8 +38,9 @@ DEMO_REPORTS = [("01-features", {"image_limit": DEMO_IMAGES}), ("02-recommenders
                 ("04-explore", {}), ("05-personalised", DEMO_PERSONALISED)]
 PERSONALISED_CONDITIONS = {"guided": "generated (guided)", "unguided": "generated (unguided)",
                            "random": "random real items", "held_out": "held-out items",
-                           "guide_top_k": "guide's top-k real items"}
-"""The conditions 05-personalised records (metric prefix -> the row's name in its lift table)."""
+                           "guide_top_k": "guide's top-k real items", "placebo": "placebo (another user's set)"}
+PERSONALISED_JUDGES = {"": "hybrid (reads the guide's features)", "text_factors:": "text factors (TF-IDF/LSA)"}
+"""The conditions and judges 05-personalised records (metric prefixes -> the rows' names in its table)."""
 GENERATOR_METRICS = ("conditional_accuracy", "frechet_distance_classifier", "kid_classifier", "coverage_classifier",
                      "is_nll_nats", "test_accuracy")
 # (data set, modality, items limit): CNN features for all 70k images take ~2 h on 2 CPU cores,
@@ -84,21 +85,30 @@ def _generators(metrics: dict, out, audio: dict | None = DEMO_AUDIO) -> None:
 
 
 def _personalised(metrics: dict) -> None:
-    """The lift table 05-personalised recorded (one row per condition: the judge's mean percentile rank
-    for the target users and for the swap partners, the lift, 95% intervals), then the Austen
-    perplexities and the quality-diversity verdict."""
+    """The table 05-personalised recorded, per judge and condition: the judge's mean percentile rank for
+    the target users and for the swap partners, their difference and the lift, with 95% intervals
+    (resampling users, swap partners and generator seeds); then the Austen perplexities and the
+    quality-diversity verdict."""
     import pandas as pd
     rows = {}
-    for prefix, name in PERSONALISED_CONDITIONS.items():
-        if f"{prefix}/lift" not in metrics:
-            continue
-        m = {key: metrics.get(f"{prefix}/{key}", float("nan"))
-             for key in ("pr", "pr_low", "pr_high", "swap_pr", "lift", "lift_low", "lift_high")}
-        rows[name] = {"pr [95% interval]": f"{m['pr']:.1f} [{m['pr_low']:.1f}, {m['pr_high']:.1f}]",
-                      "swap_pr": f"{m['swap_pr']:.1f}",
-                      "lift [95% interval]": f"{m['lift']:.3f} [{m['lift_low']:.3f}, {m['lift_high']:.3f}]"}
+    for judge, judge_name in PERSONALISED_JUDGES.items():
+        for prefix, name in PERSONALISED_CONDITIONS.items():
+            if f"{judge}{prefix}/lift" not in metrics:
+                continue
+            m = {key: metrics.get(f"{judge}{prefix}/{key}", float("nan"))
+                 for key in ("pr", "pr_low", "pr_high", "swap_pr", "diff", "diff_low", "diff_high", "lift", "lift_low",
+                             "lift_high")}
+            rows[(judge_name, name)] = {
+                "rank [95%]": f"{m['pr']:.1f} [{m['pr_low']:.1f}, {m['pr_high']:.1f}]",
+                "swap rank": f"{m['swap_pr']:.1f}",
+                "difference [95%]": f"{m['diff']:+.1f} [{m['diff_low']:+.1f}, {m['diff_high']:+.1f}]",
+                "lift [95%]": f"{m['lift']:.3f} [{m['lift_low']:.3f}, {m['lift_high']:.3f}]"}
     if rows:
         print(pd.DataFrame(rows).T.to_string())
+    correlations = {k.partition("/")[2]: v for k, v in metrics.items() if k.startswith("spearman/")}
+    if correlations:
+        print("  guide-judge rank correlation on real items (Spearman): "
+              + ", ".join(f"{pair.replace('_', ' ')} {value:.2f}" for pair, value in correlations.items()))
     perplexity = {model: metrics.get(f"austen/perplexity_{key}") for model, key in
                   (("LSTM", "lstm"), ("SeqGAN", "seqgan"), ("Kneser-Ney 5-gram", "kn5"))}
     if all(value is not None for value in perplexity.values()):
