@@ -42,7 +42,7 @@ PERSONALISED_CONDITIONS = {"guided": "generated (guided)", "unguided": "generate
 PERSONALISED_JUDGES = {"": "hybrid (reads the guide's features)", "text_factors:": "text factors (TF-IDF/LSA)"}
 """The conditions and judges 05-personalised records (metric prefixes -> the rows' names in its table)."""
 GENERATOR_METRICS = ("conditional_accuracy", "frechet_distance_classifier", "kid_classifier", "coverage_classifier",
-                     "is_nll_nats", "test_accuracy")
+                     "is_nll_nats", "is_nll_given_c_nats", "test_accuracy")
 # (data set, modality, items limit): CNN features for all 70k images take ~2 h on 2 CPU cores,
 # so the demo extracts the first 1,000 (2,000 took 155 CPU-seconds; the generators needed the time);
 # `mmwork extract fashion-mnist` does them all.

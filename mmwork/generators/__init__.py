@@ -6,7 +6,7 @@ from mmwork.generators.audio_vae import AudioVAE, AudioVAEConfig
 from mmwork.generators.base import Generator, GeneratorConfig
 from mmwork.generators.classifier import Classifier, ClassifierConfig
 from mmwork.generators.data import (LabelledImages, class_condition, describe_classes, fashion_mnist, one_hot,
-                                    text_condition)
+                                    text_condition, train_valid_split)
 from mmwork.generators.gan import GAN, GANConfig
 from mmwork.generators.personal import for_user
 from mmwork.generators.rnn_lm import RNNLanguageModel, RNNLanguageModelConfig
@@ -17,7 +17,7 @@ from mmwork.generators.vae import VAE, VAEConfig
 
 __all__ = ["GAN", "VAE", "Classifier", "ClassifierConfig", "GANConfig", "Generator", "GeneratorConfig",
            "LabelledImages", "VAEConfig", "class_condition", "describe_classes", "fashion_mnist", "one_hot",
-           "text_condition"]
+           "text_condition", "train_valid_split"]
 __all__ += ["AudioClassifier", "AudioClassifierConfig", "AudioVAE", "AudioVAEConfig", "LabelledPatches", "MelParams",
             "audio_clips", "audio_to_patch", "hold_out", "patches_to_audio"]
 __all__ += ["BOS", "EOS", "PAD", "SPECIALS", "UNK", "TitleCorpus", "Tokenizer", "TokenizerConfig", "austen_sentences",

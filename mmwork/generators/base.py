@@ -14,8 +14,9 @@ weights are initialised inside ``torch.random.fork_rng`` and every draw uses the
 ``torch.Generator``. :class:`Training` holds the epoch bookkeeping the models share: the progress bar,
 early stopping on a validation loss, the stop on a NaN/inf loss, checkpoints and resuming.
 
->>> from mmwork.generators import VAE
->>> model = VAE(epochs=20).fit(images, valid=test_images)         # doctest: +SKIP
+>>> from mmwork.generators import VAE, fashion_mnist, train_valid_split
+>>> train, valid = train_valid_split(fashion_mnist("train"))        # doctest: +SKIP
+>>> model = VAE(epochs=20).fit(train.images, valid=valid.images)   # early stopping never sees test data  # doctest: +SKIP
 >>> model.save("data/models/vae"); VAE.load("data/models/vae").sample(16, seed=1)   # doctest: +SKIP
 """
 from __future__ import annotations
