@@ -8,7 +8,7 @@ Needs the store's ``movielens-100k`` with MiniLM text features (``mmwork data ge
 ``mmwork extract movielens-100k --modalities text``). Trains into ``data/models/personal/movielens-100k``
 (replacing what is there) on the CPU unless ``--device`` says otherwise.
 
-    python benchmarks/personalised.py --epochs 2 --users 200 --seeds 3 --threads 1
+    python benchmarks/personalised.py --epochs 3 --users 200 --seeds 3 --threads 1
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "personalised.json"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="movielens-100k")
-    parser.add_argument("--epochs", type=int, default=6, help="most language-model epochs (early stopping on valid)")
+    parser.add_argument("--epochs", type=int, default=3, help="most language-model epochs (early stopping on valid)")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--embedding", type=int, default=128)
     parser.add_argument("--vocab", type=int, default=2000, help="BPE vocabulary size")
