@@ -251,10 +251,13 @@ def _for_user(args) -> None:
         return
     print(items[["rank", "text", "labels", "guide_score", "in_catalogue"]].to_string(index=False))
     if evaluation is not None:
-        table = personalise.evaluation_table(evaluation)
-        print(f"\n{evaluation['protocol']}\n")
-        print(table[["users", "items", "pr", "pr_low", "pr_high", "swap_pr", "lift", "lift_low", "lift_high",
-                     "diversity", "distinct_2", "copy_rate"]].round(3).to_string())
+        print(f"\n{evaluation['protocol']}")
+        for judge in personalise.JUDGES:
+            table = personalise.evaluation_table(evaluation, judge)
+            print(f"\njudge: {judge}\n")
+            print(table[[c for c in ("users", "items", "pr", "swap_pr", "diff", "diff_low", "diff_high", "lift",
+                                     "lift_low", "lift_high", "diversity", "distinct_2", "copy_rate")
+                         if c in table.columns]].round(3).to_string())
 
 
 def _demo(args) -> None:
