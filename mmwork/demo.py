@@ -114,8 +114,10 @@ def _personalised(metrics: dict) -> None:
     if all(value is not None for value in perplexity.values()):
         print("  Austen test perplexity per BPE token: " + ", ".join(f"{k} {v:.1f}" for k, v in perplexity.items()))
     if "austen/mle_better_share" in metrics:
+        interval = (f" [95%: {metrics['austen/mle_minus_gan_bleu_low']:+.4f}, "
+                    f"{metrics['austen/mle_minus_gan_bleu_high']:+.4f}]" if "austen/mle_minus_gan_bleu_low" in metrics else "")
         print(f"  quality-diversity: the LSTM's BLEU-4 is above SeqGAN's over {metrics['austen/mle_better_share']:.0%} "
-              f"of the shared self-BLEU range (mean gap {metrics['austen/mle_minus_gan_bleu']:+.4f})")
+              f"of the shared self-BLEU range (mean gap {metrics['austen/mle_minus_gan_bleu']:+.4f}{interval})")
 
 
 def run_demo() -> None:
