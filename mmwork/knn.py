@@ -22,7 +22,7 @@ the table's fingerprint (part file names, sizes and modification times: a stat c
 read), so they are recomputed when the table changes.
 
 >>> import numpy as np
->>> arithmetic_bound(120) < 1e-4     # how far a float32 cosine of raw 120-d vectors can be off
+>>> arithmetic_bound(120) < 2e-5     # how far a float32 cosine of raw 120-d vectors can be off
 True
 >>> nearest("speech-prompts", "audio:mfcc_stats", np.ones(120), k=3)        # doctest: +SKIP
 >>> nearest("speech-prompts", "audio:mfcc_stats",
@@ -125,15 +125,18 @@ UNIT_ROUNDOFF = 2.0 ** -24  # float32
 
 def arithmetic_bound(dim: int) -> float:
     """A bound on |float32 score − exact cosine| for raw float32 rows (which float32 holds exactly) and
-    a unit-length query: (1.5·d + 3)·u with u = 2⁻²⁴, for any summation order (γ_d = d·u bounds a
-    d-term float32 dot product however it is summed, FMA or not; the norm adds γ_d/2, the query's own
-    rounding, the square root and the division u each), doubled to cover second-order terms and the
-    rounding of the bounds themselves (valid while d·u ≪ 1: any d below a few hundred thousand).
+    a unit-length query: (1.5·d + 3)·u with u = 2⁻²⁴, for any summation order (γ_d = d·u/(1 − d·u)
+    bounds a d-term float32 dot product however it is summed, FMA or not; the norm adds γ_d/2, the
+    query's own rounding, the square root and the division u each). The factor 1.1 covers γ_d's
+    denominator and the second-order terms while d·u < 0.01 (d below 167,000: checked), and 2u the
+    rounding of a score ± its bound in float32.
 
-    >>> arithmetic_bound(120) < 1e-4
+    >>> arithmetic_bound(120) < 2e-5
     True
     """
-    return 2 * (1.5 * dim + 3) * UNIT_ROUNDOFF
+    if dim * UNIT_ROUNDOFF >= 0.01:
+        raise MmworkError(f"{dim}-dimensional vectors are too long for a float32 pass with a proven error bound")
+    return 1.1 * (1.5 * dim + 3) * UNIT_ROUNDOFF + 2 * UNIT_ROUNDOFF
 
 
 def error_bound(norms: np.ndarray, dim: int, offset: float) -> np.ndarray:
@@ -141,20 +144,21 @@ def error_bound(norms: np.ndarray, dim: int, offset: float) -> np.ndarray:
 
     ``norms`` are the float32 norms of the z-scored rows, ``offset`` is ‖scale ⊙ mean‖. Beyond
     :func:`arithmetic_bound`, z-scoring in float32 moves each row by ε ≤ 3.01·u·(‖r‖ + offset) (the
-    rounded mean, the subtraction, the rounded scale, the product), which moves its cosine by at most
-    2ε / (‖r̃‖ − ε), doubled like the rest. A dimension whose mean is large next to its spread makes
-    the offset, hence the bound, large; a row with ‖r̃‖ ≤ 2ε has no usable float32 direction and an
-    infinite bound (it is always re-scored).
+    rounded mean, the subtraction, the rounded scale, the product; taken as 4·u·(‖r̃‖ + offset), which
+    also covers ‖r‖ ≤ ‖r̃‖ + ε and the float32 norm), and that moves its cosine by at most
+    2ε / (‖r̃‖ − ε). A dimension whose mean is large next to its spread makes the offset, hence the
+    bound, large; a row with ‖r̃‖ ≤ 2ε has no usable float32 direction and an infinite bound (it is
+    always re-scored).
 
     >>> bound = error_bound(np.array([10.0, 1e-6]), 120, offset=5.0)
     >>> bool(bound[0] < 1e-4), bool(np.isinf(bound[1]))
     (True, True)
     """
     norms = np.asarray(norms, np.float64)
-    shift = 4 * UNIT_ROUNDOFF * (norms + offset)  # 3.01u(‖r‖ + offset) with ‖r‖ ≤ ‖r̃‖ + ε, rounded up
+    shift = 4 * UNIT_ROUNDOFF * (norms + offset)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         moved = np.where(norms > 2 * shift, 2 * shift / (norms - shift), np.inf)
-    return arithmetic_bound(dim) + 2 * moved
+    return arithmetic_bound(dim) + moved
 
 
 def exact_cosines(vectors: np.ndarray, unit_query: np.ndarray, stats: "ColumnStats | None" = None) -> np.ndarray:
