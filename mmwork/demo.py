@@ -159,9 +159,10 @@ def run_demo() -> None:
     _generators(json.loads(runs["03-generators"]["metrics"]), reports_dir() / "generators")
 
     _step("6. personalised content (05-personalised: texts generated for "
-          f"{DEMO_PERSONALISED['n_users']} movielens-100k users, ranked by a judge recommender that did not guide "
-          "generation; percentile rank 0-100, 50 = chance; lift = rank for the own user / for swapped users; "
-          "95% bootstrap intervals over users)")
+          f"{DEMO_PERSONALISED['n_users']} movielens-100k users, ranked with every real item by two judge "
+          "recommenders that did not guide generation, each through one scoring path; percentile rank 0-100, "
+          "50 = chance; difference = rank for the own user - for swapped users, lift = their ratio; placebo = a "
+          "set made for another user; 95% bootstrap intervals over generator seeds, users and swap partners)")
     _personalised(json.loads(runs["05-personalised"]["metrics"]))
 
     _step("summary: tables under data/processed")
