@@ -34,7 +34,9 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from mmwork.evaluation.audio_generation import audio_report
-from mmwork.generators import AudioClassifier, AudioVAE, audio_clips, hold_out, one_hot
+from mmwork.models.judges import AudioClassifier
+from mmwork.models.generators import AudioVAE
+from mmwork.models.data import audio_clips, hold_out, one_hot
 
 RESULTS = Path(__file__).resolve().parent / "results" / "audio_generators.json"
 

@@ -1,7 +1,7 @@
 """mmwork's VAE against pythae 0.1.2, side by side in one run (issue 11), written to JSON.
 
 Protocol: the last 5,000 of Fashion-MNIST's 60,000 training images are held out as the validation set
-(``mmwork.generators.data.train_valid_split``) and the first ``--train-limit`` of the other 55,000 (all
+(``mmwork.models.data.images.train_valid_split``) and the first ``--train-limit`` of the other 55,000 (all
 by default) are trained on; pythae's ``VAE`` with its ``Encoder_Conv_VAE_MNIST`` / ``Decoder_Conv_AE_MNIST`` (latent 16,
 BCE, Adam 1e-3, batch 100, no KL warm-up) trained by pythae's own trainer in its own virtual
 environment (benchmarks/pythae_env.sh), as a child process (benchmarks/pythae_runner.py); mmwork's
@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmwork.generators import VAE, fashion_mnist
-from mmwork.generators.data import train_valid_split
+from mmwork.models.generators import VAE
+from mmwork.models.data import fashion_mnist
+from mmwork.models.data.images import train_valid_split
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench_generators.json"

@@ -55,7 +55,7 @@ def build(root: Path, rows: int) -> dict:
     import pyarrow as pa
     from mmwork import datasets, read_table
     from mmwork.features import extract
-    from mmwork.store import write_table
+    from mmwork.store.tables import write_table
     for name in ("speech-prompts", "instrument-samples"):
         datasets.get(name)
         extract(name, "audio", scheduler="processes", progress=False)
@@ -260,7 +260,7 @@ def _duckdb_query(root: Path):
 def _index_queries(root: Path):
     """Per-query time of the index (loaded) over the batch, and its recall against the exact answer."""
     import numpy as np
-    from mmwork import index, knn
+    from mmwork.search import index, knn
     batch = json.loads((root / "bench.json").read_text())["batch"]
     vectors = knn.vectors_of("bench", FEATURES, batch)
     index.load("bench", FEATURES, standardize=False)

@@ -5,7 +5,7 @@ For each model (bpr, multvae, ease, itemknn), on MovieLens-100K with mmwork's ``
 ``split.to_files`` and read by both sides:
 
   - mmwork: a fresh process of this script (``--worker``) reads the three CSV files with
-    ``split_from_files`` (checking the data hash), builds the model from ``mmwork.recommenders.MODELS``
+    ``split_from_files`` (checking the data hash), builds the model from ``mmwork.models.recommenders.MODELS``
     and runs ``Experiment(split, [model], k=10)``: fit on train (valid for early stopping), full
     ranking of test with train + valid items excluded;
   - RecBole: ``benchmarks/recbole_runner.py`` in its own environment (``benchmarks/recbole_env.sh``)
@@ -130,7 +130,7 @@ def mmwork_worker(name: str, split_dir: Path, threads: int, expect_hash: str) ->
     torch.set_num_threads(threads)
     from mmwork import read_table
     from mmwork.evaluation import Experiment, split_from_files
-    from mmwork.recommenders import MODELS
+    from mmwork.models.recommenders import MODELS
 
     items = read_table("movielens-100k", "items").item_id
     split = split_from_files(*(split_dir / f"{p}.csv" for p in ("train", "valid", "test")), item_ids=items)
@@ -301,7 +301,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from mmwork import read_table
     from mmwork.evaluation import recbole_split
-    from mmwork.recommenders import MODELS
+    from mmwork.models.recommenders import MODELS
 
     recbole_python = Path(args.recbole_venv) / "bin" / "python"
     if not args.mmwork_only and not recbole_python.exists():

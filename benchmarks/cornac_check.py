@@ -118,8 +118,8 @@ def main() -> None:
     import torch
     from mmwork import datasets, read_table
     from mmwork.evaluation import Experiment
-    from mmwork.experiments import make_split
-    from mmwork.recommenders import EASE, MostPopular
+    from mmwork.apps.experiments import make_split
+    from mmwork.models.recommenders import EASE, MostPopular
 
     class PopByID(MostPopular):
         """MostPopular, ties broken toward the smaller item id (as Cornac's side)."""

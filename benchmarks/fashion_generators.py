@@ -39,7 +39,9 @@ from threadpoolctl import threadpool_limits
 
 from mmwork.evaluation.generation import (CLASSIFIER, EFFNET, active_units, class_histogram, effnet_features,
                                           image_generation_table, image_spaces, mode_coverage)
-from mmwork.generators import GAN, VAE, Classifier, fashion_mnist, one_hot
+from mmwork.models.generators import GAN, VAE
+from mmwork.models.judges import Classifier
+from mmwork.models.data import fashion_mnist, one_hot
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fashion_generators.json"
 MODELS = {  # name -> (class, conditional)

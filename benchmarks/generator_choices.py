@@ -2,7 +2,7 @@
 (issue 19: no test image in any choice), written to JSON.
 
 Protocol: Fashion-MNIST's 60,000 training images from the store; the last 5,000 are the validation
-set (``mmwork.generators.data.train_valid_split``), the test split is never read. One torch thread.
+set (``mmwork.models.data.images.train_valid_split``), the test split is never read. One torch thread.
 (1) The classifier's ``shift``: 0 against 2, every other parameter at its default (8 epochs, one-cycle,
 mirroring), seed 0, trained on the other 55,000; accuracy and cross-entropy on the 5,000 validation
 images. (2) The GAN's ``aux_weight``: 0 against 0.5 (the default), conditional, every other parameter
@@ -27,8 +27,10 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from mmwork.evaluation.generation import classifier_space, frechet_distance, kid
-from mmwork.generators import GAN, Classifier, fashion_mnist, one_hot
-from mmwork.generators.data import train_valid_split
+from mmwork.models.generators import GAN
+from mmwork.models.judges import Classifier
+from mmwork.models.data import fashion_mnist, one_hot
+from mmwork.models.data.images import train_valid_split
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generator_choices.json"
 

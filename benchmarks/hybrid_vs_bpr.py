@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from mmwork.evaluation import Experiment
-from mmwork.experiments import default_feature_specs, make_split
-from mmwork.recommenders import BPR, MultimodalHybrid
-from mmwork.recommenders.features import load_item_features
+from mmwork.apps.experiments import default_feature_specs, make_split
+from mmwork.models.recommenders import BPR, MultimodalHybrid
+from mmwork.store.item_features import load_item_features
 
 DATASET, SPLIT_SEED, K = "movielens-100k", 2020, 10
 METRICS = ("ndcg", "recall", "hit", "mrr")

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmwork import personalise
+from mmwork.apps import personalise
 from mmwork.evaluation import evaluate as rank_evaluate
 from mmwork.evaluation import recbole_split
-from mmwork.generators.text_data import item_texts
+from mmwork.models.data.text import item_texts
 
 RESULTS = Path(__file__).resolve().parent / "results" / "personalised.json"
 
@@ -61,7 +61,7 @@ def main() -> None:
     load_seconds = round(time.perf_counter() - started, 2)
 
     # the guide and the judge as recommenders, on the split's test part (RecBole protocol, full ranking)
-    from mmwork.store import read_table
+    from mmwork.store.tables import read_table
     items = read_table(args.dataset, "items", columns=["item_id"])
     split = recbole_split(read_table(args.dataset, "interactions"), seed=bundle.config.split_seed,
                           item_ids=items["item_id"])

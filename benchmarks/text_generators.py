@@ -47,9 +47,9 @@ import numpy as np
 import torch
 
 from mmwork.evaluation.text_generation import KneserNeyLM, compare_curves, copy_rate, quality_diversity
-from mmwork.generators.rnn_lm import RNNLanguageModel
-from mmwork.generators.text_data import SPECIALS, Tokenizer, austen_sentences, title_conditions
-from mmwork.generators.text_gan import SeqGAN
+from mmwork.models.generators.rnn_lm import RNNLanguageModel
+from mmwork.models.data.text import SPECIALS, Tokenizer, austen_sentences, title_conditions
+from mmwork.models.generators.text_gan import SeqGAN
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_generators.json"
 
@@ -209,7 +209,7 @@ def quality_vs_diversity(args, data) -> dict:
     if args.figure:
         import matplotlib
         matplotlib.use("Agg")
-        from mmwork import plots
+        from mmwork.apps import plots
         ax = plots.quality_diversity_curves(curves, title=(
             f"Austen: {args.samples} samples per point, BLEU-4 against {args.references} test sentences; MLE - GAN "
             f"{verdict['mean_gap']:+.4f} [{verdict['gap_low']:+.4f}, {verdict['gap_high']:+.4f}]"))

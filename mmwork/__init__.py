@@ -1,28 +1,37 @@
 """mmwork: a notebook-first analytics workbench for multimodal catalogues.
 
+The package imports nothing until a name is used, so ``mmwork query`` and ``mmwork similar`` start
+without torch, Dask or scikit-learn. The names below are shortcuts to the stages that define them.
+
 >>> import mmwork
 >>> mmwork.__version__
 '0.1.0'
+>>> mmwork.read_table.__module__
+'mmwork.store.tables'
 """
+from importlib import import_module
+
+_SHORTCUTS = {
+    "MmworkError": "mmwork.core.errors",
+    "read_table": "mmwork.store.tables", "list_tables": "mmwork.store.tables", "write_table": "mmwork.store.tables",
+    "catalog": "mmwork.search.queries", "feature_stat_by": "mmwork.search.queries", "open": "mmwork.search.queries",
+    "query": "mmwork.search.queries", "similar": "mmwork.search.queries",
+    "similar_to_text": "mmwork.search.queries", "top_items_by": "mmwork.search.queries",
+    "load": "mmwork.models.persistence",
+}
+__all__ = sorted(_SHORTCUTS) + ["__version__"]
 
 
 def __getattr__(name: str):
-    # the version is looked up on first use: importlib.metadata costs every command start otherwise
-    if name != "__version__":
+    if name == "__version__":
+        value = import_module("mmwork.core.version").version()
+    elif name in _SHORTCUTS:
+        value = getattr(import_module(_SHORTCUTS[name]), name)
+    else:
         raise AttributeError(f"module 'mmwork' has no attribute {name!r}")
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        found = version("mmwork")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        found = "0.1.0"
-    globals()["__version__"] = found
-    return found
+    globals()[name] = value
+    return value
 
-from mmwork.errors import MmworkError  # noqa: E402
-from mmwork.store import read_table, list_tables, write_table  # noqa: E402
-from mmwork import queries  # noqa: E402 - the module; ``mmwork.query`` is its query function
-from mmwork.queries import (catalog, feature_stat_by, open, query, similar, similar_to_text,  # noqa: E402,A004
-                            top_items_by)
 
-__all__ = ["MmworkError", "catalog", "feature_stat_by", "list_tables", "open", "queries", "query", "read_table",
-           "similar", "similar_to_text", "top_items_by", "write_table", "__version__"]
+def __dir__():
+    return __all__

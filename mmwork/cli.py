@@ -21,7 +21,7 @@ import sys
 
 import pandas as pd
 
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 
 
 def _print(obj, as_json: bool) -> None:
@@ -51,7 +51,7 @@ def _data(args) -> None:
 
 
 def _tables(args) -> None:
-    from mmwork.store import list_tables
+    from mmwork.store.tables import list_tables
     tables = list_tables()
     _print(tables if args.json or args.schema else tables.drop(columns=["schema", "path"]), args.json)
 
@@ -79,7 +79,7 @@ def _extract(args) -> None:
 
 
 def _cluster(args) -> None:
-    from mmwork import cluster
+    from mmwork.features import cluster
     if args.action == "start":
         info = cluster.start(workers=args.workers)
     elif args.action == "stop":
@@ -96,7 +96,7 @@ def _cluster(args) -> None:
 
 
 def _recommend(args) -> None:
-    from mmwork.experiments import run_experiment
+    from mmwork.apps.experiments import run_experiment
     params = _parse_params(args.param)
     result = run_experiment(args.dataset, [m.strip() for m in args.models.split(",") if m.strip()],
                             protocol=args.protocol, k=args.k, seed=args.seed,
@@ -118,7 +118,7 @@ def _recommend(args) -> None:
 
 
 def _query(args) -> None:
-    from mmwork.queries import query
+    from mmwork.search.queries import query
     result = query(args.dataset, args.table, columns=args.columns.split(",") if args.columns else None,
                    where=args.where, limit=args.limit, output=args.output, scheduler=args.scheduler)
     if args.output:
@@ -128,7 +128,7 @@ def _query(args) -> None:
 
 
 def _similar(args) -> None:
-    from mmwork.queries import similar, similar_to_text
+    from mmwork.search.queries import similar, similar_to_text
     if args.text:
         result = similar_to_text(args.dataset, " ".join(args.item_id), features=args.features, k=args.k,
                                  scheduler=args.scheduler, index=args.index)
@@ -140,7 +140,7 @@ def _similar(args) -> None:
 
 
 def _index(args) -> None:
-    from mmwork import index
+    from mmwork.search import index
     if args.action == "build":
         meta = index.build(args.dataset, args.features, standardize=args.standardize, kind=args.kind,
                            progress=False if args.json else None)
@@ -152,7 +152,7 @@ def _index(args) -> None:
 
 
 def _report(args) -> None:
-    from mmwork import reports
+    from mmwork.apps import reports
     if args.action == "run":
         params = reports.read_parameters(args.parameter, args.parameters_file)
         row = reports.run_report(args.notebook, params, progress=not args.no_progress, timeout=args.timeout)
@@ -169,7 +169,7 @@ def _report(args) -> None:
 
 
 def _generate(args) -> None:
-    from mmwork import generate
+    from mmwork.apps import generate
     if args.action == "for-user":
         _for_user(args)
         return
@@ -211,8 +211,8 @@ def _generate(args) -> None:
 def _for_user(args) -> None:
     """Generate for one user with the personalised models (trained first when there are none)."""
     import yaml
-    from mmwork import personalise
-    from mmwork.generators.personal import check_request
+    from mmwork.apps import personalise
+    from mmwork.apps.personalise.profiles import check_request
     candidates = args.candidates if args.candidates is not None else max(50, args.n)
     check_request(args.n, candidates, args.temperature, args.top_p)
     params: dict = {}
@@ -261,7 +261,7 @@ def _for_user(args) -> None:
 
 
 def _demo(args) -> None:
-    from mmwork.demo import run_demo
+    from mmwork.apps.demo import run_demo
     run_demo()
 
 
@@ -474,8 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         # the data root (models, caches) that meets a full disk, no permission or a read-only mount.
         import shutil
 
-        from mmwork.paths import data_root
-        from mmwork.store import DISK_ERRNOS, disk_error, os_errno
+        from mmwork.core.paths import data_root
+        from mmwork.store.tables import DISK_ERRNOS, disk_error, os_errno
         if os_errno(exc) not in DISK_ERRNOS:
             raise
         path = exc.filename

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmwork.datasets._sources import debian_package_root
+from mmwork.datasets.sources import debian_package_root
 
 ASTERISK = "usr/share/asterisk/sounds/en_US_f_Allison"
 SONIC_PI = "usr/share/sonic-pi/samples"

@@ -12,7 +12,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from mmwork import MmworkError, reports
+from mmwork import MmworkError
+from mmwork.apps import reports
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: apt-get install chromium "
@@ -83,7 +84,7 @@ class Chromium:
 
 
 NOTEBOOK = [("parameters", "rows = 40\nbroken = False"),
-            ("", "import numpy as np, pandas as pd\nfrom mmwork import plots\nfrom mmwork.reports import record\n"
+            ("", "import numpy as np, pandas as pd\nfrom mmwork.apps import plots\nfrom mmwork.apps.reports import record\n"
                  "frame = pd.DataFrame({'category': np.repeat(['digits', 'letters'], rows // 2),\n"
                  "                      'energy': np.random.default_rng(0).normal(size=rows)})\n"
                  "record('rows', len(frame))\nplots.feature_box(frame, 'energy', 'category');"),

@@ -10,7 +10,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from mmwork import cluster, datasets, read_table
+from mmwork import datasets, read_table
+from mmwork.features import cluster
 from mmwork.features import extract
 
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from mmwork import MmworkError, datasets, read_table
-from mmwork.paths import raw_dir
+from mmwork.core.paths import raw_dir
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mmwork import MmworkError
-from mmwork.device import resolve_device
+from mmwork.core.device import resolve_device
 
 
 def test_auto_picks_an_available_device():

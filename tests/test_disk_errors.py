@@ -17,8 +17,8 @@ import pytest
 from mmwork import MmworkError, datasets, read_table
 from mmwork import store
 from mmwork.cli import main
-from mmwork.errors import DiskError
-from mmwork.store import disk_error, os_errno, write_table
+from mmwork.core.errors import DiskError
+from mmwork.store.tables import disk_error, os_errno, write_table
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""mmwork.generate and `mmwork generate`: train -> sample -> evaluate on a small real slice of the
+"""mmwork.apps.generate and `mmwork generate`: train -> sample -> evaluate on a small real slice of the
 fashion-mnist store (300 train / 200 test images), errors before compute, JSON output, grids, resume."""
 import json
 import shutil
@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mmwork import generate
+from mmwork.apps import generate
 from mmwork.cli import main
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 
 TINY = {"epochs": 1, "progress": False}
 
@@ -161,7 +161,7 @@ def test_resume_equals_an_uninterrupted_run(store):
 
 
 def test_demo_step_prints_the_table_and_writes_samples(store, tmp_path, capsys):
-    from mmwork.demo import DEMO_REPORTS, _generators
+    from mmwork.apps.demo import DEMO_REPORTS, _generators
     assert dict(DEMO_REPORTS)["03-generators"]["train_limit"] <= 5000
     generate.train("fashion-mnist", "cvae", limit=50, params={"channels": 4, "hidden": 16}, **TINY)
     _generators({"cvae/conditional_accuracy": 0.5, "cvae/frechet_distance_classifier": 9.0,
@@ -171,8 +171,6 @@ def test_demo_step_prints_the_table_and_writes_samples(store, tmp_path, capsys):
     assert Image.open(tmp_path / "cvae-by-class.png").size == (2 * (8 * 30 + 2), 2 * (10 * 30 + 2))
 
 
-@pytest.mark.skipif(not hasattr(__import__("mmwork.generators.data").generators.data, "text_condition"),
-                    reason="this mmwork has no mmwork.generators.data.text_condition yet")
 def test_text_cvae_takes_text_that_was_never_a_label(store, tmp_path, capsys):
     generate.train("fashion-mnist", "text-cvae", limit=60, params={"channels": 4, "hidden": 16}, **TINY)
     assert generate.load("fashion-mnist", "text-cvae").config.condition_dim == 384  # a MiniLM embedding

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import mmwork
-from mmwork import MmworkError, datasets, index, knn, read_table
+from mmwork import MmworkError, datasets, read_table
+from mmwork.search import index, knn
 from mmwork.features import extract
 from test_knn import FEATURES, write_features
 
@@ -57,7 +58,7 @@ def test_a_stale_index_is_rebuilt_never_used(real, caplog):
     changed = vectors.copy()
     changed[5] = -vectors[9]  # item 5 now points away from item 9
     write_features("small", ids, changed, parts=2)
-    with caplog.at_level(logging.WARNING, logger="mmwork.index"):
+    with caplog.at_level(logging.WARNING, logger="mmwork.search.index"):
         found = index.search("small", FEATURES, changed[5], k=3, standardize=False)
     assert "stale" in caplog.text
     assert found["item_id"].iloc[0] == ids[5] and found["similarity"].iloc[0] == pytest.approx(1.0)
@@ -98,7 +99,7 @@ def test_on_a_cluster_the_search_stays_exact(real, caplog):
     from distributed import Client, LocalCluster
     ids, _ = real
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster), \
-            caplog.at_level(logging.WARNING, logger="mmwork.index"):
+            caplog.at_level(logging.WARNING, logger="mmwork.search.index"):
         got = mmwork.similar("clips", ids[3], features=FEATURES, k=5, index=True, scheduler=cluster.scheduler_address)
     assert "not used on a Dask cluster" in caplog.text
     assert got["item_id"].tolist() == mmwork.similar("clips", ids[3], features=FEATURES, k=5)["item_id"].tolist()

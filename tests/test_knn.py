@@ -7,9 +7,10 @@ import pyarrow as pa
 import pytest
 
 import mmwork
-from mmwork import MmworkError, datasets, knn, read_table
+from mmwork import MmworkError, datasets, read_table
+from mmwork.search import knn
 from mmwork.features import extract
-from mmwork.store import table_path, write_table
+from mmwork.store.tables import table_path, write_table
 
 FEATURES = "audio:mfcc_stats"
 

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, output_from_msg
 
-from mmwork.reports import METRIC_MIME, ensure_kernel
+from mmwork.apps.reports import METRIC_MIME, ensure_kernel
 
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed: pip install -e '.[lab]' (make test does)")
 websocket = pytest.importorskip("websocket", reason="websocket-client (a jupyter_server dependency) is missing")
@@ -111,7 +111,7 @@ def test_a_notebook_runs_on_the_mmwork_kernel_through_jupyterlab(server):
 
     nb = new_notebook(cells=[
         new_code_cell("import sys, mmwork\nprint(sys.executable)"),
-        new_code_cell("from mmwork.reports import record\nrecord('answer', 6 * 7)"),
+        new_code_cell("from mmwork.apps.reports import record\nrecord('answer', 6 * 7)"),
         new_code_cell("import pandas as pd\npd.DataFrame({'film': ['Heat', 'Alien'], 'ndcg': [0.3, 0.2]})"),
         new_code_cell("1 / 0"),
     ])

@@ -7,8 +7,8 @@ import math
 import nbformat
 import pytest
 
-from mmwork import reports
-from mmwork.reports import run_report
+from mmwork.apps import reports
+from mmwork.apps.reports import run_report
 
 TINY = {"train_limit": 300, "epochs": 1, "classifier_epochs": 1, "samples": 150, "effnet_samples": 0,
         "likelihood_examples": 40, "nll_k": 10, "audio_dataset": "speech-prompts", "audio_epochs": 1,

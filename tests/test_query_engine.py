@@ -9,9 +9,9 @@ import pytest
 
 import mmwork
 from mmwork import MmworkError, datasets, read_table
-from mmwork.paths import processed_dir
-from mmwork.queries import query, select
-from mmwork.store import _parts, table_metadata, table_path, write_table
+from mmwork.core.paths import processed_dir
+from mmwork.search.queries import query, select
+from mmwork.store.tables import _parts, table_metadata, table_path, write_table
 
 RATINGS = ["user_id", "item_id", "weight", "timestamp"]
 

@@ -11,9 +11,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from mmwork import MmworkError, datasets, reports
-from mmwork.recommenders import MODELS
-from mmwork.reports import check_parameters, find_notebook, run_report
+from mmwork import MmworkError, datasets
+from mmwork.apps import reports
+from mmwork.models.recommenders import MODELS
+from mmwork.apps.reports import check_parameters, find_notebook, run_report
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def _tiny_notebook(folder, body="x = 1\nprint(x)", extra=None):
     nb = new_notebook()
     params = new_code_cell("x = 1\nname = 'a'\nrate = 0.5\nflag = False")
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, new_code_cell("from mmwork.reports import record\nrecord('x2', x * 2)"), new_code_cell(body)]
+    nb.cells = [params, new_code_cell("from mmwork.apps.reports import record\nrecord('x2', x * 2)"), new_code_cell(body)]
     nb.cells += [new_code_cell(extra)] if extra else []
     path = folder / "tiny.ipynb"
     nbformat.write(nb, path)
@@ -168,7 +169,7 @@ def test_two_concurrent_runs_never_share_outputs(env, tmp_path):
 def test_concurrent_processes_never_lose_ledger_rows(env):
     """Four processes append five rows each under the ledger lock: all twenty rows are kept."""
     before = len(reports.ledger())
-    code = ("import sys\nfrom mmwork import reports\nfor i in range(5):\n    with reports._ledger_lock():\n"
+    code = ("import sys\nfrom mmwork.apps import reports\nfor i in range(5):\n    with reports._ledger_lock():\n"
             "        reports._append({c: '' for c in reports.LEDGER_COLUMNS} | {'run_id': f'{sys.argv[1]}-{i}', "
             "'duration_s': 0.0, 'parameters': '{}', 'metrics': '{}'})")
     workers = [subprocess.Popen([sys.executable, "-c", code, f"p{n}"]) for n in range(4)]

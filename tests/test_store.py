@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from mmwork import MmworkError
-from mmwork.store import (list_tables, read_table, remove_dead_temporaries, table_metadata, table_path,
+from mmwork.store.tables import (list_tables, read_table, remove_dead_temporaries, table_metadata, table_path,
                           validate_interactions, validate_items, write_table)
 
 
@@ -54,7 +54,7 @@ def test_write_killed_midway_leaves_old_table_intact(data_root):
     script = textwrap.dedent(f"""
         import os, signal
         import pandas as pd, pyarrow.parquet as pq
-        from mmwork.store import write_table
+        from mmwork.store.tables import write_table
         original = pq.ParquetWriter.write_table
         def write_then_die(self, table, *args, **kwargs):
             original(self, table.slice(0, table.num_rows // 2), *args, **kwargs)

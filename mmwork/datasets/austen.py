@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmwork.datasets._sources import debian_package_root
+from mmwork.datasets.sources import debian_package_root
 from mmwork.datasets.registry import DatasetSpec, register
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 
 PACKAGE = "r-cran-janeaustenr"
 FOLDER = "usr/lib/R/site-library/janeaustenr/data"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmwork.errors import MmworkError
-from mmwork.paths import processed_dir
-from mmwork.store import hash_inputs, require_columns, validate_interactions, validate_items, write_table
+from mmwork.core.errors import MmworkError
+from mmwork.core.paths import processed_dir
+from mmwork.store.tables import hash_inputs, require_columns, validate_interactions, validate_items, write_table
 from mmwork.datasets import registry
 
 MEDIA_COLUMNS = ("image", "audio", "text_path")

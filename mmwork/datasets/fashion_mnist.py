@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from mmwork.datasets._sources import debian_package_root
+from mmwork.datasets.sources import debian_package_root
 from mmwork.datasets.registry import DatasetSpec, register
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 
 PACKAGE = "dataset-fashion-mnist"
 FOLDER = "usr/share/datasets/fashion-mnist"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import soundfile
 
-from mmwork.datasets._sources import debian_package_root
+from mmwork.datasets.sources import debian_package_root
 from mmwork.datasets.registry import DatasetSpec, register
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 
 PACKAGE = "sonic-pi-samples"
 FOLDER = "usr/share/sonic-pi/samples"

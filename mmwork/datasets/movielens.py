@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmwork.datasets._sources import pypi_wheel
+from mmwork.datasets.sources import pypi_wheel
 from mmwork.datasets.registry import DatasetSpec, register
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 
 WHEEL = "recbole==1.2.1"
 _IN_WHEEL = "recbole/dataset_example/ml-100k/"

@@ -23,9 +23,9 @@ from typing import Callable
 
 import pandas as pd
 
-from mmwork.errors import MmworkError
-from mmwork.paths import processed_dir, raw_dir
-from mmwork.store import (disk_error, folder_size, hash_inputs, list_tables, table_metadata, table_path,
+from mmwork.core.errors import MmworkError
+from mmwork.core.paths import processed_dir, raw_dir
+from mmwork.store.tables import (disk_error, folder_size, hash_inputs, list_tables, table_metadata, table_path,
                           validate_interactions, validate_items, write_table)
 
 

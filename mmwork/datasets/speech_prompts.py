@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import soundfile
 
-from mmwork.datasets._sources import debian_package_root
+from mmwork.datasets.sources import debian_package_root
 from mmwork.datasets.registry import DatasetSpec, register
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 
 AUDIO_PACKAGE, TEXT_PACKAGE = "asterisk-core-sounds-en-wav", "asterisk-core-sounds-en"
 AUDIO_FOLDER = "usr/share/asterisk/sounds/en_US_f_Allison"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 from mmwork.evaluation.generation import frechet_distance
 
 
@@ -114,8 +114,8 @@ def audio_frechet_distance(a, b, sr: int, feature: str = "mfcc_stats", n_mfcc: i
 
 def audio_report(model, clips_test, classifier, clips_train=None, n: int | None = None, seed: int = 0,
                  n_iter: int = 32, n_mfcc: int = 13, k: int = 100) -> dict:
-    """Figures for a fitted :class:`~mmwork.generators.AudioVAE` on held-out clips
-    (:class:`~mmwork.generators.LabelledPatches`), each next to its floor or baseline:
+    """Figures for a fitted :class:`~mmwork.models.generators.AudioVAE` on held-out clips
+    (:class:`~mmwork.models.generators.LabelledPatches`), each next to its floor or baseline:
 
     - ``elbo_test`` and ``nll_test`` (importance-sampled with ``k`` draws): nats per test patch; for a
       conditional model these are the conditional log p(x|c) and -log p(x|c), c the patch's own
@@ -134,12 +134,12 @@ def audio_report(model, clips_test, classifier, clips_train=None, n: int | None 
       the posterior mean), next to ``mcd_floor_vocoder``: against the Griffin-Lim sound of its own
       patch.
 
-    Sound is made by :func:`~mmwork.generators.patches_to_audio` (``n_iter`` iterations, ``seed``).
+    Sound is made by :func:`~mmwork.models.generators.patches_to_audio` (``n_iter`` iterations, ``seed``).
     ``clips_train`` (for the floors) may be None: those figures are then None. Counts are returned
     with the figures. Griffin-Lim costs about 0.3 s per patch on one core, five sets of them here.
     """
-    from mmwork.generators.audio_data import audio_to_patch, patches_to_audio
-    from mmwork.generators.data import one_hot
+    from mmwork.models.data.audio import audio_to_patch, patches_to_audio
+    from mmwork.models.data.images import one_hot
     model._check_fitted()
     classifier._check_fitted()
     mel = clips_test.mel

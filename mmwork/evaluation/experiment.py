@@ -1,7 +1,7 @@
 """One readable line per experiment, in the spirit of Cornac:
 
 >>> from mmwork.evaluation import Experiment, recbole_split
->>> from mmwork.recommenders import EASE, MostPopular
+>>> from mmwork.models.recommenders import EASE, MostPopular
 >>> result = Experiment(split, [MostPopular(), EASE()], k=10).run()      # doctest: +SKIP
 >>> result.table                                                          # doctest: +SKIP
 
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 from mmwork.evaluation import masking
 from mmwork.evaluation.metrics import RANKING_METRICS, coverage, intra_list_diversity, novelty, paired_test
 from mmwork.evaluation.ranking import Ranking, Validator, evaluate
-from mmwork.interactions import Split
+from mmwork.store.interactions import Split
 
 BEYOND_ACCURACY = ("coverage", "novelty", "diversity")
 

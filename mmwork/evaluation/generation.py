@@ -36,7 +36,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 
 log = logging.getLogger("mmwork.evaluation")
 
@@ -74,7 +74,7 @@ def frechet_distance(a, b) -> float:
     >>> frechet_distance(x[:3], x)                         # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mmwork.errors.MmworkError: a Fréchet distance in 3 dimensions needs ... at least 4 (...), got 3 and 500; ...
+    mmwork.core.errors.MmworkError: a Fréchet distance in 3 dimensions needs ... at least 4 (...), got 3 and 500; ...
     """
     a, b = _pair(a, b)
     dims = a.shape[1]
@@ -330,10 +330,11 @@ effnet_features.dims, effnet_features.name = 1280, EFFNET  # read by image_gener
 
 
 def classifier_space(classifier) -> Callable:
-    """A fitted :class:`mmwork.generators.Classifier`'s penultimate layer as a feature space: a function
+    """A fitted :class:`mmwork.models.generators.Classifier`'s penultimate layer as a feature space: a function
     images (N, 1, 28, 28) in [0, 1] -> float64 (N, features) (128-d by default), named "classifier".
 
-    >>> from mmwork.generators import Classifier, fashion_mnist
+    >>> from mmwork.models.judges import Classifier
+    >>> from mmwork.models.data import fashion_mnist
     >>> train = fashion_mnist("train", limit=2000)                                 # doctest: +SKIP
     >>> space = classifier_space(Classifier(epochs=2).fit(train.images, train.labels))  # doctest: +SKIP
     >>> space(train.images[:3]).shape, space.dims                                  # doctest: +SKIP
@@ -341,10 +342,10 @@ def classifier_space(classifier) -> Callable:
     >>> classifier_space(Classifier())                                             # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mmwork.errors.MmworkError: classifier_space needs a fitted mmwork.generators.Classifier; call fit(...) first ...
+    mmwork.core.errors.MmworkError: classifier_space needs a fitted mmwork.models.generators.Classifier; call fit(...) first ...
     """
     if not callable(getattr(classifier, "features", None)) or "net_" not in getattr(classifier, "__dict__", {}):
-        raise MmworkError("classifier_space needs a fitted mmwork.generators.Classifier; call fit(images, labels) "
+        raise MmworkError("classifier_space needs a fitted mmwork.models.generators.Classifier; call fit(images, labels) "
                           "first or Classifier.load(path)")
 
     def classifier_features(images) -> np.ndarray:
@@ -598,7 +599,7 @@ def image_generation_table(samples: dict, *, test, train, spaces: dict, n=None, 
     >>> image_generation_table({"few": real[:3]}, test=real, train=real, spaces={"pool": pool})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mmwork.errors.MmworkError: a Fréchet distance in the pool space (4 dimensions) needs more than 4 samples ...
+    mmwork.core.errors.MmworkError: a Fréchet distance in the pool space (4 dimensions) needs more than 4 samples ...
     """
     import pandas as pd
     import torch

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from mmwork.interactions import Split
+from mmwork.store.interactions import Split
 
 MASKS = {
     "recbole": "RecBole 1.2.1: every training item of the user is removed from the ranking (and every "

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 
 LEVEL = 0.95
 N_BOOT = 2000

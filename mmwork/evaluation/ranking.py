@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 from mmwork.evaluation import masking
 from mmwork.evaluation.metrics import RANKING_METRICS
-from mmwork.interactions import Split
+from mmwork.store.interactions import Split
 
 
 @dataclass

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 from mmwork.evaluation.masking import MASKS
-from mmwork.interactions import Interactions, Split
-from mmwork.store import require_columns
+from mmwork.store.interactions import Interactions, Split
+from mmwork.store.tables import require_columns
 
 PROTOCOLS = {
     "recbole": "every interaction positive; per user, random order, split 8:1:1; full ranking over all items, "

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from mmwork.errors import MmworkError
+from mmwork.core.errors import MmworkError
 
 log = logging.getLogger("mmwork.evaluation")
 
@@ -295,7 +295,7 @@ class KneserNeyLM:
     Each sequence is padded with ``order - 1`` begin-of-sequence markers and ends with one
     end-of-sequence marker, which is predicted (and counted as a token); ``fit(..., max_len=m)`` cuts a
     training sequence of m tokens or more to its first m and gives it *no* end marker (the rule of
-    :class:`~mmwork.generators.rnn_lm.RNNLanguageModel`, so both learn from the same tokens and
+    :class:`~mmwork.models.generators.rnn_lm.RNNLanguageModel`, so both learn from the same tokens and
     neither learns to stop where a cut was). Training tokens seen fewer than ``min_count`` times
     (default 2: the words seen once) become the ``<unk>`` class, and so does any token unseen in
     training when scoring. Only the n-grams ending at a predicted position are counted, every order up
@@ -342,7 +342,7 @@ class KneserNeyLM:
     >>> KneserNeyLM(order=2, min_count=1).fit([["a", "b"], ["b", "a"]]).perplexity([["zzz"]])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mmwork.errors.MmworkError: token 'zzz' was never seen in training and the model has no <unk> mass ...
+    mmwork.core.errors.MmworkError: token 'zzz' was never seen in training and the model has no <unk> mass ...
 
     With ``n_types``, ``<unk>``'s probability is shared by the tokens it stands for; here 10 possible
     tokens, "a" and "b" known, so "zzz" gets 1/8 of the mass "c" and "zzz" got together above:
@@ -376,7 +376,7 @@ class KneserNeyLM:
     def fit(self, sequences: list[list[Hashable]], max_len: int | None = None) -> "KneserNeyLM":
         """Count the n-grams of ``sequences`` (lists of hashable tokens, without begin/end markers).
         With ``max_len`` = m, a sequence of m tokens or more is cut to its first m and gets no end
-        marker (as :class:`~mmwork.generators.rnn_lm.RNNLanguageModel` trains with ``max_len=m``: m
+        marker (as :class:`~mmwork.models.generators.rnn_lm.RNNLanguageModel` trains with ``max_len=m``: m
         positions, the end included). Sets ``vocabulary_`` (token -> id, the special markers
         excluded), ``unk_types_``, ``n_tokens_`` (predicted training tokens) and the count tables.
         Returns self."""

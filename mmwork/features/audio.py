@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import ConfigDict, NonNegativeFloat, PositiveInt, ValidationInfo, field_validator
 
-from mmwork.config import Config
-from mmwork.errors import MmworkError
+from mmwork.core.config import Config
+from mmwork.core.errors import MmworkError
 
 #: Order of the 5 frame-wise descriptors in ``spectral_stats`` (their 5 means, then their 5 stds).
 SPECTRAL_ORDER = ("centroid", "bandwidth", "rolloff", "zcr", "rms")

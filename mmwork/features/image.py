@@ -18,8 +18,8 @@ from typing import Literal
 import numpy as np
 from pydantic import ConfigDict, PositiveInt, ValidationInfo, field_validator
 
-from mmwork.config import Config
-from mmwork.errors import MmworkError
+from mmwork.core.config import Config
+from mmwork.core.errors import MmworkError
 from mmwork.features.extras import use_extra
 
 CNN_DIM = 1280
@@ -220,7 +220,7 @@ class CnnEncoder:
 
         with _LOCK:
             if self._model is None:
-                from mmwork.device import resolve_device
+                from mmwork.core.device import resolve_device
 
                 device = resolve_device(self.device)
                 # channels_last: 1.5-1.7x faster depthwise convolutions on CPU, same features (<5e-7)

@@ -19,8 +19,8 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from mmwork.config import Config
-from mmwork.errors import MmworkError
+from mmwork.core.config import Config
+from mmwork.core.errors import MmworkError
 from mmwork.features.audio import AudioConfig
 from mmwork.features.image import ImageConfig
 from mmwork.features.text import TextConfig

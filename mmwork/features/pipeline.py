@@ -15,7 +15,7 @@ with nothing changed starts no worker and rewrites no file. The chunks with work
 (by input bytes), so that no worker idles at the end behind one long chunk.
 
 Where they run (``scheduler=None``): ``$DASK_SCHEDULER_ADDRESS``, else the warm local cluster of
-``mmwork cluster start`` when it is running (:mod:`mmwork.cluster`), else worker processes forked
+``mmwork cluster start`` when it is running (:mod:`mmwork.features.cluster`), else worker processes forked
 from this one after it has warmed the extractor once (imports, numba JIT), or this process alone
 when a single chunk has work.
 
@@ -41,10 +41,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmwork.errors import DiskError, MmworkError
+from mmwork.core.errors import DiskError, MmworkError
 from mmwork.features.modalities import MODALITIES, Modality
-from mmwork.paths import data_root, processed_dir
-from mmwork.store import (
+from mmwork.core.paths import data_root, processed_dir
+from mmwork.store.tables import (
     DISK_ERRNOS,
     METADATA_KEY,
     disk_error,
@@ -269,7 +269,7 @@ def resolve_scheduler(scheduler: str | None) -> str:
     ``mmwork cluster``, else ``"processes"``."""
     if scheduler is not None:
         return scheduler
-    from mmwork.cluster import address
+    from mmwork.features.cluster import address
     return os.environ.get("DASK_SCHEDULER_ADDRESS") or address() or "processes"
 
 

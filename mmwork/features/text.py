@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from pydantic import ConfigDict, NonNegativeInt, PositiveInt, field_validator
 
-from mmwork.config import Config
+from mmwork.core.config import Config
 from mmwork.features.extras import use_extra
 
 SENTENCE_DIM = 384
@@ -175,7 +175,7 @@ class SkipGramEmbedder:
 
     def fit(self, texts) -> "SkipGramEmbedder":
         import torch
-        from mmwork.device import resolve_device
+        from mmwork.core.device import resolve_device
         for name in ("dim", "window", "negatives", "epochs", "min_count", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -297,7 +297,7 @@ class SentenceEmbedder:
         return self
 
     def transform(self, texts) -> np.ndarray:
-        from mmwork.device import resolve_device
+        from mmwork.core.device import resolve_device
         texts = _texts(texts)
         if not texts:
             return np.zeros((0, SENTENCE_DIM), dtype=np.float32)

@@ -10,8 +10,8 @@ from mmwork import MmworkError, datasets, read_table
 from mmwork.evaluation import recbole_split
 from mmwork.evaluation.personalisation import (ItemSet, bootstrap_ci, intra_list_diversity, judge_sets, lift_table,
                                                percentile_ranks, ratio_ci, set_ranks, swap_partners)
-from mmwork.recommenders import ContentBased
-from mmwork.recommenders.features import load_item_features
+from mmwork.models.recommenders import ContentBased
+from mmwork.store.item_features import load_item_features
 
 
 def test_percentile_rank_counts_the_items_below_and_half_the_ties():

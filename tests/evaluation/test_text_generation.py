@@ -360,7 +360,7 @@ def test_compare_curves_at_matched_self_bleu():
 @pytest.fixture(scope="module")
 def austen_texts(tmp_path_factory):
     """4,000 train and 300 test sentences of the real austen data set (built once per module)."""
-    from mmwork.generators.text_data import austen_sentences
+    from mmwork.models.data.text import austen_sentences
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMWORK_DATA", str(tmp_path_factory.mktemp("austen")))
         try:
@@ -373,7 +373,7 @@ def austen_texts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def austen_words(austen_texts):
     """Word tokens of the 4,000 train and 300 test sentences."""
-    from mmwork.generators.text_data import Tokenizer
+    from mmwork.models.data.text import Tokenizer
     tokens = Tokenizer(kind="word").tokens
     return tokens(austen_texts[0]), tokens(austen_texts[1])
 
@@ -382,7 +382,7 @@ def austen_words(austen_texts):
 def austen_bpe(austen_texts):
     """BPE ids (1,000 pieces, fitted on the first 3,000 train sentences) of those 3,000 and the 300 test
     sentences, and the tokenizer's vocabulary size."""
-    from mmwork.generators.text_data import Tokenizer
+    from mmwork.models.data.text import Tokenizer
     train, test = austen_texts[0][:3000], austen_texts[1]
     tokenizer = Tokenizer("bpe", vocab_size=1000).fit(train)
     return tokenizer.encode(train), tokenizer.encode(test), tokenizer.vocab_size_

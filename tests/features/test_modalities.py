@@ -5,10 +5,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmwork import MmworkError, read_table
-from mmwork.config import Config
+from mmwork.core.config import Config
 from mmwork.features import AudioConfig, ImageConfig, TextConfig, extract
 from mmwork.features.modalities import AudioModality, ImageModality
-from mmwork.store import table_metadata
+from mmwork.store.tables import table_metadata
 
 
 @pytest.mark.parametrize("config", [AudioConfig, ImageConfig, TextConfig])

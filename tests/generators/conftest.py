@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from mmwork.datasets._sources import debian_package_root
+from mmwork.datasets.sources import debian_package_root
 
 TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
 SPEECH_SLICE = {"general": 24, "digits": 16, "letters": 16, "phonetic": 6}  # clips per category (first in name order)
@@ -73,7 +73,7 @@ def speech_slice_root(tmp_path_factory, speech_dir):
 def title_corpus(tmp_path_factory):
     """The MovieLens-100K title corpus (``title_conditions``), built in a private data root."""
     from mmwork import datasets
-    from mmwork.generators.text_data import title_conditions
+    from mmwork.models.data.text import title_conditions
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMWORK_DATA", str(tmp_path_factory.mktemp("movielens-titles")))
         datasets.get("movielens-100k")

@@ -6,8 +6,8 @@ import torch
 from mmwork import MmworkError
 from mmwork.evaluation import mel_cepstral_distortion
 from mmwork.features.audio import load_audio
-from mmwork.generators import MelParams, audio_clips, audio_to_patch, hold_out, patches_to_audio
-from mmwork.generators.audio_data import clip_segments, is_test_item, patch_to_power
+from mmwork.models.data import MelParams, audio_clips, audio_to_patch, hold_out, patches_to_audio
+from mmwork.models.data.audio import clip_segments, is_test_item, patch_to_power
 
 
 @pytest.fixture

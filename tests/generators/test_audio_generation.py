@@ -8,8 +8,10 @@ from mmwork import MmworkError
 from mmwork.evaluation import audio_frechet_distance, audio_report, audio_statistics, mel_cepstral_distortion
 from mmwork.evaluation.audio_generation import mel_cepstra
 from mmwork.features.audio import load_audio
-from mmwork.generators import AudioClassifier, AudioVAE, Generator, MelParams, audio_clips
-from mmwork.generators.data import one_hot
+from mmwork.models.judges import AudioClassifier
+from mmwork.models.generators import AudioVAE, Generator
+from mmwork.models.data import MelParams, audio_clips
+from mmwork.models.data.images import one_hot
 
 
 @pytest.fixture(scope="module")

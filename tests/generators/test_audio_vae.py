@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from mmwork import MmworkError
-from mmwork.generators import AudioVAE, Generator, MelParams, audio_clips
-from mmwork.generators.data import one_hot
+from mmwork.models.generators import AudioVAE, Generator
+from mmwork.models.data import MelParams, audio_clips
+from mmwork.models.data.images import one_hot
 
 TINY = {"latent": 8, "channels": 4, "hidden": 32, "batch_size": 32, "device": "cpu"}
 

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from mmwork import MmworkError
-from mmwork.generators import Classifier, Generator
+from mmwork.models.judges import Classifier
+from mmwork.models.generators import Generator
 
 QUICK = dict(device="cpu", epochs=2, batch_size=32, channels=8, features=32)
 

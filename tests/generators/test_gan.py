@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from mmwork import MmworkError
-from mmwork.generators import GAN, Generator, one_hot
+from mmwork.models.generators import GAN, Generator
+from mmwork.models.data import one_hot
 
 QUICK = dict(device="cpu", epochs=2, batch_size=32, channels=8, noise_dim=16)  # 128 images: 4 steps per epoch
 

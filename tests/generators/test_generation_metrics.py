@@ -268,7 +268,7 @@ def test_image_generation_table_counts_per_space_and_refusals(images):
 
 
 def test_classifier_space_is_the_penultimate_layer(images):
-    from mmwork.generators import Classifier
+    from mmwork.models.judges import Classifier
     x, y = images[0][:96], images[1][:96]
     model = Classifier(device="cpu", epochs=1, batch_size=32, channels=8, features=32).fit(x, y)
     space = generation.classifier_space(model)
@@ -282,8 +282,8 @@ def test_classifier_space_is_the_penultimate_layer(images):
 
 def test_effnet_features_take_the_feature_pipelines_path(fashion_store):
     from mmwork.features.image import decode_image, get_cnn_encoder
-    from mmwork.generators import fashion_mnist
-    from mmwork.store import read_table
+    from mmwork.models.data import fashion_mnist
+    from mmwork.store.tables import read_table
     x = fashion_mnist("test", limit=2).images
     features = generation.effnet_features(x, device="cpu")
     assert features.shape == (2, 1280) and features.dtype == np.float64 and np.isfinite(features).all()

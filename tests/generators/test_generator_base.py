@@ -1,4 +1,4 @@
-"""The training bookkeeping every generator shares (mmwork.generators.base.Training), exercised through
+"""The training bookkeeping every generator shares (mmwork.models.generators.base.Training), exercised through
 the VAE on real images: a NaN loss stops with the last good state, early stopping keeps the best
 epoch, and a resumed fit equals an uninterrupted one."""
 import json
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmwork import MmworkError
-from mmwork.generators import VAE, GeneratorConfig
+from mmwork.models.generators import VAE, GeneratorConfig
 
 QUICK = dict(device="cpu", batch_size=64)  # 128 images: 2 steps per epoch
 
@@ -22,7 +22,7 @@ def _without_seconds(history):
 
 
 def test_every_config_field_is_documented():
-    from mmwork.generators import VAEConfig
+    from mmwork.models.generators import VAEConfig
     for config in (GeneratorConfig, VAEConfig):
         assert all(config.describe().values()), config.describe()
 

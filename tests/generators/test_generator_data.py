@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmwork import MmworkError
-from mmwork.generators import class_condition, fashion_mnist, one_hot
+from mmwork.models.data import class_condition, fashion_mnist, one_hot
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -24,7 +24,7 @@ def test_fashion_mnist_reads_the_store(fashion_store, fashion_images):
 
 def test_train_valid_split_holds_out_the_last_training_images(fashion_store):
     """Issue 19: choices are made on images carved from the training split, the same ones at any limit."""
-    from mmwork.generators.data import train_valid_split
+    from mmwork.models.data.images import train_valid_split
     whole = fashion_mnist("train")  # the slice's 300 training images
     train, valid = train_valid_split(whole, valid=50)
     assert (len(train.images), len(valid.images)) == (250, 50) and valid.classes == whole.classes
@@ -63,7 +63,7 @@ def test_one_hot_and_class_condition():
 
 
 def test_describe_classes_words_each_label_with_its_class_name():
-    from mmwork.generators import describe_classes
+    from mmwork.models.data import describe_classes
     labels = np.arange(200) % 10
     texts = describe_classes(labels, CLASSES, seed=0)
     assert len(texts) == 200 and texts == describe_classes(labels, CLASSES, seed=0)
@@ -88,7 +88,7 @@ def minilm():
 
 
 def test_text_condition_is_the_pipelines_minilm_vector(minilm):
-    from mmwork.generators import text_condition
+    from mmwork.models.data import text_condition
     texts = ["ankle boot", "a pair of ankle boots", "ankle boot", "trouser"]
     c = text_condition(texts, device="cpu")
     assert c.shape == (4, 384) and c.dtype == torch.float32

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from mmwork import MmworkError
-from mmwork.generators import Generator
-from mmwork.generators.rnn_lm import RecurrentNet, RNNLanguageModel
-from mmwork.generators.text_data import BOS, EOS, Tokenizer
+from mmwork.models.generators import Generator
+from mmwork.models.generators.rnn_lm import RecurrentNet, RNNLanguageModel
+from mmwork.models.data.text import BOS, EOS, Tokenizer
 
 SMALL = dict(embedding_dim=32, hidden_dim=64, batch_size=32, device="cpu")
 
@@ -242,5 +242,5 @@ def test_bad_parameters_fail_at_construction():
 
 
 def test_every_config_field_is_documented():
-    from mmwork.generators.rnn_lm import RNNLanguageModelConfig
+    from mmwork.models.generators.rnn_lm import RNNLanguageModelConfig
     assert all(RNNLanguageModelConfig.describe().values())

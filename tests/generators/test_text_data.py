@@ -7,7 +7,7 @@ import pytest
 
 from mmwork import MmworkError, datasets, read_table
 from mmwork.datasets.austen import split_of
-from mmwork.generators.text_data import (BOS, EOS, PAD, SPECIALS, UNK, Tokenizer, austen_sentences, item_texts,
+from mmwork.models.data.text import (BOS, EOS, PAD, SPECIALS, UNK, Tokenizer, austen_sentences, item_texts,
                                          title_conditions)
 
 ODD = "Café £5 — naïve Zürich, 日本 🎬 « vraiment »"

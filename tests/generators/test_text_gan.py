@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from mmwork import MmworkError
-from mmwork.generators import Generator
-from mmwork.generators.rnn_lm import RecurrentNet, RNNLanguageModel, continue_sequences
-from mmwork.generators.text_data import BOS, EOS, PAD, Tokenizer
-from mmwork.generators.text_gan import SeqGAN
+from mmwork.models.generators import Generator
+from mmwork.models.generators.rnn_lm import RecurrentNet, RNNLanguageModel, continue_sequences
+from mmwork.models.data.text import BOS, EOS, PAD, Tokenizer
+from mmwork.models.generators.text_gan import SeqGAN
 
 SMALL = dict(embedding_dim=32, hidden_dim=64, batch_size=32, device="cpu")
 D_SMALL = dict(d_embedding_dim=16, d_filters=16, d_widths=(1, 2, 3))
@@ -189,5 +189,5 @@ def test_bad_parameters_fail_at_construction_or_before_compute(fitted):
 
 
 def test_every_config_field_is_documented():
-    from mmwork.generators.text_gan import SeqGANConfig
+    from mmwork.models.generators.text_gan import SeqGANConfig
     assert all(SeqGANConfig.describe().values())

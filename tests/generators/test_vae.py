@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from mmwork import MmworkError
-from mmwork.generators import VAE, Generator, one_hot
-from mmwork.generators.base import FORMAT
+from mmwork.models.generators import VAE, Generator
+from mmwork.models.data import one_hot
+from mmwork.models.generators.base import FORMAT
 
 QUICK = dict(device="cpu", epochs=2, batch_size=64)
 CVAE_EPOCHS = 10
@@ -153,7 +154,7 @@ def test_conditional_vae_samples_follow_their_condition(images):
 
 def test_pythae_mnist_architecture_is_pythaes_layer_for_layer(images):
     from torch import nn
-    from mmwork.generators.vae import _GemmConv2d, _GemmConvTranspose2d
+    from mmwork.models.generators.vae import _GemmConv2d, _GemmConvTranspose2d
     model = VAE(architecture="pythae-mnist", device="cpu", epochs=1, batch_size=8, warmup_epochs=0).fit(images[0][:16])
     net = model.net_
     assert sum(p.numel() for p in net.parameters()) == 17_232_033  # pythae 0.1.2's VAE at latent 16

@@ -6,10 +6,10 @@ import torch
 
 from mmwork import MmworkError
 from mmwork.evaluation import Validator, evaluate
-from mmwork.recommenders.base import Recommender
-from mmwork.recommenders.bpr import BPR
-from mmwork.recommenders.multvae import MultVAE
-from mmwork.recommenders.popularity import MostPopular
+from mmwork.models.recommenders.base import Recommender
+from mmwork.models.recommenders.bpr import BPR
+from mmwork.models.recommenders.multvae import MultVAE
+from mmwork.models.recommenders.popularity import MostPopular
 
 # short runs: enough to clearly beat popularity, cheap on two CPU cores
 QUICK = {"bpr": dict(epochs=15, eval_every=5), "multvae": dict(epochs=20, eval_every=5)}
@@ -71,7 +71,7 @@ def test_same_seed_same_scores_on_cpu(name, split):
 def test_bpr_hand_written_gradient_matches_autograd():
     """BPR trains with gradients written by hand; they must equal autograd's for the documented loss,
     including users and items that occur several times in one batch."""
-    from mmwork.recommenders.bpr import _BprStep
+    from mmwork.models.recommenders.bpr import _BprStep
     gen = torch.Generator().manual_seed(0)
     users, items = torch.randn(5, 8, generator=gen), torch.randn(7, 8, generator=gen)
     u, i, j = (torch.randint(n, (40,), generator=gen) for n in (5, 7, 7))
@@ -91,7 +91,7 @@ def test_bpr_hand_written_gradient_matches_autograd():
 def test_multvae_reads_weights_unless_binarized(split):
     """By default the rows are the interaction weights (MovieLens ratings); binarize=True is the same as
     training on 0/1 data, and negative weights, which are no counts, are refused."""
-    from mmwork.interactions import Interactions
+    from mmwork.store.interactions import Interactions
     train = split.train
     binary = Interactions(train.binary(), train.user_ids, train.item_ids)
     users = np.arange(0, train.n_users, 5)

@@ -10,12 +10,12 @@ import torch
 from mmwork import MmworkError, datasets, read_table, write_table
 from mmwork.evaluation import Validator, cold_start_split, evaluate
 from mmwork.features import extract
-from mmwork.paths import processed_dir
-from mmwork.recommenders.base import Recommender
-from mmwork.recommenders.content import ContentBased
-from mmwork.interactions import Interactions
-from mmwork.recommenders.features import ItemFeatures, genre_features, load_item_features
-from mmwork.recommenders.hybrid import MultimodalHybrid
+from mmwork.core.paths import processed_dir
+from mmwork.models.recommenders.base import Recommender
+from mmwork.models.recommenders.content import ContentBased
+from mmwork.store.interactions import Interactions
+from mmwork.store.item_features import ItemFeatures, genre_features, load_item_features
+from mmwork.models.recommenders.hybrid import MultimodalHybrid
 
 SPECS = ["text:tfidf_lsa", "text:skipgram"]
 FAST = {"epochs": 12, "device": "cpu"}  # a short hybrid fit (~10 s); enough to beat popularity
@@ -148,7 +148,7 @@ def test_content_profile_matches_a_hand_computation():
 
 # -- cold start ------------------------------------------------------------------------------------
 def test_content_and_hybrid_beat_popularity_on_cold_items(cold, hybrid):
-    from mmwork.recommenders.popularity import MostPopular
+    from mmwork.models.recommenders.popularity import MostPopular
     split, feats = cold
     ndcg = {}
     for name, model in [("pop", MostPopular(device="cpu").fit(split.train)),

@@ -10,8 +10,8 @@ from mmwork.evaluation import (Experiment, cold_start_split, evaluate, leave_one
                                recbole_split, split_from_files, temporal_split)
 from mmwork.evaluation.metrics import RANKING_METRICS, coverage, intra_list_diversity, novelty
 from mmwork.evaluation.splits import split_counts
-from mmwork.recommenders import MostPopular, Recommender
-from mmwork.interactions import Interactions
+from mmwork.models.recommenders import MostPopular, Recommender
+from mmwork.store.interactions import Interactions
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import torch
 
 from mmwork import MmworkError
 from mmwork.evaluation import evaluate
-from mmwork.recommenders import MostPopular, knn
-from mmwork.recommenders.base import Recommender
-from mmwork.interactions import Interactions
-from mmwork.recommenders.ease import EASE
-from mmwork.recommenders.knn import ItemKNN, UserKNN
+from mmwork.models.recommenders import MostPopular, knn
+from mmwork.models.recommenders.base import Recommender
+from mmwork.store.interactions import Interactions
+from mmwork.models.recommenders.ease import EASE
+from mmwork.models.recommenders.knn import ItemKNN, UserKNN
 
 R2 = math.sqrt(2) - 1  # 1 / (sqrt(2) + 1): a shrunk cosine below
 

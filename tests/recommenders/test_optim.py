@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mmwork.recommenders.optim import Adam
+from mmwork.models.recommenders.optim import Adam
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "written-out"])

@@ -10,7 +10,7 @@ import torch
 from mmwork import MmworkError, datasets
 from mmwork.cli import main
 from mmwork.evaluation import Experiment, evaluate, split_from_files
-from mmwork.recommenders import BPR, MostPopular, Recommender
+from mmwork.models.recommenders import BPR, MostPopular, Recommender
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""What every registered recommender shares, parametrised over ``mmwork.recommenders.MODELS``: typed
+"""What every registered recommender shares, parametrised over ``mmwork.models.recommenders.MODELS``: typed
 configuration (bad parameters fail at construction, every field documented), fitted state checked
 before scoring, no reseeding of the caller's random generators, and safetensors save/load."""
 import numpy as np
@@ -8,9 +8,9 @@ import torch
 
 from mmwork import MmworkError
 from mmwork.evaluation import Validator
-from mmwork.interactions import Interactions
-from mmwork.recommenders import MODELS, Recommender
-from mmwork.recommenders.features import genre_features
+from mmwork.store.interactions import Interactions
+from mmwork.models.recommenders import MODELS, Recommender
+from mmwork.store.item_features import genre_features
 
 # Short, cheap settings for the trained models (the accuracy tests live beside each model)
 QUICK = {"bpr": {"epochs": 3, "eval_every": 1}, "multvae": {"epochs": 2, "eval_every": 1},
@@ -110,7 +110,7 @@ def test_valid_must_be_a_callback(data):
 
 
 def test_named_parameters_override_the_experiment_seed_and_device():
-    from mmwork.experiments import build_models
+    from mmwork.apps.experiments import build_models
     model, = build_models(["bpr"], {"bpr": {"seed": "3", "epochs": "7"}}, device="cpu", seed=2020)
     assert (model.config.seed, model.config.epochs, model.config.device) == (3, 7, "cpu")
     with pytest.raises(MmworkError, match="unknown model"):

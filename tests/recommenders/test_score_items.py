@@ -10,8 +10,8 @@ from safetensors.torch import load_file, save_file
 from mmwork import MmworkError, datasets, read_table
 from mmwork.evaluation import Validator, cold_start_split
 from mmwork.features import extract
-from mmwork.recommenders import EASE, ContentBased, MostPopular, MultimodalHybrid, Recommender
-from mmwork.recommenders.features import load_item_features
+from mmwork.models.recommenders import EASE, ContentBased, MostPopular, MultimodalHybrid, Recommender
+from mmwork.store.item_features import load_item_features
 
 SPECS = ["items:genres", "text:tfidf_lsa"]  # two modalities of different widths (19 and 16)
 

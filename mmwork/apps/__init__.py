@@ -1,0 +1,1 @@
+"""The applications built on the library: experiments, generation, personalisation, reports, the demo."""
