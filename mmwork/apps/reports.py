@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from mmwork.core.errors import MmworkError
-from mmwork.core.paths import _CHECKOUT
+from mmwork.core.paths import CHECKOUT
 
 METRIC_MIME = "application/vnd.mmwork.metric+json"
 KERNEL_NAME = "mmwork"
@@ -37,11 +37,11 @@ LEDGER_COLUMNS = ["run_id", "notebook", "status", "started", "duration_s", "para
 
 
 def notebooks_dir() -> Path:
-    return Path(os.environ.get("MMWORK_NOTEBOOKS", _CHECKOUT / "notebooks"))
+    return Path(os.environ.get("MMWORK_NOTEBOOKS", CHECKOUT / "notebooks"))
 
 
 def reports_dir() -> Path:
-    return Path(os.environ.get("MMWORK_REPORTS", _CHECKOUT / "reports"))
+    return Path(os.environ.get("MMWORK_REPORTS", CHECKOUT / "reports"))
 
 
 # -- inside notebooks ----------------------------------------------------------------------------
@@ -161,9 +161,9 @@ def ensure_kernel() -> str:
 def code_version() -> str:
     from mmwork.core.version import version
     try:
-        commit = subprocess.run(["git", "-C", str(_CHECKOUT), "rev-parse", "--short", "HEAD"], capture_output=True,
+        commit = subprocess.run(["git", "-C", str(CHECKOUT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(_CHECKOUT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(CHECKOUT), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""

@@ -13,14 +13,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_CHECKOUT = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parents[2]
+"""The source checkout mmwork runs from (when it runs from one: its pyproject.toml is there)."""
 
 
 def data_root() -> Path:
     if os.environ.get("MMWORK_DATA"):
         return Path(os.environ["MMWORK_DATA"]).expanduser().resolve()
-    if (_CHECKOUT / "pyproject.toml").exists() and (_CHECKOUT / "data").is_dir():
-        return _CHECKOUT / "data"
+    if (CHECKOUT / "pyproject.toml").exists() and (CHECKOUT / "data").is_dir():
+        return CHECKOUT / "data"
     return Path.cwd() / "data"
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmwork.datasets.sources import debian_package_root
-from mmwork.datasets.registry import DatasetSpec, register
+from mmwork.datasets.spec import DatasetSpec
 from mmwork.core.errors import MmworkError
 
 PACKAGE = "r-cran-janeaustenr"
@@ -147,7 +147,7 @@ def build(raw: Path) -> dict[str, pd.DataFrame]:
     return {"items": pd.DataFrame(rows)}
 
 
-SPEC = register(DatasetSpec(
+SPEC = DatasetSpec(
     name="austen",
     description="Jane Austen's six novels split into sentences (book, chapter), with train/valid/test "
                 "splits by chapter (80/10/10, a stable hash of the chapter)",
@@ -156,4 +156,4 @@ SPEC = register(DatasetSpec(
     license="the novels are public domain; the janeaustenr package (Julia Silge) is MIT",
     fetch=fetch, build=build,
     expected={"items": 31421},
-))
+)

@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from mmwork.datasets.sources import debian_package_root
-from mmwork.datasets.registry import DatasetSpec, register
+from mmwork.datasets.spec import DatasetSpec
 from mmwork.core.errors import MmworkError
 
 PACKAGE = "dataset-fashion-mnist"
@@ -74,11 +74,11 @@ def build(raw: Path) -> dict[str, pd.DataFrame]:
     return {"items": pd.concat(frames, ignore_index=True)}
 
 
-SPEC = register(DatasetSpec(
+SPEC = DatasetSpec(
     name="fashion-mnist",
     description="Fashion-MNIST: 70,000 28x28 greyscale article images (60k train, 10k test), 10 labelled classes",
     source=f"Debian package {PACKAGE} (/{FOLDER}), or a folder of idx files via --source",
     license="MIT (Zalando Research)",
     fetch=fetch, build=build,
     expected={"items": 70000},
-))
+)

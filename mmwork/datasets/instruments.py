@@ -13,7 +13,7 @@ import pandas as pd
 import soundfile
 
 from mmwork.datasets.sources import debian_package_root
-from mmwork.datasets.registry import DatasetSpec, register
+from mmwork.datasets.spec import DatasetSpec
 from mmwork.core.errors import MmworkError
 
 PACKAGE = "sonic-pi-samples"
@@ -39,10 +39,10 @@ def build(raw: Path) -> dict[str, pd.DataFrame]:
     return {"items": pd.DataFrame(rows)}
 
 
-SPEC = register(DatasetSpec(
+SPEC = DatasetSpec(
     name="instrument-samples",
     description="Sonic Pi's instrument and percussion clips (FLAC, 44.1 kHz), labelled by file prefix",
     source=f"Debian package {PACKAGE} (/{FOLDER}), or a folder of PREFIX_name.flac files via --source",
     license="mostly CC0 (see /usr/share/doc/sonic-pi-samples/copyright)",
     fetch=fetch, build=build,
-))
+)

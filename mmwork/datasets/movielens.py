@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmwork.datasets.sources import pypi_wheel
-from mmwork.datasets.registry import DatasetSpec, register
+from mmwork.datasets.spec import DatasetSpec
 from mmwork.core.errors import MmworkError
 
 WHEEL = "recbole==1.2.1"
@@ -97,7 +97,7 @@ def build(raw: Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-SPEC = register(DatasetSpec(
+SPEC = DatasetSpec(
     name="movielens-100k",
     description="MovieLens-100K: 100,000 ratings (1-5) by 943 users of 1,682 films; titles, years, genres, "
                 "user demographics",
@@ -105,4 +105,4 @@ SPEC = register(DatasetSpec(
     license="GroupLens research licence (no redistribution; cite Harper & Konstan 2015)",
     fetch=fetch, build=build,
     expected={"items": 1682, "interactions": 100000, "users": 943},
-))
+)

@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -25,33 +24,12 @@ import pandas as pd
 
 from mmwork.core.errors import MmworkError
 from mmwork.core.paths import processed_dir, raw_dir
+from mmwork.datasets.spec import DatasetSpec
 from mmwork.store.tables import (disk_error, folder_size, hash_inputs, list_tables, table_metadata, table_path,
                           validate_interactions, validate_items, write_table)
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What a data set is and how to build it.
-
-    ``fetch(source)`` copies the raw inputs into a folder and returns it; ``build(raw)`` reads that
-    folder and returns the canonical tables by name (``items``, ``interactions``, ``users``).
-    """
-
-    name: str
-    description: str
-    source: str
-    license: str
-    fetch: Callable[[Path | None, Path], None]
-    build: Callable[[Path], dict[str, pd.DataFrame]]
-    expected: dict[str, int] = field(default_factory=dict)
-
-
 _REGISTRY: dict[str, DatasetSpec] = {}
-
-
-def register(spec: DatasetSpec) -> DatasetSpec:
-    _REGISTRY[spec.name] = spec
-    return spec
 
 
 def names() -> list[str]:
@@ -68,8 +46,12 @@ def spec(name: str) -> DatasetSpec:
 
 
 def _load_builtins() -> None:
-    # Imported lazily so `import mmwork` stays light; each module registers itself.
-    from mmwork.datasets import austen, fashion_mnist, instruments, movielens, speech_prompts  # noqa: F401
+    # Imported lazily so `import mmwork` stays light; each module holds one SPEC.
+    if _REGISTRY:
+        return
+    from mmwork.datasets import austen, fashion_mnist, instruments, movielens, speech_prompts
+    for module in (austen, fashion_mnist, instruments, movielens, speech_prompts):
+        _REGISTRY[module.SPEC.name] = module.SPEC
 
 
 def list_datasets() -> pd.DataFrame:

@@ -15,7 +15,7 @@ import pandas as pd
 import soundfile
 
 from mmwork.datasets.sources import debian_package_root
-from mmwork.datasets.registry import DatasetSpec, register
+from mmwork.datasets.spec import DatasetSpec
 from mmwork.core.errors import MmworkError
 
 AUDIO_PACKAGE, TEXT_PACKAGE = "asterisk-core-sounds-en-wav", "asterisk-core-sounds-en"
@@ -59,7 +59,7 @@ def build(raw: Path) -> dict[str, pd.DataFrame]:
     return {"items": pd.DataFrame(rows)}
 
 
-SPEC = register(DatasetSpec(
+SPEC = DatasetSpec(
     name="speech-prompts",
     description="568 real 8 kHz speech recordings (one speaker) of the Asterisk voice prompts, with transcripts "
                 "and category",
@@ -67,4 +67,4 @@ SPEC = register(DatasetSpec(
     license="CC-BY-SA-3.0 (Digium, Inc.; voice of Allison Smith)",
     fetch=fetch, build=build,
     expected={"items": 568},
-))
+)

@@ -156,9 +156,9 @@ def stop(timeout: float = 60.0) -> dict:
 def dask_setup(worker) -> None:
     """``distributed``'s preload hook, run in each worker process of the cluster as it starts: one
     thread per library, and the audio extractor's imports and JIT paid before the first task."""
-    from mmwork.features.pipeline import _setup_worker, limit_threads
+    from mmwork.features.workers import limit_threads, setup_worker
     limit_threads()
-    _setup_worker("audio")
+    setup_worker("audio")
 
 
 def _serve(workers: int, state: Path, log: Path) -> None:

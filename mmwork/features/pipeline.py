@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 import sys
@@ -43,6 +42,7 @@ import pyarrow.parquet as pq
 
 from mmwork.core.errors import DiskError, MmworkError
 from mmwork.features.modalities import MODALITIES, Modality
+from mmwork.features.workers import process_context, setup_worker
 from mmwork.core.paths import data_root, processed_dir
 from mmwork.store.tables import (
     DISK_ERRNOS,
@@ -60,56 +60,7 @@ LOCAL_SCHEDULERS = ("processes", "threads", "sync", "synchronous")
 DEFAULT_CHUNK = {"audio": 16, "image": 512, "text": 2048}
 ERRORS_SCHEMA = pa.schema([("item_id", pa.string()), ("stage", pa.string()), ("error_type", pa.string()),
                            ("message", pa.string()), ("content_hash", pa.string())])
-_WORKER_READY: set[str] = set()
 _MODALITIES: dict[str, Modality] = {}  # this run's modalities in a local worker process (see _install)
-
-
-def _setup_worker(modality: str) -> None:
-    """Once per worker process: one BLAS/torch thread (the parallelism is across processes) and a
-    warm-up so numba's JIT compile is not paid inside the first chunk."""
-    if modality in _WORKER_READY:
-        return
-    _WORKER_READY.add(modality)
-    if multiprocessing.current_process().name != "MainProcess" or _in_distributed_worker():
-        limit_threads(torch_too="torch" in sys.modules or modality != "audio")
-    if modality == "audio":
-        from mmwork.features.audio import warm_up
-        warm_up()
-
-
-def limit_threads(torch_too: bool = False) -> None:
-    """One BLAS/OpenMP (and torch) thread in this worker process, and glibc's malloc thresholds
-    relaxed (see :func:`_relax_malloc_trim`). A BLAS thread count also changes float summation order:
-    one thread everywhere keeps results bit-identical whichever scheduler computed them."""
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(1)
-    _relax_malloc_trim()
-    if torch_too:
-        import torch
-        torch.set_num_threads(1)
-
-
-def _relax_malloc_trim() -> None:
-    """dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536; a fixed trim threshold also
-    freezes glibc's mmap threshold at 128 KiB, so every numpy temporary above that is a fresh mmap and
-    librosa features run up to 2x slower. Set a 128 MiB trim and a 32 MiB mmap threshold in this
-    process (memory still goes back to the OS, in larger steps)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, 128 * 2**20)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to relax
-
-
-def _in_distributed_worker() -> bool:
-    try:
-        from distributed import get_worker
-        get_worker()
-        return True
-    except (ImportError, ValueError):
-        return False
 
 
 def _content_hash(raw: bytes, fingerprint: str) -> str:
@@ -193,7 +144,7 @@ def run_chunk(modality: Modality, items_path: str, start: int, stop: int, end: i
             else:
                 todo.append((position, key, raw))
     if todo:
-        _setup_worker(modality.name)  # paid only by a chunk with work: a no-op rerun skips the warm-up
+        setup_worker(modality.name)  # paid only by a chunk with work: a no-op rerun skips the warm-up
     for (position, key, _), (features, failure) in zip(todo, modality.extract([t[2] for t in todo])):
         item_id = rows[position]["item_id"]
         if failure is None:
@@ -241,12 +192,6 @@ def _install(modalities: dict[str, Modality]) -> None:
 
 def _run_installed(name: str, *args) -> dict:
     return run_chunk(_MODALITIES[name], *args)
-
-
-def _process_context():
-    """Fork where it is safe (Linux): the workers start with this process's imports and warmed
-    extractor, in milliseconds. Elsewhere spawn, and each worker warms itself once."""
-    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
 def _cost(rows: list[dict], column: str) -> int:
@@ -309,7 +254,7 @@ def _compute_locally(jobs: list, scheduler: str, workers: int | None, bar) -> li
         executor = ThreadPoolExecutor(workers)
     else:
         modalities = {modality.name: modality for _, modality, _ in jobs}
-        context = _process_context()
+        context = process_context()
         if context.get_start_method() == "fork":
             for name in modalities:
                 _warm(name)  # once here, inherited by every worker

@@ -118,7 +118,7 @@ def _build(col: knn.FeatureColumn, standardize: bool, kind: str, target: Path, p
     import faiss
     from tqdm import tqdm
     fingerprint = col.fingerprint()
-    stats = knn._stats(col) if standardize else None
+    stats = knn.column_stats_of(col) if standardize else None
     rows = col.rows
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -130,7 +130,7 @@ def _build(col: knn.FeatureColumn, standardize: bool, kind: str, target: Path, p
                 tqdm(total=2 * rows, unit="row", unit_scale=True, desc=f"index {col.name}",
                      disable=None if progress is None else not progress) as bar:
             for path in col.files:  # pass 1: the raw rows and their ids (pass 2 checks them finite)
-                for item_ids, vectors in knn._batches(path, col.column, col.dim, col.name):
+                for item_ids, vectors in knn.batches(path, col.column, col.dim, col.name):
                     raw[at:at + len(vectors)] = vectors
                     ids.write_table(pa.table({"item_id": item_ids.cast(pa.string())}))
                     at += len(vectors)
@@ -180,7 +180,7 @@ def _unit_rows(vectors: np.ndarray, stats: knn.ColumnStats | None, name: str) ->
     """Rows z-scored (float64 statistics) and scaled to unit length, as float32 for faiss."""
     x = vectors.astype(np.float64)
     if not np.isfinite(x).all():
-        raise knn._nonfinite_error(name, int((~np.isfinite(x).all(axis=1)).sum()))
+        raise knn.nonfinite_error(name, int((~np.isfinite(x).all(axis=1)).sum()))
     if stats is not None:
         x = (x - stats.mean) * stats.scale()
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -252,7 +252,7 @@ def search(dataset: str, features: str, queries, k: int = 10, *, standardize: bo
     excluded = [exclude] if isinstance(exclude, str) else list(exclude or [])
     index = load(dataset, features, standardize=standardize, kind=kind, progress=progress, col=col)
     q64 = knn.check_queries(col, queries, k, excluded=1 if excluded else 0, rows=index.meta["rows"])
-    unit = knn._unit(q64, index.stats)
+    unit = knn.unit_queries(q64, index.stats)
     return pd.DataFrame(index.search(unit, k, excluded), columns=["query", "rank", "item_id", "similarity"])
 
 

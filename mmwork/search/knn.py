@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from mmwork.core.errors import MmworkError
 from mmwork.core.paths import data_root
-from mmwork.store.tables import _parts, table_path, write_json
+from mmwork.store.tables import table_parts, table_path, write_json
 
 BATCH_ROWS = 8192  # rows per record batch (= the store's row group): 4 MB of 120-d float32
 
@@ -88,7 +88,7 @@ def feature_column(dataset: str, features: str) -> FeatureColumn:
         raise MmworkError(f"--features must look like MODALITY:COLUMN (e.g. audio:mfcc_stats), got {features!r}")
     table = table if table.startswith("features/") else f"features/{table}"
     path = table_path(dataset, table)
-    files = tuple(_parts(path)) if path.is_dir() else ((path,) if path.exists() else ())
+    files = tuple(table_parts(path)) if path.is_dir() else ((path,) if path.exists() else ())
     if not files:
         raise MmworkError(f"no table {table!r} in data set {dataset!r}; run `mmwork extract {dataset}` first")
     schema = pq.read_schema(files[0])
@@ -201,7 +201,7 @@ def _matrix(vectors: pa.Array, dim: int, name: str) -> np.ndarray:
     return values.astype(np.float32, copy=False).reshape(len(vectors), dim)
 
 
-def _batches(path: Path, column: str, dim: int, name: str, batch_rows: int = BATCH_ROWS):
+def batches(path: Path, column: str, dim: int, name: str, batch_rows: int = BATCH_ROWS):
     """``(item_ids, float32 (n, dim))`` record batches of one Parquet file."""
     # no pre-buffering of the whole file's column chunks (50 MB a part): read 1 MB at a time
     reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
@@ -209,7 +209,8 @@ def _batches(path: Path, column: str, dim: int, name: str, batch_rows: int = BAT
         yield batch.column(0), _matrix(batch.column(1), dim, name)
 
 
-def _nonfinite_error(name: str, count: int) -> MmworkError:
+def nonfinite_error(name: str, count: int) -> MmworkError:
+    """The error for a column with ``count`` non-finite vectors (no cosine is defined for them)."""
     return MmworkError(f"{name} has {count:,} vector(s) with NaN or infinite values; re-extract the table or "
                        "drop those rows before a cosine search")
 
@@ -233,7 +234,7 @@ def _moments(path: Path, column: str, dim: int, name: str) -> tuple[int, np.ndar
     """Count, mean and sum of squared deviations of one file (Chan et al.'s merge over batches), and
     how many rows are not finite."""
     n, mean, m2, bad = 0, np.zeros(dim), np.zeros(dim), 0
-    for _, vectors in _batches(path, column, dim, name):
+    for _, vectors in batches(path, column, dim, name):
         x = vectors.astype(np.float64)
         finite = np.isfinite(x).all(axis=1)
         if not finite.all():
@@ -259,10 +260,11 @@ def column_stats(dataset: str, features: str, *, scheduler: str | None = None) -
     still matches, else computed in one streamed pass (one task per part file on ``scheduler``) and
     stored atomically."""
     col = feature_column(dataset, features)
-    return _stats(col, scheduler)
+    return column_stats_of(col, scheduler)
 
 
-def _stats(col: FeatureColumn, scheduler: str | None = None) -> ColumnStats:
+def column_stats_of(col: FeatureColumn, scheduler: str | None = None) -> ColumnStats:
+    """:func:`column_stats` for a resolved column: read from its cache file while the table is unchanged."""
     path = col.derived_dir() / f"{col.column}.stats.json"
     fingerprint = col.fingerprint()
     try:
@@ -274,7 +276,7 @@ def _stats(col: FeatureColumn, scheduler: str | None = None) -> ColumnStats:
     parts = _map(_moments, [(f, col.column, col.dim, col.name) for f in col.files], scheduler)
     bad = sum(p[3] for p in parts)
     if bad:
-        raise _nonfinite_error(col.name, bad)
+        raise nonfinite_error(col.name, bad)
     n, mean, m2 = 0, np.zeros(col.dim), np.zeros(col.dim)
     for part in parts:
         n, mean, m2 = _merge((n, mean, m2), part[:3])
@@ -289,8 +291,8 @@ def _map(func, args: list[tuple], scheduler: str | None) -> list:
     (pyarrow decodes and numpy multiplies with the GIL released)."""
     if scheduler is not None:
         import dask
-        from mmwork.search.queries import _client
-        with _client(scheduler):
+        from mmwork.features.workers import dask_client
+        with dask_client(scheduler):
             return list(dask.compute(*[dask.delayed(func)(*a) for a in args]))
     if len(args) == 1:
         return [func(*args[0])]
@@ -431,7 +433,7 @@ def _search_file(path: Path, column: str, dim: int, name: str, queries: np.ndarr
     """One file's candidates for unit-norm float32 ``queries`` (m, d)."""
     pool = _Pool(len(queries), keep)
     buffer = None
-    for ids, vectors in _batches(path, column, dim, name):
+    for ids, vectors in batches(path, column, dim, name):
         rows = vectors
         if center is not None:
             if buffer is None or len(buffer) < len(vectors):
@@ -450,7 +452,7 @@ def _search_file(path: Path, column: str, dim: int, name: str, queries: np.ndarr
     return pool
 
 
-def _unit(queries: np.ndarray, stats: ColumnStats | None) -> np.ndarray:
+def unit_queries(queries: np.ndarray, stats: ColumnStats | None) -> np.ndarray:
     """float64 queries, z-scored when ``stats``, scaled to unit length."""
     q = np.asarray(queries, np.float64)
     if stats is not None:
@@ -499,8 +501,8 @@ def nearest(dataset: str, features: str, queries, k: int = 10, *, standardize: b
     q64 = check_queries(col, queries, k, excluded=1 if excluded else 0)
     if len(excluded) not in (0, 1, len(q64)):
         raise MmworkError(f"exclude names {len(excluded)} items for {len(q64)} queries; give one, or one per query")
-    stats = _stats(col, scheduler) if standardize else None
-    unit = _unit(q64, stats)
+    stats = column_stats_of(col, scheduler) if standardize else None
+    unit = unit_queries(q64, stats)
     keep = k + (1 if excluded else 0)
     args = [(f, col.column, col.dim, col.name, unit.astype(np.float32), keep, _center(stats)) for f in col.files]
     if scheduler is None and progress is not False:
@@ -514,7 +516,7 @@ def nearest(dataset: str, features: str, queries, k: int = 10, *, standardize: b
     for other in pools[1:]:
         pool.merge(other)
     if pool.nonfinite:
-        raise _nonfinite_error(col.name, pool.nonfinite)
+        raise nonfinite_error(col.name, pool.nonfinite)
     return pd.DataFrame(_rescore(pool, unit, stats, k, excluded),
                         columns=["query", "rank", "item_id", "similarity"])
 

@@ -8,7 +8,6 @@ pushdown, the catalogue, exact nearest neighbours computed block-wise, and the j
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -21,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmwork.core.errors import MmworkError
-from mmwork.store.tables import METADATA_KEY, ROW_GROUP_SIZE, _parts, list_tables, table_metadata, table_path
+from mmwork.features.workers import dask_client
+from mmwork.store.tables import METADATA_KEY, ROW_GROUP_SIZE, table_parts, list_tables, table_metadata, table_path
 
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "in", "not in")
 _WHERE = re.compile(r"^\s*([\w./-]+)\s*(==|!=|>=|<=|>|<|=|not in|in)\s*(.+?)\s*$")
@@ -29,7 +29,7 @@ _WHERE = re.compile(r"^\s*([\w./-]+)\s*(==|!=|>=|<=|>|<|=|not in|in)\s*(.+?)\s*$
 
 def _schema(dataset: str, table: str) -> pa.Schema:
     path = table_path(dataset, table)
-    files = _parts(path) if path.is_dir() else [path]
+    files = table_parts(path) if path.is_dir() else [path]
     if not files or not files[0].exists():
         known = list_tables()
         known = known[known["dataset"] == dataset]["table"].tolist()
@@ -69,17 +69,6 @@ def _flatten(filters) -> list[tuple]:
     return [tuple(f) for f in filters]
 
 
-def _client(scheduler: str | None):
-    """A context that makes Dask compute on ``scheduler`` (an address), or locally when None."""
-    if scheduler is None:
-        return contextlib.nullcontext()
-    from distributed import Client
-    try:
-        return Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise MmworkError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from exc
-
-
 def open(dataset: str, table: str, columns: list[str] | None = None, filters: list | None = None):  # noqa: A001
     """A Dask DataFrame over ``dataset``/``table`` that reads only ``columns`` and only the row
     groups whose statistics can satisfy ``filters`` (pyarrow DNF, e.g. ``[("duration_s", ">", 2)]``),
@@ -87,7 +76,7 @@ def open(dataset: str, table: str, columns: list[str] | None = None, filters: li
     import dask.dataframe as dd
     _check(dataset, table, columns, filters)
     path = table_path(dataset, table)
-    source = [str(p) for p in _parts(path)] if path.is_dir() else str(path)
+    source = [str(p) for p in table_parts(path)] if path.is_dir() else str(path)
     return dd.read_parquet(source, columns=columns, filters=filters or None, split_row_groups="adaptive")
 
 
@@ -97,7 +86,7 @@ def catalog() -> pd.DataFrame:
     params = []
     for path in tables["path"]:
         p = Path(path)
-        first = _parts(p)[0] if p.is_dir() else p
+        first = table_parts(p)[0] if p.is_dir() else p
         try:
             meta = json.loads((pq.read_schema(first).metadata or {}).get(METADATA_KEY, b"{}"))
         except (OSError, pa.ArrowInvalid):
@@ -153,7 +142,7 @@ def select(dataset: str, table: str, columns: list[str] | None = None, filters: 
     import pyarrow.dataset as ds
     schema = _check(dataset, table, columns, filters)
     path = table_path(dataset, table)
-    files = [str(p) for p in _parts(path)] if path.is_dir() else [str(path)]
+    files = [str(p) for p in table_parts(path)] if path.is_dir() else [str(path)]
     # with a limit, read one row group at a time: the default read-ahead (16 batches of 4 files)
     # decodes tens of MB of vectors to return 10 rows (2 s instead of 0.1 s at 1M rows)
     lean = {"fragment_readahead": 1, "batch_readahead": 1, "batch_size": ROW_GROUP_SIZE} if limit else {}
@@ -201,7 +190,7 @@ def query(dataset: str, table: str, columns: list[str] | None = None, where: lis
         result = select(dataset, table, columns=columns, filters=filters, limit=limit)
     else:
         frame = open(dataset, table, columns=columns, filters=filters)
-        with _client(scheduler):
+        with dask_client(scheduler):
             result = frame.head(limit, npartitions=-1) if limit else frame.compute()
         result = result.reset_index(drop=True)
     if output is not None:
@@ -283,28 +272,9 @@ def similar_to_text(dataset: str, text: str, features: str = "text:minilm", k: i
     table, column = _feature_spec(dataset, features)
     if table != "features/text":
         raise MmworkError("free-text queries need a text feature column, e.g. text:minilm")
-    if column == "minilm":
-        from mmwork.features.text import SentenceEmbedder
-        vector = SentenceEmbedder(device="cpu").fit().transform([text])[0]
-    else:
-        vector = _fitted_text_model(dataset, column).transform([text])[0]
+    from mmwork.features.encoder import encode_texts
+    vector = encode_texts(dataset, column, [text])[0]
     return similar_to_vector(dataset, vector, features, k, scheduler=scheduler, index=index)
-
-
-def _fitted_text_model(dataset: str, column: str):
-    """The saved text model that computed ``features/text`` as it is now: chosen by the configuration
-    recorded in the table and checked against the table's fingerprint, so a refit never goes unseen."""
-    from mmwork.features.modalities import TextModality
-    from mmwork.core.paths import data_root
-    meta = table_metadata(dataset, "features/text").get("params", {})  # what the pipeline recorded
-    modality = TextModality(meta.get("requested") or meta.get("params") or {})
-    rerun = f"re-run `mmwork extract {dataset} --modalities text`"
-    if not modality.load_fit(data_root() / "models" / dataset):
-        raise MmworkError(f"the text model that computed {dataset}/features/text is not saved here; {rerun}")
-    if modality.fingerprint() != meta.get("fingerprint") or column not in modality.models:
-        raise MmworkError(f"the saved text models of {dataset} no longer match features/text (refitted since); "
-                          f"{rerun}")
-    return modality.models[column]
 
 
 def join_items(frame, dataset: str, columns: list[str]):
@@ -324,7 +294,7 @@ def feature_stat_by(dataset: str, features: str, by: str, dim: int = 0, schedule
                                   meta=pd.DataFrame({"item_id": pd.Series([], dtype=str),
                                                      "value": pd.Series([], dtype="float64")}))
     joined = join_items(values, dataset, [by])
-    with _client(scheduler):
+    with dask_client(scheduler):
         out = joined.groupby(by)["value"].agg(["mean", "count"]).compute()
     return out.sort_values("mean", ascending=False).rename(columns={"mean": f"mean {column}[{dim}]"})
 
@@ -333,7 +303,7 @@ def top_items_by(dataset: str, by: str, k: int = 3, scheduler: str | None = None
     """The ``k`` most-interacted items per value of an items column (a list column such as genres
     counts the item once per value)."""
     interactions = open(dataset, "interactions", columns=["item_id"])
-    with _client(scheduler):
+    with dask_client(scheduler):
         counts = interactions.groupby("item_id").size().compute().rename("interactions").reset_index()
     label = "title" if "title" in _schema(dataset, "items").names else "item_id"
     joined = join_items(counts, dataset, [by] + ([label] if label != "item_id" else []))

@@ -47,7 +47,8 @@ def table_path(dataset: str, table: str) -> Path:
     return folder if folder.is_dir() else processed_dir(dataset) / f"{table}.parquet"
 
 
-def _parts(path: Path) -> list[Path]:
+def table_parts(path: Path) -> list[Path]:
+    """The Parquet parts of a table stored as a folder, in order (hidden and temporary files left out)."""
     return sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_")))
 
 
@@ -270,7 +271,7 @@ def _resolve(path_or_dataset: str | Path, table: str | None) -> Path:
 
 def _open(path: Path) -> pq.ParquetFile:
     """The table's (first) Parquet file, for its schema and metadata."""
-    files = _parts(path) if path.is_dir() else [path]
+    files = table_parts(path) if path.is_dir() else [path]
     if not path.exists() or not files:
         hint = (f"run `mmwork data get {path.parent.name}`" if path.parent.parent == processed_dir("x").parent
                 else "check the path, or build the table first")
@@ -296,10 +297,10 @@ def read_table(path_or_dataset: str | Path, table: str | None = None, *, columns
             raise MmworkError(f"{path.name} has no column(s) {missing}; it has {parquet.schema_arrow.names}")
     if as_dask:
         import dask.dataframe as dd
-        source = [str(p) for p in _parts(path)] if path.is_dir() else str(path)
+        source = [str(p) for p in table_parts(path)] if path.is_dir() else str(path)
         return dd.read_parquet(source, columns=columns, filters=filters, split_row_groups="adaptive")
     try:
-        source = [str(p) for p in _parts(path)] if path.is_dir() else path
+        source = [str(p) for p in table_parts(path)] if path.is_dir() else path
         return pq.read_table(source, columns=columns, filters=filters).to_pandas()
     except (pa.ArrowInvalid, OSError) as exc:
         raise MmworkError(f"table {path} is unreadable or truncated ({exc}); delete it and rebuild it") from exc
@@ -335,7 +336,7 @@ def list_tables(root: str | Path | None = None) -> pd.DataFrame:
         entry = {"dataset": rel.parts[0], "table": name[len(rel.parts[0]) + 1:], "path": str(path)}
         try:
             parquet = _open(path)
-            count = sum(pq.ParquetFile(p).metadata.num_rows for p in _parts(path)) if path.is_dir() \
+            count = sum(pq.ParquetFile(p).metadata.num_rows for p in table_parts(path)) if path.is_dir() \
                 else parquet.metadata.num_rows
         except MmworkError as exc:
             rows.append(entry | {"rows": None, "columns": None, "schema": f"UNREADABLE: {exc}",
