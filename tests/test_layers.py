@@ -8,6 +8,7 @@ imports inside functions count as much as those at the top of a file.
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -152,17 +153,18 @@ def test_the_layer_test_sees_what_it_guards(tmp_path):
 
 
 HEAVY = ("torch", "dask", "sklearn", "scipy")
-PROBE = ("import sys\nfrom mmwork.cli import main\nimport runpy\n"
+PROBE = ("import sys\nfrom mmwork.cli import main\n"
          "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
          "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & set(%r)))\n")
 
 
-def _loaded_by(args: list[str], env: dict) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", PROBE % (HEAVY + ("pandas",)), *args], capture_output=True,
+def _run(args: list[str], env: dict) -> tuple[str, set[str]]:
+    """The command's output, and which of the heavy libraries (and pandas) it imported."""
+    out = subprocess.run([sys.executable, "-c", PROBE % ((HEAVY + ("pandas",)),), *args], capture_output=True,
                          text=True, env=env, timeout=120)
-    line = [s for s in out.stdout.splitlines() if s.startswith("LOADED")]
-    assert line, out.stdout + out.stderr
-    return set(ast.literal_eval(line[-1][len("LOADED "):]))
+    *printed, loaded = out.stdout.splitlines() or [""]
+    assert loaded.startswith("LOADED"), out.stdout + out.stderr
+    return "\n".join(printed), set(ast.literal_eval(loaded[len("LOADED "):]))
 
 
 @pytest.fixture
@@ -176,13 +178,17 @@ def tiny_store(tmp_path):
     folder.mkdir(parents=True)
     pq.write_table(pa.table({"item_id": ["a", "b", "c"], "title": ["A", "B", "C"]}), folder / "items.parquet")
     vectors = np.eye(3, 4, dtype=np.float32) + 0.1
+    (folder / "features").mkdir()
     pq.write_table(pa.table({"item_id": ["a", "b", "c"],
                              "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 4)}),
-                   folder / "features_text.parquet")
+                   folder / "features" / "text.parquet")
     return os.environ | {"MMWORK_DATA": str(tmp_path)}
 
 
 def test_query_and_similar_start_without_the_heavy_libraries(tiny_store):
-    assert _loaded_by(["query", "tiny", "items", "--limit", "2", "--json"], tiny_store) <= {"pandas"}
-    assert not _loaded_by(["similar", "tiny", "a", "--features", "text:vector", "--k", "1", "--json"],
-                          tiny_store) & set(HEAVY)
+    printed, loaded = _run(["query", "tiny", "items", "--limit", "2", "--json"], tiny_store)
+    assert [row["title"] for row in json.loads(printed)] == ["A", "B"]
+    assert loaded <= {"pandas"}
+    printed, loaded = _run(["similar", "tiny", "a", "--features", "text:vector", "--k", "1", "--json"], tiny_store)
+    assert [row["item_id"] for row in json.loads(printed)] == ["b"]  # b and c tie with a: ties go by id
+    assert not loaded & set(HEAVY)
