@@ -15,10 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmwork import MmworkError, datasets, read_table
-from mmwork import store
+from mmwork.store import tables as store
 from mmwork.cli import main
 from mmwork.core.errors import DiskError
-from mmwork.store.tables import disk_error, os_errno, write_table
+from mmwork.store.disk import disk_error, os_errno
+from mmwork.store.tables import write_table
 
 
 @pytest.fixture

@@ -196,5 +196,5 @@ def test_ties_that_straddle_the_k_boundary_are_broken_by_id(tmp_path, monkeypatc
         assert got["item_id"].tolist() == ranking[:k]
     # the same vector at every position of an array scores the same, to the last bit
     stats = knn.column_stats("ties", FEATURES) if standardize else None
-    unit = knn._unit(vectors[[1597]], stats)[0]
+    unit = knn.unit_queries(vectors[[1597]], stats)[0]
     assert len(set(knn.exact_cosines(np.repeat(vectors[[5]], 37, axis=0), unit, stats).tolist())) == 1

@@ -11,7 +11,7 @@ import mmwork
 from mmwork import MmworkError, datasets, read_table
 from mmwork.core.paths import processed_dir
 from mmwork.search.queries import query, select
-from mmwork.store.tables import _parts, table_metadata, table_path, write_table
+from mmwork.store.tables import table_parts, table_metadata, table_path, write_table
 
 RATINGS = ["user_id", "item_id", "weight", "timestamp"]
 
@@ -88,7 +88,7 @@ def _mask(frame: pd.DataFrame, filters) -> pd.Series:
 
 def _files(dataset, table):
     path = table_path(dataset, table)
-    return [str(p) for p in _parts(path)] if path.is_dir() else [str(path)]
+    return [str(p) for p in table_parts(path)] if path.is_dir() else [str(path)]
 
 
 def test_where_clauses_equal_the_same_filters(root):

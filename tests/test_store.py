@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from mmwork import MmworkError
-from mmwork.store.tables import (list_tables, read_table, remove_dead_temporaries, table_metadata, table_path,
-                          validate_interactions, validate_items, write_table)
+from mmwork.store.tables import list_tables, read_table, remove_dead_temporaries, table_metadata, table_path, write_table
+from mmwork.store.validate import validate_interactions, validate_items
 
 
 def test_round_trip_keeps_explicit_schema_and_metadata(data_root):

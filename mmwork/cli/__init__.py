@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
 
         from mmwork.core.paths import data_root
-        from mmwork.store.tables import DISK_ERRNOS, disk_error, os_errno
+        from mmwork.store.disk import DISK_ERRNOS, disk_error, os_errno
         if os_errno(exc) not in DISK_ERRNOS:
             raise
         path = exc.filename

@@ -19,7 +19,8 @@ import pandas as pd
 
 from mmwork.core.errors import MmworkError
 from mmwork.core.paths import processed_dir
-from mmwork.store.tables import hash_inputs, require_columns, validate_interactions, validate_items, write_table
+from mmwork.store.tables import hash_inputs, write_table
+from mmwork.store.validate import require_columns, validate_interactions, validate_items
 from mmwork.datasets import registry
 
 MEDIA_COLUMNS = ("image", "audio", "text_path")

@@ -25,8 +25,9 @@ import pandas as pd
 from mmwork.core.errors import MmworkError
 from mmwork.core.paths import processed_dir, raw_dir
 from mmwork.datasets.spec import DatasetSpec
-from mmwork.store.tables import (disk_error, folder_size, hash_inputs, list_tables, table_metadata, table_path,
-                          validate_interactions, validate_items, write_table)
+from mmwork.store.disk import disk_error, folder_size
+from mmwork.store.tables import hash_inputs, list_tables, table_metadata, table_path, write_table
+from mmwork.store.validate import validate_interactions, validate_items
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mmwork.core.errors import MmworkError
 from mmwork.core.paths import cache_dir, cache_root
-from mmwork.store.tables import DISK_ERRNOS, disk_error, disk_errors, os_errno
+from mmwork.store.disk import DISK_ERRNOS, disk_error, disk_errors, os_errno
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ import pandas as pd
 from mmwork.core.errors import MmworkError
 from mmwork.evaluation.masking import MASKS
 from mmwork.store.interactions import Interactions, Split
-from mmwork.store.tables import require_columns
+from mmwork.store.validate import require_columns
 
 PROTOCOLS = {
     "recbole": "every interaction positive; per user, random order, split 8:1:1; full ranking over all items, "

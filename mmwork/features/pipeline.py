@@ -44,17 +44,8 @@ from mmwork.core.errors import DiskError, MmworkError
 from mmwork.features.modalities import MODALITIES, Modality
 from mmwork.features.workers import process_context, setup_worker
 from mmwork.core.paths import data_root, processed_dir
-from mmwork.store.tables import (
-    DISK_ERRNOS,
-    METADATA_KEY,
-    disk_error,
-    os_errno,
-    read_rows,
-    remove_dead_temporaries,
-    table_metadata,
-    table_path,
-    write_table,
-)
+from mmwork.store.disk import DISK_ERRNOS, disk_error, os_errno
+from mmwork.store.tables import METADATA_KEY, read_rows, remove_dead_temporaries, table_metadata, table_path, write_table
 
 LOCAL_SCHEDULERS = ("processes", "threads", "sync", "synchronous")
 DEFAULT_CHUNK = {"audio": 16, "image": 512, "text": 2048}

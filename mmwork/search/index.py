@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from mmwork.search import knn
 from mmwork.core.errors import MmworkError
+from mmwork.store.item_features import l2_normalise
 from mmwork.store.tables import swap_in_folder, write_json
 
 log = logging.getLogger("mmwork.search.index")
@@ -183,8 +184,7 @@ def _unit_rows(vectors: np.ndarray, stats: knn.ColumnStats | None, name: str) ->
         raise knn.nonfinite_error(name, int((~np.isfinite(x).all(axis=1)).sum()))
     if stats is not None:
         x = (x - stats.mean) * stats.scale()
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.where(norms == 0, 1, norms), np.float32)
+    return np.ascontiguousarray(l2_normalise(x), np.float32)
 
 
 def load(dataset: str, features: str, *, standardize: bool | None = None, kind: str = KIND,

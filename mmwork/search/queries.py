@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from mmwork.core.errors import MmworkError
 from mmwork.features.workers import dask_client
-from mmwork.store.tables import METADATA_KEY, ROW_GROUP_SIZE, table_parts, list_tables, table_metadata, table_path
+from mmwork.store.tables import METADATA_KEY, ROW_GROUP_SIZE, table_parts, list_tables, table_path
 
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "in", "not in")
 _WHERE = re.compile(r"^\s*([\w./-]+)\s*(==|!=|>=|<=|>|<|=|not in|in)\s*(.+?)\s*$")

@@ -4,7 +4,6 @@
 >>> table_path("movielens-100k", "items").name
 'items.parquet'
 """
-from mmwork.store.tables import (list_tables, read_table, table_metadata, table_path, table_schema,
-                                 write_table)
+from mmwork.store.tables import list_tables, read_table, table_metadata, table_path, table_schema, write_table
 
 __all__ = ["list_tables", "read_table", "table_metadata", "table_path", "table_schema", "write_table"]

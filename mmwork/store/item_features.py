@@ -154,7 +154,7 @@ def genre_features(items: pd.DataFrame, item_ids=None, column: str = "genres",
     >>> genre_features(items, ["b", "a", "z"]).tolist()
     [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]
     """
-    from mmwork.store.tables import require_columns
+    from mmwork.store.validate import require_columns
     require_columns(items, ["item_id", column], "items table")
     matrix, _ = _multi_hot(items[column].tolist(), vocabulary)
     if item_ids is None:
@@ -246,6 +246,24 @@ def as_modalities(item_features, n_items: int) -> dict[str, np.ndarray]:
 
 
 def l2_normalise(array: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; all-zero rows stay zero."""
+    """Rows scaled to unit length in the array's own dtype; all-zero rows stay zero. The one row
+    normalisation of mmwork (numpy's norm, not sklearn's ``normalize``, whose squared-sum norm rounds
+    differently in the last bit and would move every recorded figure; it also keeps sklearn out of the store).
+
+    >>> l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6, 0.8], [0.0, 0.0]]
+    """
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     return array / np.where(norms == 0, 1, norms)
+
+
+def content_vector(parts, dtype=np.float32) -> np.ndarray:
+    """The content vector of items: each modality's rows L2-normalised (in ``dtype``), then concatenated
+    in the given order. This is the one definition that the personalisation profiles, the experiments'
+    diversity and the content models share.
+
+    >>> content_vector({"a": np.array([[2.0, 0.0]]), "b": np.array([[0.0, 5.0]])}).tolist()
+    [[1.0, 0.0, 0.0, 1.0]]
+    """
+    arrays = list(parts.values()) if isinstance(parts, dict) else list(parts)
+    return np.concatenate([l2_normalise(np.asarray(a, dtype=dtype)) for a in arrays], axis=1)

@@ -15,26 +15,25 @@ mmwork version, a hash of its inputs and its creation time.
 """
 from __future__ import annotations
 
-import errno
 import glob
 import hashlib
 import json
 import os
-import re
 import shutil
 import uuid
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmwork.core.version import version
-from mmwork.core.errors import DiskError, MmworkError
-from mmwork.core.paths import processed_dir, data_root
+from mmwork.core.errors import MmworkError
+from mmwork.core.paths import data_root, processed_dir
+from mmwork.store.disk import disk_errors
 
 METADATA_KEY = b"mmwork"
 ROW_GROUP_SIZE = 8192  # row groups are the unit Dask reads in parallel and filters skip
@@ -76,117 +75,6 @@ def hash_inputs(*parts: Any) -> str:
 
 
 # -- OS errors at the store's boundary --------------------------------------------------------------
-
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-_DENIED = (errno.EACCES, errno.EPERM)
-DISK_ERRNOS = frozenset(_FULL + _DENIED + (errno.EROFS,))
-
-
-def os_errno(exc: BaseException) -> int | None:
-    """The errno behind ``exc``: an OSError's (or a DiskError's) own, one named in its message (pyarrow's
-    ``[errno 28]``), or the first that a ``shutil.Error`` lists (``copytree`` collects one message per file).
-
-    >>> os_errno(OSError(errno.ENOSPC, "No space left on device"))
-    28
-    >>> os_errno(shutil.Error([("a.wav", "b.wav", "[Errno 28] No space left on device: 'b.wav'")]))
-    28
-    >>> os_errno(ValueError("x")) is None
-    True
-    """
-    if isinstance(exc, DiskError):
-        return exc.errno
-    if isinstance(exc, shutil.Error):
-        texts = [str(entry[-1]) for entry in (exc.args[0] if exc.args and isinstance(exc.args[0], list) else [])]
-    elif isinstance(exc, OSError):
-        if exc.errno:
-            return exc.errno
-        texts = [str(exc)]
-    else:
-        return None
-    for text in texts:
-        found = re.search(r"\[errno (\d+)\]", text, re.IGNORECASE)
-        if found:
-            return int(found.group(1))
-        for code in DISK_ERRNOS:
-            if os.strerror(code).lower() in text.lower():
-                return code
-    return None
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        Path(os.path.abspath(path)).relative_to(os.path.abspath(folder))
-        return True
-    except ValueError:
-        return False
-
-
-def megabytes(size: int) -> str:
-    """``size`` bytes for a message.
-
-    >>> megabytes(25_300_000), megabytes(40_000)
-    ('25 MB', '0.04 MB')
-    """
-    mb = size / 1e6
-    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB" if mb >= 1 else f"{max(mb, 0.01):.2f} MB"
-
-
-def disk_error(exc: BaseException, path: str | Path, needs: int | None = None, *, at_least: bool = False,
-               then: str = "nothing partial was kept", where: str | None = None,
-               setting: str = "MMWORK_DATA") -> DiskError:
-    """The one-line error for an OSError (or ``shutil.Error``) met writing ``path``: a full disk names the
-    device's folder (the data root, unless ``where`` says otherwise) and about how much space the step
-    ``needs`` (bytes); permission denied and read-only file systems say what to change. ``then`` says
-    what became of the work (the callers keep their atomic writes: nothing half-written is left).
-
-    >>> str(disk_error(OSError(errno.EROFS, "Read-only file system"), "/mnt/ro/x.parquet", where="/mnt/ro"))
-    '/mnt/ro is on a read-only file system (writing /mnt/ro/x.parquet): remount it read-write, or point \
-MMWORK_DATA at a writable folder; nothing partial was kept'
-    """
-    path = Path(path)
-    code = os_errno(exc)
-    if where is None:
-        root = data_root()
-        where = f"the data root {root}" if _inside(path, root) else str(path.parent)
-    if code in _FULL:
-        what = "no space left" if code == errno.ENOSPC else "the disk quota is exceeded"
-        size = f"; this step needs {'more than' if at_least else 'about'} {megabytes(needs)} there" if needs else ""
-        message = (f"{what} on the device holding {where} (writing {path}){size}: free some space, or point "
-                   f"{setting} at a bigger disk; {then}")
-    elif code in _DENIED:
-        message = (f"permission denied writing {path} in {where}: make it writable by this user, or point "
-                   f"{setting} at a folder you own; {then}")
-    elif code == errno.EROFS:
-        message = (f"{where} is on a read-only file system (writing {path}): remount it read-write, or point "
-                   f"{setting} at a writable folder; {then}")
-    else:
-        detail = (os.strerror(code) if code else "") or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        message = f"cannot write {path} in {where} ({detail[:200]}); {then}"
-    return DiskError(message, code, str(path))
-
-
-@contextmanager
-def disk_errors(path: str | Path, needs: int | None = None, **how):
-    """Turn an OSError raised inside the block (writing ``path``) into :func:`disk_error`'s one line."""
-    try:
-        yield
-    except MmworkError:
-        raise
-    except OSError as exc:  # shutil.Error is an OSError too
-        raise disk_error(exc, path, needs, **how) from exc
-
-
-def folder_size(folder: str | Path) -> int:
-    """Bytes in the files under ``folder`` (0 if it does not exist)."""
-    total = 0
-    for dirpath, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total
-
 
 def write_table(data: pd.DataFrame | pa.Table, path: str | Path, *, schema: pa.Schema | None = None,
                 producer: str = "user", params: dict | None = None, input_hash: str | None = None) -> Path:
@@ -406,44 +294,6 @@ def swap_in_folder(staging: Path, target: Path) -> None:
                 os.replace(old, target)
             raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def require_columns(df: pd.DataFrame, required: Iterable[str], what: str) -> None:
-    """Fail with one line naming the missing columns of a canonical table."""
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise MmworkError(f"{what} is missing required column(s) {missing}; it has {list(df.columns)}")
-
-
-def validate_items(items: pd.DataFrame, what: str = "items table") -> pd.DataFrame:
-    """Check the canonical ``items`` table: an ``item_id`` column, string-typed, unique, not null."""
-    require_columns(items, ["item_id"], what)
-    if items["item_id"].isna().any():
-        raise MmworkError(f"{what} has {int(items['item_id'].isna().sum())} empty item_id value(s); fill or drop them")
-    items = items.assign(item_id=items["item_id"].astype(str))
-    dupes = items["item_id"][items["item_id"].duplicated()].unique()
-    if len(dupes):
-        raise MmworkError(f"{what} has {len(dupes)} duplicate item_id(s), e.g. {list(dupes[:3])}; item_id must be unique")
-    return items
-
-
-def validate_interactions(inter: pd.DataFrame, items: pd.DataFrame | None = None,
-                          what: str = "interactions table") -> pd.DataFrame:
-    """Check the canonical ``interactions`` table: user_id, item_id, numeric weight (default 1.0)."""
-    require_columns(inter, ["user_id", "item_id"], what)
-    inter = inter.assign(user_id=inter["user_id"].astype(str), item_id=inter["item_id"].astype(str))
-    if "weight" not in inter.columns:
-        inter = inter.assign(weight=1.0)
-    weight = pd.to_numeric(inter["weight"], errors="coerce")
-    if weight.isna().any():
-        raise MmworkError(f"{what} has {int(weight.isna().sum())} non-numeric or empty weight value(s)")
-    inter = inter.assign(weight=weight.astype("float32"))
-    if items is not None:
-        unknown = ~inter["item_id"].isin(items["item_id"])
-        if unknown.any():
-            raise MmworkError(f"{what} has {int(unknown.sum())} row(s) whose item_id is not in the items table, "
-                              f"e.g. {inter.loc[unknown, 'item_id'].iloc[0]!r}")
-    return inter
 
 
 def read_rows(path: str | Path, columns: list[str], start: int, stop: int) -> pa.Table:
