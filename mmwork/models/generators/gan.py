@@ -34,6 +34,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from mmwork.core.errors import MmworkError
 from mmwork.models.generators.base import Generator, GeneratorConfig, Training
+from mmwork.models.network import Preset
 
 
 class GANConfig(GeneratorConfig):
@@ -98,6 +99,10 @@ class GAN(Generator):
     data_shape = (1, 28, 28)
     value_range = (0.0, 1.0)  # pixels
     _state = ("generator_", "discriminator_", "ema_")
+    data_kind = "image"
+    conditions = ("class", "none", "text")
+    presets = (Preset("gan", "class", {"epochs": 10, "channels": 32},
+                      "conditional hinge GAN: spectral norm, projection + auxiliary class head, class batch norm, EMA"),)
 
     def _build(self) -> None:
         self.generator_ = _Generator(self.config)

@@ -38,6 +38,7 @@ from torch import nn
 
 from mmwork.core.errors import MmworkError
 from mmwork.models.generators.base import Generator, GeneratorConfig, Training
+from mmwork.models.layers import seeded_dropout
 
 from mmwork.models.data.text import BOS, EOS, PAD, UNK
 
@@ -104,6 +105,8 @@ class RNNLanguageModel(Generator):
     name = "rnn-lm"
     config_class = RNNLanguageModelConfig
     _state = ("net_",)
+    data_kind = "text"
+    conditions = ("none", "class", "text")
 
     def _build(self) -> None:
         self.net_ = RecurrentNet(self.config)
@@ -313,10 +316,7 @@ class RecurrentNet(nn.Module):
 
     def _drop(self, h: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Dropout drawn from the model's generator (nn.Dropout would use torch's global one)."""
-        if not self.training or self.dropout == 0:
-            return h
-        keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.dropout
-        return h * keep / (1 - self.dropout)
+        return seeded_dropout(h, self.dropout, generator, active=self.training)
 
 
 def continue_sequences(net: RecurrentNet, token: torch.Tensor, state, c: torch.Tensor | None,

@@ -51,6 +51,7 @@ from torch import nn
 
 from mmwork.core.errors import MmworkError
 from mmwork.models.generators.base import Training
+from mmwork.models.layers import seeded_dropout
 from mmwork.models.generators.rnn_lm import (BOS, PAD, RNNLanguageModel, RNNLanguageModelConfig, clipped_step,
                                       continue_sequences)
 
@@ -307,8 +308,7 @@ class Discriminator(nn.Module):
         transform, gate = self.highway(h).chunk(2, 1)
         gate = torch.sigmoid(gate)
         h = gate * F.relu(transform) + (1 - gate) * h
-        if self.training and self.dropout:  # drawn from the model's generator, not torch's global one
-            h = h * (torch.rand(h.shape, generator=generator, device=h.device) >= self.dropout) / (1 - self.dropout)
+        h = seeded_dropout(h, self.dropout, generator, active=self.training)
         if c is not None:
             h = torch.cat([h, c.to(h.dtype)], 1)
         return self.out(h).squeeze(1)

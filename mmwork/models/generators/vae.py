@@ -29,19 +29,16 @@ torch.float64
 from __future__ import annotations
 
 import math
-import time
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
 from torch import nn
 
-from mmwork.core.errors import MmworkError
-from mmwork.models.generators.base import Generator, GeneratorConfig, Training
-
-LOG_2PI = math.log(2 * math.pi)
+from mmwork.models.generators.base import GeneratorConfig
+from mmwork.models.generators.vae_core import Likelihood, VAECore, conditional_prior
+from mmwork.models.network import Preset
 
 
 class VAEConfig(GeneratorConfig):
@@ -82,7 +79,7 @@ class VAEConfig(GeneratorConfig):
         return self
 
 
-class VAE(Generator):
+class VAE(VAECore):
     """Encoder: conv 4x4 stride 2 (1 [+ condition_channels] -> channels) -> conv (-> 2 x channels) ->
     linear (-> hidden), ReLUs, then [features, condition] -> (mu, log variance). Decoder: [z,
     condition] -> hidden -> 2 x channels x 7 x 7 [+ condition_channels] -> transposed conv (-> channels
@@ -101,201 +98,22 @@ class VAE(Generator):
     config_class = VAEConfig
     data_shape = (1, 28, 28)
     value_range = (0.0, 1.0)  # pixels
-    _state = ("net_",)
+    example = ("image", "images")
+    data_kind = "image"
+    conditions = ("none", "class", "text")
+    presets = (Preset("vae", "none", {"epochs": 20}, "convolutional VAE, Bernoulli likelihood"),
+               Preset("cvae", "class", {"epochs": 20}, "conditional VAE on the one-hot class"),
+               Preset("text-cvae", "text", {"epochs": 20},
+                      "conditional VAE on a MiniLM embedding of a text (any text, not only a class name)"))
 
     def _build(self) -> None:
         self.net_ = (_PythaeMnistVAE if self.config.architecture == "pythae-mnist" else _ConvVAE)(self.config)
         self.net_.eval()  # batch norm (pythae-mnist) uses its running statistics outside training
 
     # -- training ------------------------------------------------------------------------------------
-    def _fit(self, x: torch.Tensor, c: torch.Tensor | None, training: Training) -> None:
-        config, device = self.config, self.device_
-        generator = torch.Generator(device).manual_seed(config.seed)
-        optimizer = torch.optim.Adam(self.net_.parameters(), lr=config.lr)
-        n, steps_per_epoch = len(x), math.ceil(len(x) / config.batch_size)
-        warm_steps = config.warmup_epochs * steps_per_epoch
-        for epoch in training.epochs(optimizer, generator):
-            started = time.perf_counter()
-            self.net_.train()
-            order = torch.randperm(n, generator=generator, device=device)
-            # one gather per epoch, then contiguous slices: cheaper than gathering every batch
-            xs, cs = x[order], None if c is None else c[order]
-            sums = torch.zeros(3, device=device)  # objective, reconstruction and KL, summed over images
-            for i, start in enumerate(range(0, n, config.batch_size)):
-                step = (epoch - 1) * steps_per_epoch + i + 1
-                beta = min(1.0, step / warm_steps) if warm_steps else 1.0
-                end = start + config.batch_size
-                with training.autocast():
-                    recon, kl = self._terms(xs[start:end], None if cs is None else cs[start:end], generator)
-                loss = (recon + beta * kl).mean()
-                training.step(loss)
-                sums += torch.stack([loss.detach() * len(recon), recon.detach().sum(), kl.detach().sum()])
-            self.net_.eval()
-            seconds = time.perf_counter() - started
-            loss, recon, kl = (sums / n).tolist()
-            training.end_epoch({"loss": loss, "recon": recon, "kl": kl, "beta": beta, "seconds": seconds,
-                                "images_per_s": n / seconds})
-
-    def _terms(self, x, c, generator: torch.Generator, dtype=torch.float32):
-        """-log p(x|z, c) for one sampled z, and KL(q(z|x, c) || p(z|c)), per image (nats); without a
-        condition, p(z) = N(0, I)."""
-        mu, logvar = (t.to(dtype) for t in self.net_.encode(x, c))
-        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=dtype)
-        z = mu + noise * torch.exp(0.5 * logvar)
-        recon = -self.net_.log_likelihood(self.net_.decode(z.to(x.dtype), c), x, dtype)
-        prior_mu, prior_logvar = (t.to(dtype) for t in self._prior(c, mu))
-        kl = 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp() - 1).sum(1)
-        return recon, kl
-
-    @torch.no_grad()
-    def _valid_loss(self, x: torch.Tensor, c: torch.Tensor | None) -> float:
-        return -float(self._per_image(self._elbo, x, c, seed=0).mean())
-
-    # -- evaluation ----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def elbo(self, x, condition=None, seed: int = 0) -> torch.Tensor:
-        """The evidence lower bound per image in nats (float64): log p(x|z, c) for one z drawn from
-        q(z|x, c) with ``seed``, minus the closed-form KL(q(z|x, c) || p(z|c)), against the model's own
-        prior: N(0, I) for an unconditional model, the learned conditional prior p(z|c) = N(m(c), diag
-        s(c)^2) for a conditional one. So it bounds log p(x) for an unconditional model and log p(x|c),
-        a conditional likelihood, for a conditional one: never compare the two as one quantity (for a
-        conditional model's log p(x) over discrete classes see :meth:`marginal_nll`)."""
-        x, c = self._inputs(x, condition)
-        return self._per_image(self._elbo, x, c, seed)
-
-    def _elbo(self, x, c, generator):
-        recon, kl = self._terms(x, c, generator, dtype=torch.float64)
-        return -(recon + kl)
-
-    @torch.no_grad()
-    def importance_nll(self, x, condition=None, k: int = 100, seed: int = 0) -> torch.Tensor:
-        """-log p(x) per image in nats (float64) for an unconditional model, and -log p(x|c), the
-        conditional likelihood of each image given its ``condition``, for a conditional one;
-        importance-sampled with ``k`` draws from q(z|x, c) (Burda et al., 2016):
-        -logsumexp_i[log p(x|z_i, c) + log p(z_i|c) - log q(z_i|x, c)] + log k, an upper bound in
-        expectation that tightens as k grows; state k with every figure (1000 is the usual choice).
-        -log p(x|c) is not -log p(x): with 10 equally likely classes, Bayes' rule gives -log p(x) =
-        -log p(x|c) + log 10 + log p(c|x), up to log 10 = 2.30 nats more than -log p(x|c) for an image
-        whose class the model has no doubt about; :meth:`marginal_nll` estimates -log p(x) itself."""
-        if not isinstance(k, int) or k < 1:
-            raise MmworkError(f"k (importance samples per image) must be a positive integer, got {k!r}")
-        x, c = self._inputs(x, condition)
-        chunk = max(1, 4096 // k)  # images per pass, so that one pass decodes about 4096 latent vectors
-        return self._per_image(lambda xb, cb, g: self._importance_nll(xb, cb, k, g), x, c, seed, chunk)
-
-    @torch.no_grad()
-    def marginal_nll(self, x, conditions, weights=None, k: int = 100, seed: int = 0) -> torch.Tensor:
-        """-log p(x) per image in nats (float64) for a model conditioned on a discrete variable, the
-        condition summed out: -log sum_j w_j p(x|c_j), with ``conditions`` the rows c_j (e.g.
-        ``one_hot(range(10), 10)``) and ``weights`` their prior probabilities p(c_j) (equal by
-        default; Fashion-MNIST's classes are). Each p(x|c_j) is :meth:`importance_nll`'s ``k``-draw
-        estimate (the same ``seed`` for every row); the estimates are unbiased for p(x|c_j), so the
-        result is, like theirs, an upper bound on -log p(x) in expectation. It costs one
-        :meth:`importance_nll` per row. This is the figure to set beside an unconditional model's
-        -log p(x).
-
-        >>> import torch
-        >>> from mmwork.models.generators import VAE
-        >>> from mmwork.models.data import one_hot
-        >>> x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-        >>> cvae = VAE(epochs=1, condition_dim=3, channels=4, hidden=8, device="cpu").fit(x, one_hot(torch.arange(16) % 3, 3))
-        >>> given = cvae.importance_nll(x[:2], one_hot([0, 1], 3), k=5)
-        >>> bool((cvae.marginal_nll(x[:2], one_hot(range(3), 3), k=5) <= given + torch.log(torch.tensor(3.0))).all())
-        True
-        """
-        self._check_fitted()
-        if not self.config.condition_dim:
-            raise MmworkError("marginal_nll sums a condition out: this VAE is unconditional; use importance_nll")
-        rows = torch.as_tensor(np.asarray(conditions, dtype=np.float32) if not isinstance(conditions, torch.Tensor)
-                               else conditions).float()
-        if rows.ndim != 2 or len(rows) == 0 or rows.shape[1] != self.config.condition_dim:
-            raise MmworkError(f"conditions must be the rows c_j to sum over, shape (J, {self.config.condition_dim}), "
-                              f"got {tuple(rows.shape)}")
-        w = torch.full((len(rows),), 1 / len(rows), dtype=torch.float64) if weights is None else \
-            torch.as_tensor(np.asarray(weights, dtype=np.float64))
-        if w.shape != (len(rows),) or (w < 0).any() or abs(float(w.sum()) - 1) > 1e-6:
-            raise MmworkError(f"weights must be {len(rows)} probabilities p(c_j) summing to 1, got {w.tolist()}")
-        n = len(self._check_data(x, "images"))
-        nll = torch.stack([self.importance_nll(x, row.expand(n, -1), k=k, seed=seed) for row in rows])  # (J, N)
-        return -torch.logsumexp(torch.log(w.to(nll.device))[:, None] - nll, dim=0)
-
-    def _importance_nll(self, x, c, k: int, generator) -> torch.Tensor:
-        mu, logvar = (t.double() for t in self.net_.encode(x, c))
-        noise = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=torch.float64)
-        z = mu + noise * torch.exp(0.5 * logvar)  # (k, images, latent)
-        flat = lambda t: t.expand(k, *t.shape).reshape(-1, *t.shape[1:])  # noqa: E731 - repeat per draw
-        out = self.net_.decode(z.reshape(-1, z.shape[-1]).float(), None if c is None else flat(c))
-        log_px = self.net_.log_likelihood(out, flat(x), torch.float64).view(k, -1)
-        prior_mu, prior_logvar = (t.double() for t in self._prior(c, mu))
-        log_pz = (-0.5 * (z - prior_mu).pow(2) / prior_logvar.exp() - 0.5 * prior_logvar - 0.5 * LOG_2PI).sum(-1)
-        log_qz = (-0.5 * noise.pow(2) - 0.5 * logvar - 0.5 * LOG_2PI).sum(-1)
-        return -(torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k))
-
-    def _per_image(self, fn, x, c, seed: int, chunk: int | None = None) -> torch.Tensor:
-        generator = torch.Generator(self.device_).manual_seed(seed)
-        chunk = chunk or self.config.batch_size
-        return torch.cat([fn(x[s:s + chunk], None if c is None else c[s:s + chunk], generator)
-                          for s in range(0, len(x), chunk)])
-
-    # -- encoding, decoding, sampling ----------------------------------------------------------------
-    @torch.no_grad()
-    def encode(self, x, condition=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The posterior q(z|x) of each image: its mean and log variance, each (N, latent)."""
-        x, c = self._inputs(x, condition)
-        mu, logvar = zip(*(self.net_.encode(x[s:s + self.config.batch_size],
-                                            None if c is None else c[s:s + self.config.batch_size])
-                           for s in range(0, len(x), self.config.batch_size)))
-        return torch.cat(mu), torch.cat(logvar)
-
-    @torch.no_grad()
-    def decode(self, z, condition=None) -> torch.Tensor:
-        """The decoder's mean image for each latent vector (N, 1, 28, 28), pixels in [0, 1]."""
-        self._check_fitted()
-        z = torch.as_tensor(z, dtype=torch.float32, device=self.device_)
-        if z.ndim != 2 or z.shape[1] != self.config.latent:
-            raise MmworkError(f"latent vectors must have shape (N, {self.config.latent}), got {tuple(z.shape)}")
-        c = self._check_condition(condition, len(z), broadcast=True)
-        c = None if c is None else c.to(self.device_)
-        return torch.cat([self.net_.mean(self.net_.decode(z[s:s + self.config.batch_size],
-                                                          None if c is None else c[s:s + self.config.batch_size]))
-                          for s in range(0, len(z), self.config.batch_size)])
-
-    def reconstruct(self, x, condition=None) -> torch.Tensor:
-        """Each image decoded from its posterior mean."""
-        return self.decode(self.encode(x, condition)[0], condition)
-
-    @torch.no_grad()
-    def prior(self, condition=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The prior p(z|c) of each condition row (one vector or (N, condition_dim)): its mean and log
-        variance, each (N, latent); for an unconditional model (no condition) N(0, I), one row."""
-        self._check_fitted()
-        if condition is not None and isinstance(condition, (torch.Tensor, np.ndarray)) and condition.ndim == 1:
-            condition = condition[None]
-        c = self._check_condition(condition, 1 if condition is None else len(condition))
-        like = torch.zeros(1 if c is None else len(c), self.config.latent, device=self.device_)
-        return self._prior(None if c is None else c.to(self.device_), like)
-
-    def _prior(self, c, like):
-        # networks without a prior of their own (e.g. AudioVAE's) have the standard normal one
-        prior = getattr(self.net_, "prior", None)
-        return prior(c, like) if prior is not None else (torch.zeros_like(like), torch.zeros_like(like))
-
-    @torch.no_grad()
-    def sample(self, n: int, condition=None, seed: int = 0) -> torch.Tensor:
-        """``n`` images decoded from z ~ p(z|c) drawn with ``seed`` (the decoder's mean image, not a
-        noisy pixel draw); ``condition`` is one vector for all or one row per image."""
-        noise, c = self._draw_noise(n, self.config.latent, condition, seed)
-        mu, logvar = self._prior(c, noise)
-        return self.decode(mu + noise * torch.exp(0.5 * logvar), c)
-
-    def _inputs(self, x, condition):
-        self._check_fitted()
-        x = self._check_data(x, "images")
-        c = self._check_condition(condition, len(x), broadcast=True)
-        return x.to(self.device_), None if c is None else c.to(self.device_)
 
 
-class _Likelihood(nn.Module):
+class _Likelihood(Likelihood):
     """p(x|z) on the decoder's output: Bernoulli logits, or Gaussian means with one learned scale."""
 
     def __init__(self, config: VAEConfig):
@@ -303,19 +121,9 @@ class _Likelihood(nn.Module):
         # the Gaussian's scale starts at a tenth of the pixel range and is learned with the weights
         self.log_scale = nn.Parameter(torch.tensor(math.log(0.1))) if config.likelihood == "gaussian" else None
 
-    def log_likelihood(self, out, x, dtype=torch.float32):
-        """log p(x|z) per image, summed over pixels, computed in ``dtype``."""
-        out, x = out.to(dtype), x.to(dtype)
-        if self.log_scale is None:
-            return -F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).sum(1)
-        log_scale = self.log_scale.to(dtype)
-        return (-0.5 * ((x - out) / log_scale.exp()).pow(2) - log_scale - 0.5 * LOG_2PI).flatten(1).sum(1)
-
-    def mean(self, out):
-        return torch.sigmoid(out) if self.log_scale is None else out.clamp(0, 1)
-
     def prior(self, c, like):
-        """p(z|c)'s mean and log variance: N(0, I) for unconditional models (zeros shaped ``like``)."""
+        """p(z|c)'s mean and log variance: N(0, I) for unconditional models, as zeros shaped ``like``
+        (so the general closed forms give this model's numbers)."""
         return torch.zeros_like(like), torch.zeros_like(like)
 
 
@@ -344,9 +152,7 @@ class _ConvVAE(_Likelihood):
         # one embedding per place the condition enters as channels (encoder input, 7x7, 14x14)
         self.embed = nn.Linear(cond, 3 * e) if cond and e else None
         # the conditional prior p(z|c) = N(m(c), diag s(c)^2) starts as N(0, I)
-        self.prior_net = nn.Linear(cond, 2 * config.latent) if cond else None
-        if self.prior_net is not None:
-            nn.init.zeros_(self.prior_net.weight), nn.init.zeros_(self.prior_net.bias)
+        self.prior_net = conditional_prior(cond, config.latent) if cond else None
 
     def prior(self, c, like):
         if c is None:

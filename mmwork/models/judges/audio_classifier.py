@@ -3,9 +3,9 @@ samples of :class:`~mmwork.models.generators.AudioVAE` can be checked against th
 for (report its accuracy on held-out real clips next to that figure), and its penultimate layer is a
 feature space for sound.
 
-Like :class:`~mmwork.models.generators.Classifier` it rides on the ``Generator`` base class (typed config,
-input checks, the shared ``Training`` loop with early stopping, NaN stop, checkpoints and amp,
-safetensors + JSON save/load); the labels travel where a generator's condition does. It has no image
+Like :class:`~mmwork.models.judges.Classifier` it stands on the judges' base (typed config, input
+checks, the shared ``Training`` loop with early stopping, NaN stop, checkpoints and amp, safetensors +
+JSON save/load, predict/features/accuracy). It has no image
 augmentation: mirroring a spectrogram would play the sound backwards.
 
 >>> import torch
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt, model_validator
@@ -29,10 +28,13 @@ from torch import nn
 
 from mmwork.core.errors import MmworkError
 from mmwork.models.data.audio import MelParams
-from mmwork.models.generators.base import Generator, GeneratorConfig, Training
+from mmwork.models.judges.base import Judge, JudgeConfig
+from mmwork.models.layers import seeded_dropout
+from mmwork.models.network import Preset
+from mmwork.models.training import Training
 
 
-class AudioClassifierConfig(GeneratorConfig):
+class AudioClassifierConfig(JudgeConfig):
     """Parameters of :class:`AudioClassifier`."""
 
     mel: MelParams = MelParams()
@@ -60,7 +62,7 @@ class AudioClassifierConfig(GeneratorConfig):
         return self
 
 
-class AudioClassifier(Generator):
+class AudioClassifier(Judge):
     """Three convolution blocks (3x3 conv, batch norm, ReLU, 2x2 max pool, dropout), a fully
     connected ``features``-wide layer (batch norm, ReLU: the feature space), dropout and a linear
     output layer; Adam on the cross-entropy. Dropout draws from the model's own generator, so fits on
@@ -74,7 +76,9 @@ class AudioClassifier(Generator):
     name = "audio-classifier"
     config_class = AudioClassifierConfig
     value_range = (0.0, 1.0)  # scaled dB levels
-    _state = ("net_",)
+    data_kind = "audio"
+    example = ("patch", "patches")
+    presets = (Preset("audio-classifier", "label", {}, "the in-project audio classifier that evaluate() scores sounds with"),)
 
     @property
     def data_shape(self) -> tuple[int, int, int]:
@@ -84,27 +88,19 @@ class AudioClassifier(Generator):
     def _build(self) -> None:
         self.net_ = _ConvAudioClassifier(self.config)
 
-    def _check_condition(self, labels, n: int, what: str = "labels", broadcast: bool = False):
-        """The labels (the base class's "condition" slot) as an int64 CPU tensor (n,)."""
-        what = what.replace("condition", "labels")
-        k = len(self.config.classes)
-        if labels is None:
-            raise MmworkError(f"{self.name} needs {what}: one integer class in 0..{k - 1} per patch")
-        if not isinstance(labels, (torch.Tensor, np.ndarray, list, tuple)):
-            raise MmworkError(f"{what} must be a tensor, array or list of integers, got {type(labels).__name__}")
-        y = torch.as_tensor(np.asarray(labels)).detach().cpu()
-        if y.is_floating_point() or y.dtype == torch.bool or y.shape != (n,):
-            raise MmworkError(f"{what} must be {n} integer class indices (shape ({n},)), got {y.dtype} of "
-                              f"shape {tuple(y.shape)}")
-        if y.min() < 0 or y.max() >= k:
-            raise MmworkError(f"{what} must lie in 0..{k - 1} ({k} classes), got {int(y.min())}..{int(y.max())}")
-        return y.long()
+    @property
+    def n_classes(self) -> int:
+        return len(self.config.classes)
+
+    @classmethod
+    def _params_from_data(cls, condition, classes, condition_dim, mel) -> dict:
+        return {"classes": list(classes)} | ({} if mel is None else {"mel": mel})
 
     # -- training ------------------------------------------------------------------------------------
     def fit(self, patches, labels=None, valid=None, *, checkpoint=None, resume_from=None) -> "AudioClassifier":
         """Learn from ``patches`` (N, 1, n_mels, frames) in [0, 1] and their integer ``labels``;
         ``valid`` is ``(patches, labels)`` held out (early stopping on their cross-entropy) or a
-        callback; ``checkpoint``/``resume_from`` as for every generator. Returns self."""
+        callback; ``checkpoint``/``resume_from`` as for every trained network. Returns self."""
         if len(self.config.classes) < 2:
             raise MmworkError(f"{self.name} needs at least two classes, got {self.config.classes!r}; build it "
                               "with classes=clips.classes")
@@ -132,47 +128,6 @@ class AudioClassifier(Generator):
             loss, accuracy = (sums / n).tolist()
             training.end_epoch({"loss": loss, "accuracy": accuracy, "seconds": seconds, "images_per_s": n / seconds})
 
-    @torch.no_grad()
-    def _valid_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        return float(F.cross_entropy(self._batched(lambda b: self.net_(b), x), y, reduction="sum")) / len(x)
-
-    # -- prediction ----------------------------------------------------------------------------------
-    def predict(self, patches) -> torch.Tensor:
-        """The most probable class of each patch (N,), int64."""
-        return self.logits(patches).argmax(1)
-
-    def predict_proba(self, patches) -> torch.Tensor:
-        """Class probabilities (N, n_classes), float32."""
-        return self.logits(patches).softmax(1)
-
-    @torch.no_grad()
-    def logits(self, patches) -> torch.Tensor:
-        """The output layer's scores (N, n_classes), float32."""
-        return self._batched(lambda b: self.net_(b), self._patches(patches))
-
-    @torch.no_grad()
-    def features(self, patches) -> torch.Tensor:
-        """Penultimate-layer activations (N, features), float32."""
-        return self._batched(self.net_.features, self._patches(patches))
-
-    def accuracy(self, patches, labels) -> float:
-        """The fraction of patches whose predicted class is their label."""
-        x = self._patches(patches)
-        y = self._check_condition(labels, len(x)).to(self.device_)
-        return float((self.predict(x) == y).double().mean())
-
-    def sample(self, n: int, condition=None, seed: int = 0):
-        raise MmworkError(f"an {self.name} labels patches and draws none; sample from an AudioVAE")
-
-    def _patches(self, patches) -> torch.Tensor:
-        self._check_fitted()
-        return self._check_data(patches, "patches").to(self.device_)
-
-    def _batched(self, fn, x: torch.Tensor) -> torch.Tensor:
-        self.net_.eval()
-        size = max(self.config.batch_size, 256)
-        return torch.cat([fn(x[s:s + size]).float() for s in range(0, len(x), size)])
-
 
 class _ConvAudioClassifier(nn.Module):
     def __init__(self, config: AudioClassifierConfig):
@@ -189,11 +144,8 @@ class _ConvAudioClassifier(nn.Module):
         self.out = nn.Linear(config.features, len(config.classes))
 
     def _drop(self, h, generator):
-        """Inverted dropout with the model's own generator (None: evaluation, no dropout)."""
-        if generator is None or self.p == 0:
-            return h
-        keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.p
-        return h * keep / (1 - self.p)
+        """Dropout with the model's own generator (None: evaluation, no dropout)."""
+        return seeded_dropout(h, self.p, generator, active=generator is not None)
 
     def features(self, x, generator=None):
         h = x

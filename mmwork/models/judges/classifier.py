@@ -2,11 +2,10 @@
 histograms) and its penultimate layer is a feature space for generation metrics (Fréchet distance,
 KID, precision/recall in "classifier space"; never to be called FID).
 
-It reuses the generators' machinery rather than repeating it: the ``Generator`` base class brings the
-typed config, input checks, the shared :class:`~mmwork.models.generators.base.Training` loop (progress bar,
-early stopping, NaN stop, checkpoints and resuming, amp) and safetensors + JSON save/load. The labels
-travel where a generator's condition does (``fit(images, labels, valid=(images, labels))``); a
-classifier draws no samples, so ``sample`` refuses.
+It stands on the judges' base (:mod:`mmwork.models.judges.base`): typed config, input checks, the
+shared :class:`~mmwork.models.training.Training` loop (progress bar, early stopping, NaN stop,
+checkpoints and resuming, amp), safetensors + JSON save/load, and predict/features/accuracy
+(``fit(images, labels, valid=(images, labels))``). A classifier draws no samples.
 
 >>> import torch
 >>> from mmwork.models.judges import Classifier
@@ -20,7 +19,6 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from typing import Literal
@@ -28,11 +26,13 @@ from typing import Literal
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from mmwork.core.errors import MmworkError
-from mmwork.models.generators.base import Generator, GeneratorConfig, Training
+from mmwork.models.judges.base import Judge, JudgeConfig
+from mmwork.models.layers import seeded_dropout
+from mmwork.models.network import Preset
+from mmwork.models.training import Training
 
 
-class ClassifierConfig(GeneratorConfig):
+class ClassifierConfig(JudgeConfig):
     """Parameters of :class:`Classifier`."""
 
     epochs: PositiveInt = 8
@@ -61,7 +61,7 @@ class ClassifierConfig(GeneratorConfig):
     """Dropout probability after each convolution block and before the output layer."""
 
 
-class Classifier(Generator):
+class Classifier(Judge):
     """Two convolution blocks (3x3 conv, batch norm, ReLU, 2x2 max pool, dropout: 28 -> 14 -> 7), a
     fully connected ``features``-wide layer (batch norm, ReLU: the feature space), dropout and a linear
     output layer; Adam on the cross-entropy with a one-cycle learning rate, on training images randomly
@@ -78,32 +78,21 @@ class Classifier(Generator):
     config_class = ClassifierConfig
     data_shape = (1, 28, 28)
     value_range = (0.0, 1.0)  # pixels
-    _state = ("net_",)
+    data_kind = "image"
+    example = ("image", "images")
+    presets = (Preset("classifier", "label", {"epochs": 8}, "the in-project classifier that evaluate() scores images with"),)
 
     def _build(self) -> None:
         self.net_ = _ConvClassifier(self.config)
 
-    def _check_condition(self, labels, n: int, what: str = "labels", broadcast: bool = False):
-        """The labels (the base class's "condition" slot) as an int64 CPU tensor (n,)."""
-        what = what.replace("condition", "labels")
-        k = self.config.n_classes
-        if labels is None:
-            raise MmworkError(f"{self.name} needs {what}: one integer class in 0..{k - 1} per image")
-        if not isinstance(labels, (torch.Tensor, np.ndarray, list, tuple)):
-            raise MmworkError(f"{what} must be a tensor, array or list of integers, got {type(labels).__name__}")
-        y = torch.as_tensor(np.asarray(labels)).detach().cpu()
-        if y.is_floating_point() or y.dtype == torch.bool or y.shape != (n,):
-            raise MmworkError(f"{what} must be {n} integer class indices (shape ({n},)), got {y.dtype} of "
-                              f"shape {tuple(y.shape)}")
-        if y.min() < 0 or y.max() >= k:
-            raise MmworkError(f"{what} must lie in 0..{k - 1} (n_classes={k}), got {int(y.min())}..{int(y.max())}")
-        return y.long()
+    def _classes_said(self) -> str:
+        return f"n_classes={self.n_classes}"
 
     # -- training ------------------------------------------------------------------------------------
     def fit(self, images, labels=None, valid=None, *, checkpoint=None, resume_from=None) -> "Classifier":
         """Learn from ``images`` (N, 1, 28, 28) in [0, 1] and their integer ``labels``; ``valid`` is
         ``(images, labels)`` held out (early stopping on their cross-entropy) or a callback
-        ``valid(model) -> float``; ``checkpoint``/``resume_from`` as for every generator. Returns self."""
+        ``valid(model) -> float``; ``checkpoint``/``resume_from`` as for every trained network. Returns self."""
         return super().fit(images, labels, valid, checkpoint=checkpoint, resume_from=resume_from)
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor, training: Training) -> None:
@@ -153,48 +142,6 @@ class Classifier(Generator):
             x = x.permute(0, 3, 1, 2)  # advanced indexing put the channel axis last
         return x
 
-    @torch.no_grad()
-    def _valid_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        return float(F.cross_entropy(self._batched(lambda b: self.net_(b), x), y, reduction="sum")) / len(x)
-
-    # -- prediction ----------------------------------------------------------------------------------
-    def predict_proba(self, images) -> torch.Tensor:
-        """Class probabilities (N, n_classes), float32."""
-        return self.logits(images).softmax(1)
-
-    def predict(self, images) -> torch.Tensor:
-        """The most probable class of each image (N,), int64."""
-        return self.logits(images).argmax(1)
-
-    @torch.no_grad()
-    def logits(self, images) -> torch.Tensor:
-        """The output layer's scores (N, n_classes), float32."""
-        return self._batched(lambda b: self.net_(b), self._images(images))
-
-    @torch.no_grad()
-    def features(self, images) -> torch.Tensor:
-        """Penultimate-layer activations (N, features), float32: the feature space for generation metrics."""
-        x = self._images(images)
-        return self._batched(self.net_.features, x)
-
-    def accuracy(self, images, labels) -> float:
-        """The fraction of images whose predicted class is their label."""
-        x = self._images(images)
-        y = self._check_condition(labels, len(x)).to(self.device_)
-        return float((self.predict(x) == y).double().mean())
-
-    def sample(self, n: int, condition=None, seed: int = 0):
-        raise MmworkError(f"a {self.name} labels images and draws none; sample from a generator (VAE, GAN)")
-
-    def _images(self, images) -> torch.Tensor:
-        self._check_fitted()
-        return self._check_data(images, "images").to(self.device_)
-
-    def _batched(self, fn, x: torch.Tensor) -> torch.Tensor:
-        self.net_.eval()
-        size = max(self.config.batch_size, 256)
-        return torch.cat([fn(x[s:s + size]).float() for s in range(0, len(x), size)])
-
 
 class _ConvClassifier(nn.Module):
     def __init__(self, config: ClassifierConfig):
@@ -211,11 +158,8 @@ class _ConvClassifier(nn.Module):
         self.out = nn.Linear(config.features, config.n_classes)
 
     def _drop(self, h, generator):
-        """Inverted dropout with the model's own generator (None: evaluation, no dropout)."""
-        if generator is None or self.p == 0:
-            return h
-        keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.p
-        return h * keep / (1 - self.p)
+        """Dropout with the model's own generator (None: evaluation, no dropout)."""
+        return seeded_dropout(h, self.p, generator, active=generator is not None)
 
     def features(self, x, generator=None):
         h = self._drop(self.block1(x), generator)

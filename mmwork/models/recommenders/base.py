@@ -7,10 +7,13 @@ better); ``recommend`` turns scores into a ranked table. Models that read conten
 ``hybrid``) also score items they were never trained on, ``score_items(users, item_features)``,
 from the new items' content alone, preprocessed exactly as the catalogue was at fit. Learned state
 follows scikit-learn's convention: attributes ending in ``_``, set by ``fit`` only. ``save``/``load``
-use safetensors for tensors and JSON for the rest, so loading never unpickles code.
+(:mod:`mmwork.models.base`) use safetensors for tensors and JSON for the rest, with the ids and the
+training matrix, so loading never unpickles code and a loaded model recommends on its own.
 
 Models never import the evaluator: early stopping calls ``valid``, a callback ``valid(model) ->
-float`` (higher is better) such as ``mmwork.evaluation.Validator(split)``.
+float`` (higher is better) such as ``mmwork.evaluation.Validator(split)``. The iterative models
+(bpr, multvae, hybrid) train through :class:`mmwork.models.training.Training` in "max" mode, with
+``fit(..., checkpoint=DIR)`` and ``resume_from=DIR`` as every trained network has.
 
 >>> from mmwork.models.recommenders import MostPopular                     # doctest: +SKIP
 >>> model = MostPopular().fit(split.train)                         # doctest: +SKIP
@@ -18,20 +21,19 @@ float`` (higher is better) such as ``mmwork.evaluation.Validator(split)``.
 """
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-from mmwork.core.config import Configurable, ModelConfig
+from mmwork.core.config import ModelConfig
 from mmwork.core.device import resolve_device
 from mmwork.core.errors import MmworkError
+from mmwork.models.base import TrainedModel
+from mmwork.models.training import Training, Validation, read_checkpoint
 from mmwork.store.interactions import Interactions
 
 log = logging.getLogger("mmwork.models.recommenders")
@@ -41,10 +43,7 @@ class RecommenderConfig(ModelConfig):
     """Parameters every recommender has."""
 
 
-Validation = Callable[["Recommender"], float]
-
-
-class Recommender(Configurable):
+class Recommender(TrainedModel):
     """Base class. Subclasses set ``name`` and ``config_class``, implement ``_fit`` and ``_score``,
     and list in ``_state`` the names of the learned tensors/arrays (each ending in ``_``). Models that
     read content also implement ``_score_items`` and list in ``_content_state`` what it needs beyond
@@ -59,10 +58,16 @@ class Recommender(Configurable):
     _content_state: ClassVar[tuple[str, ...]] = ()
 
     # -- training and scoring --------------------------------------------------------------------
+    iterative: ClassVar[bool] = False  # trained in epochs through Training (checkpoints, resuming)
+
     def fit(self, train: Interactions, item_features: np.ndarray | dict | None = None,
-            valid: Validation | None = None) -> "Recommender":
+            valid: Validation | None = None, *, checkpoint: str | Path | None = None,
+            resume_from: str | Path | None = None) -> "Recommender":
         """Learn from ``train`` (optionally content ``item_features`` aligned to ``train.item_ids``
-        and a ``valid(model) -> float`` callback for early stopping). Returns self."""
+        and a ``valid(model) -> float`` callback for early stopping). Iterative models also take
+        ``checkpoint`` (a folder rewritten after every epoch) and ``resume_from`` (continue one: same
+        class, parameters except ``epochs``/``patience``/``device``, and the same training data).
+        Returns self."""
         if not isinstance(train, Interactions):
             raise MmworkError(f"fit expects mmwork Interactions, got {type(train).__name__}; "
                               "use mmwork.evaluation splits or Interactions.from_frame")
@@ -73,16 +78,30 @@ class Recommender(Configurable):
         if valid is not None and not callable(valid):
             raise MmworkError(f"valid must be a callback valid(model) -> float, e.g. "
                               f"mmwork.evaluation.Validator(split); got {type(valid).__name__}")
+        if (checkpoint is not None or resume_from is not None) and not self.iterative:
+            raise MmworkError(f"{self.name} is not trained in epochs: it has no checkpoints to write or resume")
+        resumed = read_checkpoint(resume_from, self) if resume_from is not None else None
         for name in self._state + self._content_state + ("history_", "best_epoch_", "modalities_"):
             self.__dict__.pop(name, None)  # a failed fit must not leave an older fit's state behind
         self.device_ = resolve_device(self.config.device)
         self.user_ids_, self.item_ids_ = train.user_ids, train.item_ids
         self.train_ = train
-        self._fit(train, item_features, valid)
+        if self.iterative:
+            self._fit(train, item_features, self._training(valid, checkpoint, resumed))
+        else:
+            self._fit(train, item_features, valid)
         return self
 
-    def _fit(self, train: Interactions, item_features, valid: Interactions | None) -> None:
+    def _training(self, valid, checkpoint, resumed) -> Training:
+        """The loop of an iterative model: "max" mode, every ``eval_every`` epochs (every epoch without it)."""
+        return Training(self, valid, checkpoint, resumed, mode="max", every=getattr(self.config, "eval_every", 1))
+
+    def _fit(self, train: Interactions, item_features, valid) -> None:
+        """Learn; ``valid`` is the callback, or the :class:`Training` of an ``iterative`` model."""
         raise NotImplementedError
+
+    def _state_names(self) -> tuple[str, ...]:
+        return self._state + tuple(n for n in self._content_state if n in self.__dict__)
 
     def _check_fitted(self) -> None:
         missing = [n for n in ("item_ids_",) + self._state if n not in self.__dict__]
@@ -185,90 +204,32 @@ class Recommender(Configurable):
             "score": top.values.cpu().numpy().ravel(),
         })
 
-    # -- persistence -----------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write ``path/model.safetensors`` (learned tensors) and ``path/model.json`` (class,
-        parameters, ids)."""
-        from safetensors.torch import save_file
-        self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {}
-        for name in self._state + tuple(n for n in self._content_state if n in self.__dict__):
-            value = getattr(self, name)
-            tensors[name] = (value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))).detach().cpu().contiguous()
+    # -- persistence ---------------------------------------------------------------------------------
+    def _extra_tensors(self) -> dict[str, torch.Tensor]:
+        """The training matrix, so that a loaded model leaves out each user's seen items."""
         train = self.train_.matrix.tocoo()
-        tensors["_train_rows"] = torch.as_tensor(train.row.astype(np.int64))
-        tensors["_train_cols"] = torch.as_tensor(train.col.astype(np.int64))
-        tensors["_train_data"] = torch.as_tensor(train.data)
-        save_file(tensors, str(path / "model.safetensors"))
-        meta = {"class": type(self).__name__, "name": self.name, "params": self.get_params(),
-                "user_ids": [str(u) for u in self.user_ids_], "item_ids": [str(i) for i in self.item_ids_]}
+        return {"_train_rows": torch.as_tensor(train.row.astype(np.int64)),
+                "_train_cols": torch.as_tensor(train.col.astype(np.int64)),
+                "_train_data": torch.as_tensor(train.data)}
+
+    def _meta(self) -> dict:
+        meta = super()._meta() | {"user_ids": [str(u) for u in self.user_ids_],
+                                  "item_ids": [str(i) for i in self.item_ids_]}
         if "modalities_" in self.__dict__:
             meta["modalities"] = list(self.modalities_)
-        (path / "model.json").write_text(json.dumps(meta, default=str))
-        return path
+        return meta
 
-    @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> "Recommender":
-        """Load a model written by :meth:`save` (safetensors + JSON only, no pickle)."""
+    def _restore(self, meta: dict, tensors: dict[str, torch.Tensor], path: Path) -> None:
         import scipy.sparse as sp
-        from safetensors.torch import load_file
-        import mmwork.models.recommenders  # noqa: F401 - makes every model class known
-        path = Path(path)
-        if not (path / "model.json").exists():
-            raise MmworkError(f"{path} holds no saved model (model.json missing)")
-        meta = json.loads((path / "model.json").read_text())
-        klass = Recommender.subclass_named(meta["class"])
-        if klass is None or (cls is not Recommender and not issubclass(klass, cls)):
-            raise MmworkError(f"{path} holds a {meta['class']}, which cannot be loaded as {cls.__name__}")
-        model = klass(meta["params"], device=device)
-        model.device_ = resolve_device(device)
-        tensors = load_file(str(path / "model.safetensors"))
-        model.user_ids_ = np.asarray(meta["user_ids"], dtype=object)
-        model.item_ids_ = np.asarray(meta["item_ids"], dtype=object)
-        matrix = sp.csr_matrix((tensors.pop("_train_data").numpy(), (tensors.pop("_train_rows").numpy(),
-                                tensors.pop("_train_cols").numpy())), shape=(len(model.user_ids_), len(model.item_ids_)))
-        model.train_ = Interactions(matrix, model.user_ids_, model.item_ids_)
+        self.user_ids_ = np.asarray(meta["user_ids"], dtype=object)
+        self.item_ids_ = np.asarray(meta["item_ids"], dtype=object)
+        matrix = sp.csr_matrix((tensors["_train_data"].numpy(), (tensors["_train_rows"].numpy(),
+                                tensors["_train_cols"].numpy())), shape=(len(self.user_ids_), len(self.item_ids_)))
+        self.train_ = Interactions(matrix, self.user_ids_, self.item_ids_)
         for name, value in tensors.items():
-            setattr(model, name, value.to(model.device_))
+            if not name.startswith("_"):
+                setattr(self, name, value.to(self.device_))
         if "modalities" in meta:
-            model.modalities_ = list(meta["modalities"])
-        return model
-
-
-class EarlyStopping:
-    """Called once per epoch: calls ``valid(model)`` every ``every`` epochs (and at ``last_epoch``),
-    keeps the best epoch's state, says when ``patience`` epochs have passed without improvement, and
-    shows an epoch progress bar on terminals. Without ``valid`` it never evaluates and never stops;
-    ``best_epoch`` is then the last epoch.
-
-    >>> stopper = EarlyStopping(model, valid, every=5, patience=10, last_epoch=200)   # doctest: +SKIP
-    >>> if stopper.check(epoch, row, snapshot=lambda: weights.clone()): break         # doctest: +SKIP
-    """
-
-    def __init__(self, model: Recommender, valid: Validation | None, every: int, patience: int, last_epoch: int):
-        self.model, self.valid = model, valid
-        self.every, self.patience, self.last_epoch = every, patience, last_epoch
-        self.key = f"valid_{getattr(valid, 'name', 'score')}"
-        self.best, self.best_epoch, self.best_state = -np.inf, last_epoch, None
-        # an epoch bar on terminals (tqdm turns itself off when stderr is not one: logs, CI, Papermill)
-        self.bar = tqdm(total=last_epoch, desc=f"{model.name} epochs", unit="epoch", leave=False, disable=None)
-
-    def check(self, epoch: int, row: dict, snapshot) -> bool:
-        """Evaluate when due (adding the score to ``row``; ``snapshot()`` copies the state when it is
-        the best so far); True when training should stop."""
-        stop = False
-        if self.valid is not None and (epoch % self.every == 0 or epoch == self.last_epoch):
-            row[self.key] = score = float(self.valid(self.model))
-            if score > self.best:
-                self.best, self.best_epoch, self.best_state = score, epoch, snapshot()
-            stop = epoch - self.best_epoch >= self.patience
-            if stop:
-                log.info("%s: no better %s for %d epochs; best epoch %d (%.4f)", self.model.name, self.key,
-                         self.patience, self.best_epoch, self.best)
-        self.bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("loss", self.key)}, refresh=False)
-        self.bar.update()
-        if stop or epoch == self.last_epoch:
-            self.bar.close()
-        return stop
+            self.modalities_ = list(meta["modalities"])
+        if self._state and any(n not in self.__dict__ for n in self._state):
+            raise MmworkError(f"{path} holds a {type(self).__name__} without all its learned state; retrain it")

@@ -15,7 +15,8 @@ from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from mmwork.core.errors import MmworkError
 from mmwork.store.interactions import Interactions
-from mmwork.models.recommenders.base import EarlyStopping, Recommender, RecommenderConfig, Validation
+from mmwork.models.recommenders.base import Recommender, RecommenderConfig
+from mmwork.models.training import Training
 from mmwork.models.recommenders.optim import Adam
 
 log = logging.getLogger("mmwork.models.recommenders")
@@ -51,10 +52,11 @@ class BPR(Recommender):
 
     name = "bpr"
     config_class = BPRConfig
+    iterative = True
     _state = ("user_factors_", "item_factors_")
 
     # -- training ------------------------------------------------------------------------------------
-    def _fit(self, train: Interactions, item_features, valid: Validation | None) -> None:
+    def _fit(self, train: Interactions, item_features, training: Training) -> None:
         config = self.config
         device = self.device_
         generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -78,10 +80,8 @@ class BPR(Recommender):
         step = _BprStep(user_emb, item_emb, min(config.batch_size, len(users)), config.reg)
         optimizer = Adam([user_emb, item_emb], lr=config.lr)
 
-        stopper = EarlyStopping(self, valid, config.eval_every, config.patience, config.epochs)
-        self.history_ = []
         n = len(users)
-        for epoch in range(1, config.epochs + 1):
+        for _ in training.epochs(optimizer, generator):
             started = time.perf_counter()
             order = torch.randperm(n, generator=generator, device=device)
             negatives = sampler.draw(generator)[order]
@@ -91,18 +91,8 @@ class BPR(Recommender):
                 batch = slice(start, start + config.batch_size)
                 total += step(epoch_users[batch], epoch_items[batch], negatives[batch])
                 optimizer.step()
-            row = {"epoch": epoch, "loss": float(total) / n, "seconds": time.perf_counter() - started}
-            stop = stopper.check(epoch, row, snapshot=lambda: (user_emb.clone(), item_emb.clone()))
-            self.history_.append(row)
-            if epoch % config.eval_every == 0 or epoch == 1:
-                log.info("bpr epoch %d: loss %.4f%s", epoch, row["loss"],
-                         f", {stopper.key} {row[stopper.key]:.4f}" if stopper.key in row else "")
-            if stop:
-                break
+            training.end_epoch({"loss": float(total) / n, "seconds": time.perf_counter() - started})
         user_emb.grad = item_emb.grad = None
-        self.best_epoch_ = stopper.best_epoch
-        if stopper.best_state is not None:
-            self.user_factors_, self.item_factors_ = stopper.best_state
 
     # -- scoring ------------------------------------------------------------------------------------
     def _score(self, users: np.ndarray) -> torch.Tensor:

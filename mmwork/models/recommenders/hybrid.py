@@ -30,7 +30,8 @@ import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from mmwork.models.recommenders.base import EarlyStopping, Recommender, RecommenderConfig, log
+from mmwork.models.recommenders.base import Recommender, RecommenderConfig
+from mmwork.models.training import Training
 from mmwork.models.recommenders.content import centre, centring_means
 from mmwork.store.item_features import as_modalities, l2_normalise
 
@@ -137,11 +138,12 @@ class MultimodalHybrid(Recommender):
     name = "hybrid"
     config_class = MultimodalHybridConfig
     uses_features = True
+    iterative = True
     _state = ("user_emb_", "item_emb_", "item_bias_", "content_values_", "content_bias_", "keys_", "query_w_",
               "warm_")
     _content_state = ("content_means_", "modality_dims_", "value_w_", "content_bias_w_")
 
-    def _fit(self, train, item_features, valid):
+    def _fit(self, train, item_features, training: Training):
         config, device = self.config, self.device_
         modalities = as_modalities(item_features, train.n_items)
         self._set_content_means(centring_means(modalities, config.center))
@@ -166,11 +168,21 @@ class MultimodalHybrid(Recommender):
         # once the L2 terms balance the loss, so smaller steps there find a better model sooner.
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimiser, mode="max", factor=config.lr_decay, patience=config.lr_patience) \
-            if valid is not None and config.lr_decay < 1 else None
-        stopper = EarlyStopping(self, valid, every=1, patience=config.patience, last_epoch=config.epochs)
-        self.history_ = []
+            if training.valid is not None and config.lr_decay < 1 else None
+
+        def after(entry: dict) -> None:  # the elapsed time and learning rate, then the decay on the score
+            entry["seconds"] = round(time.perf_counter() - started, 3)
+            entry["lr"] = optimiser.param_groups[0]["lr"]
+            if scheduler is not None and training.key in entry:
+                scheduler.step(entry[training.key])
+
+        def load_extra(extra: dict) -> None:  # the network from the resumed state, and the decay's counters
+            self._import(net)
+            if scheduler is not None:
+                scheduler.load_state_dict(extra["scheduler"])
+        save_extra = lambda: {"scheduler": scheduler.state_dict() if scheduler is not None else None}  # noqa: E731
         started = time.perf_counter()
-        for epoch in range(1, config.epochs + 1):
+        for _ in training.epochs(optimiser, generator, save_extra=save_extra, load_extra=load_extra):
             net.train()
             order = torch.randperm(len(users_all), generator=generator)
             total = 0.0
@@ -188,20 +200,7 @@ class MultimodalHybrid(Recommender):
                 optimiser.step()
                 total += float(loss.detach()) * len(batch)
             self._export(net, features)
-            entry = {"epoch": epoch, "loss": total / len(order)}
-            stop = stopper.check(epoch, entry, snapshot=lambda: {n: getattr(self, n).clone()
-                                                                 for n in self._state + self._content_state})
-            entry["seconds"] = round(time.perf_counter() - started, 3)
-            entry["lr"] = optimiser.param_groups[0]["lr"]
-            if scheduler is not None:
-                scheduler.step(entry[stopper.key])
-            self.history_.append(entry)
-            log.debug("hybrid epoch %s", entry)
-            if stop:
-                break
-        for name, value in (stopper.best_state or {}).items():
-            setattr(self, name, value)
-        self.best_epoch_ = stopper.best_epoch
+            training.end_epoch({"loss": total / len(order)}, after=after)
 
     @staticmethod
     def _negatives(users, candidates, positive_keys, n_items, generator, rounds=3):
@@ -218,6 +217,19 @@ class MultimodalHybrid(Recommender):
             draw = draw.clone()
             draw[clash] = redraw
         return draw
+
+    @torch.no_grad()
+    def _import(self, net):
+        """Copy the learned state back into the network (the inverse of ``_export``), to resume."""
+        net.user.weight.copy_(self.user_emb_)
+        net.item.weight.copy_(self.item_emb_)
+        net.bias.weight.copy_(self.item_bias_[:, None])
+        net.keys.copy_(self.keys_)
+        net.query.weight.copy_(self.query_w_)
+        bounds = np.cumsum([0] + [w.weight.shape[1] for w in net.values])
+        for w, c, a, b in zip(net.values, net.content_bias, bounds[:-1], bounds[1:]):
+            w.weight.copy_(self.value_w_[:, a:b])
+            c.weight.copy_(self.content_bias_w_[a:b][None])
 
     @torch.no_grad()
     def _export(self, net, features):

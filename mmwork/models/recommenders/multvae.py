@@ -22,7 +22,9 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 
 from mmwork.core.errors import MmworkError
 from mmwork.store.interactions import Interactions
-from mmwork.models.recommenders.base import EarlyStopping, Recommender, RecommenderConfig, Validation
+from mmwork.models.recommenders.base import Recommender, RecommenderConfig
+from mmwork.models.training import Training
+from mmwork.models.layers import seeded_dropout
 from mmwork.models.recommenders.optim import Adam
 
 log = logging.getLogger("mmwork.models.recommenders")
@@ -75,10 +77,11 @@ class MultVAE(Recommender):
 
     name = "multvae"
     config_class = MultVAEConfig
+    iterative = True
     _state = ("enc_w1_", "enc_b1_", "enc_w2_", "enc_b2_", "dec_w1_", "dec_b1_", "dec_w2_", "dec_b2_")
 
     # -- training ------------------------------------------------------------------------------------
-    def _fit(self, train: Interactions, item_features, valid: Validation | None) -> None:
+    def _fit(self, train: Interactions, item_features, training: Training) -> None:
         device = self.device_
         generator = torch.Generator(device=device).manual_seed(self.config.seed)
         rows = self._rows(train)
@@ -89,9 +92,12 @@ class MultVAE(Recommender):
         autocast = _autocast(device, self.config.amp)
         active = np.flatnonzero(np.diff(rows.indptr) > 0)  # users with no training row teach nothing
 
-        stopper = EarlyStopping(self, valid, self.config.eval_every, self.config.patience, self.config.epochs)
-        self.history_, step = [], 0
-        for epoch in range(1, self.config.epochs + 1):
+        step = 0  # gradient steps so far: the KL weight's schedule
+
+        def load_step(extra: dict) -> None:
+            nonlocal step
+            step = extra["step"]
+        for _ in training.epochs(optimizer, generator, save_extra=lambda: {"step": step}, load_extra=load_step):
             started = time.perf_counter()
             order = active[torch.randperm(len(active), generator=generator, device=device).cpu().numpy()]
             total = torch.zeros((), device=device)
@@ -110,17 +116,10 @@ class MultVAE(Recommender):
                 optimizer.step()
                 step += 1
                 total += loss.detach() * len(batch)
-            row = {"epoch": epoch, "loss": float(total) / len(order), "beta": beta, "seconds": time.perf_counter() - started}
-            stop = stopper.check(epoch, row, snapshot=lambda: [p.detach().clone() for p in params])
-            self.history_.append(row)
-            if epoch % self.config.eval_every == 0 or epoch == 1:
-                log.info("multvae epoch %d: loss %.4f, beta %.3f%s", epoch, row["loss"], beta,
-                         f", {stopper.key} {row[stopper.key]:.4f}" if stopper.key in row else "")
-            if stop:
-                break
-        self.best_epoch_ = stopper.best_epoch
-        for name, value in zip(self._state, stopper.best_state or params):
-            setattr(self, name, value.detach())
+            training.end_epoch({"loss": float(total) / len(order), "beta": beta,
+                                "seconds": time.perf_counter() - started})
+        for name in self._state:
+            setattr(self, name, getattr(self, name).detach())
 
     def _init_weights(self, n_items: int, generator: torch.Generator) -> None:
         """Xavier-normal weights and N(0, 0.001) biases, as in the paper's code. ``enc_w1_`` is stored
@@ -142,9 +141,7 @@ class MultVAE(Recommender):
         The rows are sparse (about 5% of the items on MovieLens-100K), so the input layer is an
         embedding-bag sum over each row's items: a third of the dense model's arithmetic saved."""
         h = x.normalised()
-        if generator is not None and self.config.dropout > 0:
-            keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.config.dropout
-            h = h * keep / (1 - self.config.dropout)
+        h = seeded_dropout(h, self.config.dropout, generator, active=generator is not None)
         h = F.embedding_bag(x.cols, self.enc_w1_, x.offsets, mode="sum", per_sample_weights=h)
         h = torch.tanh(h + self.enc_b1_)
         mu, logvar = F.linear(h, self.enc_w2_, self.enc_b2_).chunk(2, dim=1)
