@@ -4,7 +4,8 @@ extractors (``audio.py``, ``image.py``, ``text.py``) and the Dask pipeline.
 A modality validates its parameters into its typed config when built (so a wrong parameter fails
 before any compute), names the items column it reads, declares its output schema, and extracts a
 batch of raw inputs into rows or per-item errors. Text also ``prepare``s: its models are fitted
-once over the whole corpus on the client, then shipped to the workers.
+once over the whole corpus on the client, then shipped to the workers; the fit is saved as arrays in
+safetensors and JSON (:mod:`mmwork.store.artifacts`), never pickled, so loading it runs no code.
 
 >>> AudioModality(n_mfcc=13).columns()["mfcc_stats"]
 FixedSizeListType(fixed_size_list<item: float>[78])
@@ -182,27 +183,35 @@ class TextModality(Modality):
         return _read_bytes(value)
 
     def saved_fit(self, models_dir: Path) -> Path:
-        """Where the corpus fit (TF-IDF/LSA, skip-gram) of this configuration is saved."""
+        """The folder where the corpus fit (TF-IDF/LSA, skip-gram) of this configuration is saved."""
         keep = self.config.model_dump(exclude={"device", "minilm"})
-        return models_dir / f"text-{hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]}.joblib"
+        return models_dir / f"text-{hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]}"
 
     def load_fit(self, models_dir: Path) -> bool:
         """Load the saved corpus fit of this configuration; False when there is none."""
-        import joblib
+        from mmwork.store.artifacts import read_artifact
         saved = self.saved_fit(models_dir)
-        if not saved.exists():
+        if not (saved / "model.json").exists():
             return False
-        state = joblib.load(saved)
-        self.models, self.corpus_hash = state["models"], state["corpus_hash"]
+        meta, arrays = read_artifact(saved)
+        self.models = {"tfidf_lsa": _tfidf_lsa_from(meta["tfidf_lsa"], arrays),
+                       "skipgram": _skipgram_from(meta["skipgram"], arrays)}
+        self.corpus_hash = meta["corpus_hash"]
         return True
+
+    def save_fit(self, models_dir: Path) -> Path:
+        """Save the corpus fit as arrays + JSON (atomic, hashed; no pickle)."""
+        from mmwork.store.artifacts import write_artifact
+        lsa_meta, lsa_arrays = _tfidf_lsa_state(self.models["tfidf_lsa"])
+        sg_meta, sg_arrays = _skipgram_state(self.models["skipgram"])
+        meta = {"kind": "text-fit", "corpus_hash": self.corpus_hash, "tfidf_lsa": lsa_meta, "skipgram": sg_meta}
+        return write_artifact(self.saved_fit(models_dir), lsa_arrays | sg_arrays, meta)
 
     def prepare(self, items_path, column, models_dir, refit=False):
         """Fit TF-IDF/LSA and skip-gram once over the corpus; reuse a saved fit so that re-runs and new
         items are transformed by the same models (``refit=True`` fits anew)."""
-        import joblib
         import pyarrow.parquet as pq
         from mmwork.features.text import SentenceEmbedder, SkipGramEmbedder, TfidfLsa, decode_text
-        saved = self.saved_fit(models_dir)
         if refit or not self.load_fit(models_dir):
             texts = []
             for value in pq.read_table(items_path, columns=[column]).column(0).to_pylist():
@@ -218,10 +227,7 @@ class TextModality(Modality):
                                              device="cpu").fit(texts),
             }
             self.corpus_hash = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            tmp = saved.with_name(f".{saved.name}.tmp")
-            joblib.dump({"models": self.models, "corpus_hash": self.corpus_hash}, tmp)
-            tmp.replace(saved)
+            self.save_fit(models_dir)
         if self.config.minilm:
             self.models["minilm"] = SentenceEmbedder(device=self.config.device)
 
@@ -258,3 +264,57 @@ class TextModality(Modality):
 
 
 MODALITIES = {m.name: m for m in (TextModality, ImageModality, AudioModality)}
+
+# -- the text models' fitted state as arrays + JSON (what transform needs, bit for bit) ----------------
+_SVD_ARRAYS = ("components_", "explained_variance_", "explained_variance_ratio_", "singular_values_")
+
+
+def _tfidf_lsa_state(model) -> tuple[dict, dict]:
+    vectorizer, svd = model.vectorizer_, model.svd_
+    params = vectorizer.get_params() | {"dtype": np.dtype(vectorizer.dtype).name}
+    vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+    meta = {"params": {"max_features": model.max_features, "n_components": model.n_components,
+                       "min_df": model.min_df, "ngram_range": list(model.ngram_range), "seed": model.seed},
+            "vectorizer": params, "vocabulary": vocabulary, "n_components_": int(model.n_components_),
+            "n_features_in_": int(svd.n_features_in_)}
+    arrays = {"tfidf_lsa.idf_": vectorizer.idf_} | {f"tfidf_lsa.{k}": getattr(svd, k) for k in _SVD_ARRAYS}
+    return meta, arrays
+
+
+def _tfidf_lsa_from(meta: dict, arrays: dict):
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from mmwork.features.text import TfidfLsa
+    params = meta["vectorizer"] | {"dtype": np.dtype(meta["vectorizer"]["dtype"]).type,
+                                   "ngram_range": tuple(meta["vectorizer"]["ngram_range"])}
+    model = TfidfLsa(**meta["params"] | {"ngram_range": tuple(meta["params"]["ngram_range"])})
+    vectorizer = TfidfVectorizer(**params)
+    vectorizer.vocabulary_ = {term: i for i, term in enumerate(meta["vocabulary"])}
+    vectorizer.fixed_vocabulary_ = False
+    vectorizer.idf_ = arrays["tfidf_lsa.idf_"]
+    svd = TruncatedSVD(meta["n_components_"], random_state=meta["params"]["seed"])
+    for name in _SVD_ARRAYS:
+        setattr(svd, name, arrays[f"tfidf_lsa.{name}"])
+    svd.n_features_in_ = meta["n_features_in_"]
+    model.vectorizer_, model.svd_ = vectorizer, svd
+    model.n_components_ = model.n_features_ = meta["n_components_"]
+    return model
+
+
+_SKIPGRAM_PARAMS = ("dim", "window", "negatives", "epochs", "min_count", "lr", "batch_size", "seed", "device",
+                    "subsample")
+
+
+def _skipgram_state(model) -> tuple[dict, dict]:
+    meta = {"params": {k: getattr(model, k) for k in _SKIPGRAM_PARAMS},
+            "vocabulary": sorted(model.vocabulary_, key=model.vocabulary_.get), "losses": list(model.losses_)}
+    return meta, {"skipgram.vectors_": model.vectors_, "skipgram.counts_": model.counts_}
+
+
+def _skipgram_from(meta: dict, arrays: dict):
+    from mmwork.features.text import SkipGramEmbedder
+    model = SkipGramEmbedder(**meta["params"])
+    model.vocabulary_ = {word: i for i, word in enumerate(meta["vocabulary"])}
+    model.counts_, model.vectors_ = arrays["skipgram.counts_"], arrays["skipgram.vectors_"]
+    model.losses_, model.n_features_ = meta["losses"], model.vectors_.shape[1]
+    return model

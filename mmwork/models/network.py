@@ -183,4 +183,4 @@ class NetworkModel(TrainedModel):
             super()._restore(meta, tensors, path)
         except (RuntimeError, KeyError) as error:  # tensors that do not fit this mmwork's network
             raise MmworkError(f"{path} holds a {type(self).__name__} whose tensors do not fit this mmwork's "
-                              f"network ({str(error).splitlines()[0]}); retrain it") from None
+                              f"{type(self).__name__} ({str(error).splitlines()[0]}); retrain it") from None

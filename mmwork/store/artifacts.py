@@ -63,8 +63,8 @@ def read_artifact(path, framework: str = "numpy") -> tuple[dict, dict]:
     meta = read_meta(path)
     blob = (path / TENSORS).read_bytes()
     if meta.get("tensors_sha256") != hashlib.sha256(blob).hexdigest():
-        raise MmworkError(f"{path}/{TENSORS} does not match the SHA-256 in {META} (an interrupted save, or the "
-                          "file was altered); save it again")
+        raise MmworkError(f"{path}/{TENSORS} does not match {META} (its SHA-256 differs: an interrupted save, or "
+                          "the file was altered); save it again")
     if framework == "torch":
         from safetensors.torch import load
     else:

@@ -64,3 +64,37 @@ def test_auto_parameters_are_recorded_resolved():
     image = ImageModality()
     assert image.config.cnn in (True, False)
     assert ImageModality(cnn="auto").config == ImageModality(cnn=image.config.cnn).config
+
+
+def test_the_text_fit_is_saved_without_pickle_and_round_trips_bitwise(tmp_path):
+    """The corpus fit (TF-IDF/LSA, skip-gram) is arrays in safetensors + JSON: loading runs no code,
+    gives the same vectors bit for bit, and a tampered file is refused."""
+    import json
+
+    import numpy as np
+
+    from mmwork.features.modalities import TextModality
+    from mmwork.features.text import SkipGramEmbedder, TfidfLsa
+    texts = ["press one to play the message", "press two to stop", "the mailbox is full",
+             "please leave a message after the tone", "goodbye", "your call is important to us"]
+    modality = TextModality(minilm=False, lsa_components=4)
+    modality.models = {"tfidf_lsa": TfidfLsa(n_components=4, seed=0).fit(texts),
+                       "skipgram": SkipGramEmbedder(dim=8, epochs=2, device="cpu").fit(texts)}
+    modality.corpus_hash = "abc"
+    folder = modality.save_fit(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.safetensors"]
+    blob = (folder / "model.safetensors").read_bytes()
+    assert b"\x80\x04" not in blob[:8 + int.from_bytes(blob[:8], "little")]  # header: no pickle protocol mark
+    json.loads((folder / "model.json").read_text())  # plain JSON
+    again = TextModality(minilm=False, lsa_components=4)
+    assert again.load_fit(tmp_path) and again.corpus_hash == "abc"
+    queries = texts + ["press the tone", "unknown words entirely"]
+    for name, model in modality.models.items():
+        mine, theirs = model.transform(queries), again.models[name].transform(queries)
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), name
+    assert again.effective_params() == modality.effective_params()
+    tampered = bytearray(blob)
+    tampered[-1] ^= 1
+    (folder / "model.safetensors").write_bytes(bytes(tampered))
+    with pytest.raises(MmworkError, match="does not match"):
+        TextModality(minilm=False, lsa_components=4).load_fit(tmp_path)

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+import mmwork
 from mmwork import MmworkError
 from mmwork.evaluation import audio_frechet_distance, audio_report, audio_statistics, mel_cepstral_distortion
 from mmwork.evaluation.audio_generation import mel_cepstra
 from mmwork.features.audio import load_audio
 from mmwork.models.judges import AudioClassifier
-from mmwork.models.generators import AudioVAE, Generator
+from mmwork.models.generators import AudioVAE
 from mmwork.models.data import MelParams, audio_clips
 from mmwork.models.data.images import one_hot
 
@@ -99,7 +100,7 @@ def test_classifier_learns_categories_of_real_speech(speech, judge):
 def test_classifier_round_trip_and_bad_input(speech, judge, tmp_path):
     train, _ = speech
     judge.save(tmp_path / "c")
-    loaded = Generator.load(tmp_path / "c", device="cpu")
+    loaded = mmwork.load(tmp_path / "c", device="cpu")
     assert type(loaded) is AudioClassifier and torch.equal(loaded.logits(train.patches), judge.logits(train.patches))
     with pytest.raises(MmworkError, match=r"labels must lie in 0..3 \(4 classes\), got 0..7"):
         judge.accuracy(train.patches[:8], torch.arange(8))
@@ -107,8 +108,7 @@ def test_classifier_round_trip_and_bad_input(speech, judge, tmp_path):
         judge.predict(torch.rand(2, 1, 32, 64))
     with pytest.raises(MmworkError, match="at least two classes"):
         AudioClassifier(classes=["digits"]).fit(train.patches, torch.zeros(len(train.patches), dtype=torch.long))
-    with pytest.raises(MmworkError, match="draws none"):
-        judge.sample(2)
+    assert not hasattr(judge, "sample")  # a judge draws nothing
 
 
 # -- the report ----------------------------------------------------------------------------------------

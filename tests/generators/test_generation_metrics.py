@@ -6,7 +6,7 @@ import torch
 
 from mmwork import MmworkError
 from mmwork.evaluation import generation
-from mmwork.evaluation.generation import active_units, frechet_distance, kid, mmd2, prdc
+from mmwork.evaluation.generation import active_units, frechet_distance, kid, mmd2, neighbours, prdc
 
 
 def _closed_form(mu_a, cov_a, mu_b, cov_b) -> float:
@@ -116,8 +116,8 @@ def test_prdc_matches_the_reference_computation_in_small_blocks(monkeypatch):
     rng = np.random.default_rng(4)
     real, fake = rng.normal(size=(120, 5)), rng.normal(size=(90, 5)) * 1.3 + 0.2
     expected = _prdc_full_matrix(real, fake, 5)
-    blocks = generation._distance_blocks
-    monkeypatch.setattr(generation, "_distance_blocks", lambda x, y: blocks(x, y, budget=500))
+    blocks = neighbours._distance_blocks
+    monkeypatch.setattr(neighbours, "_distance_blocks", lambda x, y: blocks(x, y, budget=500))
     got = prdc(real, fake, k=5)
     assert got == pytest.approx(expected, rel=1e-12)
     assert 0 < got["precision"] < 1 and 0 < got["coverage"] < 1

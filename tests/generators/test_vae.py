@@ -8,7 +8,7 @@ import torch
 from mmwork import MmworkError
 from mmwork.models.generators import VAE, Generator
 from mmwork.models.data import one_hot
-from mmwork.models.generators.base import FORMAT
+from mmwork.store.artifacts import FORMAT
 
 QUICK = dict(device="cpu", epochs=2, batch_size=64)
 CVAE_EPOCHS = 10
@@ -72,7 +72,7 @@ def test_save_and_load_round_trip_bitwise(fitted, images, tmp_path):
     fitted.save(tmp_path / "vae")
     assert sorted(p.name for p in (tmp_path / "vae").iterdir()) == ["model.json", "model.safetensors"]
     meta = json.loads((tmp_path / "vae" / "model.json").read_text())
-    assert (meta["class"], meta["name"], meta["format"], meta["params"]["latent"]) == ("VAE", "vae", FORMAT, 16)
+    assert (meta["class"], meta["name"], meta["format"], meta["params"]["latent"]) == ("mmwork.models.generators.vae:VAE", "vae", FORMAT, 16)
     assert meta["mmwork_version"] and len(meta["history"]) == 3
     loaded = Generator.load(tmp_path / "vae", device="cpu")
     assert type(loaded) is VAE and loaded.config == fitted.config and _equal_state(loaded, fitted)
@@ -89,18 +89,18 @@ def test_load_refuses_other_checkpoints(fitted, tmp_path):
 
     class Other(VAE):
         name = "other"
-    with pytest.raises(MmworkError, match="holds a VAE checkpoint, which cannot be loaded as Other"):
+    with pytest.raises(MmworkError, match="holds a VAE, which cannot be loaded as Other"):
         Other.load(path)
-    with pytest.raises(MmworkError, match="holds no saved generator"):
+    with pytest.raises(MmworkError, match="holds no saved mmwork artifact"):
         VAE.load(tmp_path / "nothing")
     (path / "model.json").write_text(json.dumps(meta | {"format": 99}))
-    with pytest.raises(MmworkError, match=f"checkpoint format 99 .* this mmwork reads format {FORMAT}"):
+    with pytest.raises(MmworkError, match=f"format 99 .* this mmwork reads format {FORMAT}"):
         VAE.load(path)
     (path / "model.json").write_text(json.dumps(meta | {"params": meta["params"] | {"latent": 8}}))
     with pytest.raises(MmworkError, match="holds a VAE whose tensors do not fit this mmwork's VAE .*; retrain it"):
         VAE.load(path)
-    (path / "model.json").write_text(json.dumps({"class": "BPR", "name": "bpr", "params": {}}))  # a recommender's
-    with pytest.raises(MmworkError, match="BPR that is not an mmwork generator checkpoint"):
+    (path / "model.json").write_text(json.dumps(meta | {"class": "mmwork.models.recommenders.bpr:BPR"}))  # a recommender's
+    with pytest.raises(MmworkError, match="holds a BPR, which cannot be loaded as VAE"):
         VAE.load(path)
     (path / "model.json").write_text(json.dumps(meta))
     blob = bytearray((path / "model.safetensors").read_bytes())
