@@ -260,9 +260,9 @@ def _duckdb_query(root: Path):
 def _index_queries(root: Path):
     """Per-query time of the index (loaded) over the batch, and its recall against the exact answer."""
     import numpy as np
-    from mmwork.search import index, knn
+    from mmwork.search import columns, index
     batch = json.loads((root / "bench.json").read_text())["batch"]
-    vectors = knn.vectors_of("bench", FEATURES, batch)
+    vectors = columns.vectors_of("bench", FEATURES, batch)
     index.load("bench", FEATURES, standardize=False)
     times, answers = [], {}
     for item, vector in zip(batch, vectors):

@@ -8,7 +8,7 @@ import pytest
 
 import mmwork
 from mmwork import MmworkError, datasets, read_table
-from mmwork.search import index, knn
+from mmwork.search import columns, index
 from mmwork.features import extract
 from test_knn import FEATURES, write_features
 
@@ -73,8 +73,8 @@ def test_an_index_for_another_column_is_refused(real):
     ids, vectors = real
     write_features("other", ids[:500], vectors[:500, :60], parts=1)  # same column name, another table and width
     built = index.build("small", FEATURES, standardize=False, progress=False)
-    theirs = index.folder(knn.feature_column("small", FEATURES), False)
-    ours = index.folder(knn.feature_column("other", FEATURES), False)
+    theirs = index.folder(columns.feature_column("small", FEATURES), False)
+    ours = index.folder(columns.feature_column("other", FEATURES), False)
     shutil.copytree(theirs, ours)
     with pytest.raises(MmworkError, match="was built for small/features/audio:mfcc_stats"):
         mmwork.similar("other", ids[0], features=FEATURES, standardize=False, index=True)

@@ -8,7 +8,8 @@ import pytest
 
 import mmwork
 from mmwork import MmworkError, datasets, read_table
-from mmwork.search import knn
+from mmwork.search import bounds, columns, knn
+from mmwork.search.stats import column_stats
 from mmwork.features import extract
 from mmwork.store.tables import table_path, write_table
 
@@ -95,23 +96,23 @@ def test_a_batch_of_queries_equals_single_queries(real):
 def test_the_item_lookup_returns_its_stored_vector(real):
     ids, vectors = real
     picks = [567, 3, 300, 580]  # across the three parts, out of order
-    np.testing.assert_array_equal(knn.vectors_of("dupes", FEATURES, [ids[i] for i in picks]), vectors[picks])
+    np.testing.assert_array_equal(columns.vectors_of("dupes", FEATURES, [ids[i] for i in picks]), vectors[picks])
     with pytest.raises(MmworkError, match=r"'nope' has no row in dupes/features/audio \(nor 1 more\)"):
-        knn.vectors_of("dupes", FEATURES, [ids[0], "nope", "nope-2"])
+        columns.vectors_of("dupes", FEATURES, [ids[0], "nope", "nope-2"])
 
 
 def test_statistics_are_stored_and_recomputed_when_the_table_changes(real):
     ids, vectors = real
-    stats = knn.column_stats("dupes", FEATURES)
+    stats = column_stats("dupes", FEATURES)
     np.testing.assert_allclose(stats.mean, vectors.astype(np.float64).mean(0), rtol=1e-12)
     np.testing.assert_allclose(stats.std, vectors.astype(np.float64).std(0), rtol=1e-10)
-    col = knn.feature_column("dupes", FEATURES)
+    col = columns.feature_column("dupes", FEATURES)
     stored = json.loads((col.derived_dir() / "mfcc_stats.stats.json").read_text())
     assert stored["fingerprint"] == col.fingerprint() and stored["count"] == len(ids)
 
     fewer = len(ids) - 100  # the table changes: stats follow, and so do z-scored answers
     write_features("dupes", ids[:fewer], vectors[:fewer])
-    changed = knn.column_stats("dupes", FEATURES)
+    changed = column_stats("dupes", FEATURES)
     assert changed.count == fewer
     np.testing.assert_allclose(changed.mean, vectors[:fewer].astype(np.float64).mean(0), rtol=1e-12)
     got = knn.nearest("dupes", FEATURES, vectors[5], k=10, standardize=True, exclude=ids[5])
@@ -140,7 +141,7 @@ def test_bad_input_fails_before_compute_with_one_line(real):
     for standardize in (False, True):
         with pytest.raises(MmworkError, match=r"broken/features/audio:mfcc_stats has 4 vector\(s\) with NaN"):
             knn.nearest("broken", FEATURES, vectors[0], standardize=standardize)
-    assert not (knn.feature_column("broken", FEATURES).derived_dir() / "mfcc_stats.stats.json").exists()
+    assert not (columns.feature_column("broken", FEATURES).derived_dir() / "mfcc_stats.stats.json").exists()
 
 
 def test_cli_answers_several_items_in_one_pass(real, capsys):
@@ -195,6 +196,6 @@ def test_ties_that_straddle_the_k_boundary_are_broken_by_id(tmp_path, monkeypatc
         got = knn.nearest("ties", FEATURES, vectors[1597], k=k, standardize=standardize, exclude=ids[1597])
         assert got["item_id"].tolist() == ranking[:k]
     # the same vector at every position of an array scores the same, to the last bit
-    stats = knn.column_stats("ties", FEATURES) if standardize else None
+    stats = column_stats("ties", FEATURES) if standardize else None
     unit = knn.unit_queries(vectors[[1597]], stats)[0]
-    assert len(set(knn.exact_cosines(np.repeat(vectors[[5]], 37, axis=0), unit, stats).tolist())) == 1
+    assert len(set(bounds.exact_cosines(np.repeat(vectors[[5]], 37, axis=0), unit, stats).tolist())) == 1

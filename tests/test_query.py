@@ -1,4 +1,6 @@
 """Ad-hoc queries: pushdown results equal pandas, neighbours equal brute force, clear errors."""
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -105,7 +107,7 @@ def test_free_text_queries_use_the_model_that_computed_the_table(root):
         hits = mmwork.similar_to_text("movielens-100k", text, features="text:tfidf_lsa", k=3)
         assert hits["item_id"].iloc[0] == "50", (second, hits)
         assert hits["similarity"].iloc[0] > 0.99
-    for saved in (mmwork.core.paths.data_root() / "models" / "movielens-100k").glob("text-*.joblib"):
-        saved.unlink()
+    for saved in (mmwork.core.paths.data_root() / "models" / "movielens-100k").glob("text-*"):
+        shutil.rmtree(saved) if saved.is_dir() else saved.unlink()
     with pytest.raises(MmworkError, match="not saved here"):
         mmwork.similar_to_text("movielens-100k", "star wars", features="text:tfidf_lsa")

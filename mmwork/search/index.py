@@ -33,7 +33,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmwork.search import knn
+from mmwork.search import columns, knn
+from mmwork.search.stats import ColumnStats, column_stats_of
 from mmwork.core.errors import MmworkError
 from mmwork.store.item_features import l2_normalise
 from mmwork.store.tables import swap_in_folder, write_json
@@ -63,7 +64,7 @@ class Index:
         self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
         self.ids = pq.read_table(folder / "ids.parquet").column(0).combine_chunks()
         stats = self.meta.get("stats")
-        self.stats = knn.ColumnStats(stats["count"], np.asarray(stats["mean"]), np.asarray(stats["std"])) \
+        self.stats = ColumnStats(stats["count"], np.asarray(stats["mean"]), np.asarray(stats["std"])) \
             if stats else None
 
     def search(self, unit: np.ndarray, k: int, excluded: list[str]) -> list[tuple]:
@@ -88,7 +89,7 @@ class Index:
         return rows
 
 
-def folder(col: knn.FeatureColumn, standardize: bool, kind: str = KIND) -> Path:
+def folder(col: columns.FeatureColumn, standardize: bool, kind: str = KIND) -> Path:
     """Where the index of ``col`` lives."""
     return col.derived_dir() / f"{col.column}.{kind}{'-z' if standardize else ''}"
 
@@ -107,19 +108,19 @@ def build(dataset: str, features: str, *, standardize: bool | None = None, kind:
     """
     from filelock import FileLock
     _check_kind(kind)
-    col = knn.feature_column(dataset, features)
-    standardize = knn.default_standardize(features, standardize)
+    col = columns.feature_column(dataset, features)
+    standardize = columns.default_standardize(features, standardize)
     target = folder(col, standardize, kind)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         return _build(col, standardize, kind, target, progress)
 
 
-def _build(col: knn.FeatureColumn, standardize: bool, kind: str, target: Path, progress: bool | None) -> dict:
+def _build(col: columns.FeatureColumn, standardize: bool, kind: str, target: Path, progress: bool | None) -> dict:
     import faiss
     from tqdm import tqdm
     fingerprint = col.fingerprint()
-    stats = knn.column_stats_of(col) if standardize else None
+    stats = column_stats_of(col) if standardize else None
     rows = col.rows
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -131,7 +132,7 @@ def _build(col: knn.FeatureColumn, standardize: bool, kind: str, target: Path, p
                 tqdm(total=2 * rows, unit="row", unit_scale=True, desc=f"index {col.name}",
                      disable=None if progress is None else not progress) as bar:
             for path in col.files:  # pass 1: the raw rows and their ids (pass 2 checks them finite)
-                for item_ids, vectors in knn.batches(path, col.column, col.dim, col.name):
+                for item_ids, vectors in columns.batches(path, col.column, col.dim, col.name):
                     raw[at:at + len(vectors)] = vectors
                     ids.write_table(pa.table({"item_id": item_ids.cast(pa.string())}))
                     at += len(vectors)
@@ -161,7 +162,7 @@ def _build(col: knn.FeatureColumn, standardize: bool, kind: str, target: Path, p
     return meta
 
 
-def _new_index(kind: str, raw: np.ndarray, stats: knn.ColumnStats | None, name: str):
+def _new_index(kind: str, raw: np.ndarray, stats: ColumnStats | None, name: str):
     """An empty faiss index of ``kind``; an IVF one trained (k-means, seeded) on a sample of ``raw``."""
     import faiss
     rows, dim = raw.shape
@@ -177,25 +178,25 @@ def _new_index(kind: str, raw: np.ndarray, stats: knn.ColumnStats | None, name: 
     return graph
 
 
-def _unit_rows(vectors: np.ndarray, stats: knn.ColumnStats | None, name: str) -> np.ndarray:
+def _unit_rows(vectors: np.ndarray, stats: ColumnStats | None, name: str) -> np.ndarray:
     """Rows z-scored (float64 statistics) and scaled to unit length, as float32 for faiss."""
     x = vectors.astype(np.float64)
     if not np.isfinite(x).all():
-        raise knn.nonfinite_error(name, int((~np.isfinite(x).all(axis=1)).sum()))
+        raise columns.nonfinite_error(name, int((~np.isfinite(x).all(axis=1)).sum()))
     if stats is not None:
         x = (x - stats.mean) * stats.scale()
     return np.ascontiguousarray(l2_normalise(x), np.float32)
 
 
 def load(dataset: str, features: str, *, standardize: bool | None = None, kind: str = KIND,
-         progress: bool | None = None, col: knn.FeatureColumn | None = None) -> Index:
+         progress: bool | None = None, col: columns.FeatureColumn | None = None) -> Index:
     """The index of ``features``, built first when there is none and rebuilt (with a warning) when
     the table changed since it was built; refused when it was made for another table or column.
     Kept loaded in this process while the table and the index stay as they are."""
     from filelock import FileLock
     _check_kind(kind)
-    col = col or knn.feature_column(dataset, features)
-    standardize = knn.default_standardize(features, standardize)
+    col = col or columns.feature_column(dataset, features)
+    standardize = columns.default_standardize(features, standardize)
     where = folder(col, standardize, kind)
     fingerprint = col.fingerprint()
     cached = _LOADED.get(where)
@@ -232,7 +233,7 @@ def _meta(where: Path) -> dict | None:
         return None
 
 
-def _refuse_foreign(where: Path, col: knn.FeatureColumn, standardize: bool) -> None:
+def _refuse_foreign(where: Path, col: columns.FeatureColumn, standardize: bool) -> None:
     meta = _meta(where)
     if meta is None:
         return
@@ -248,7 +249,7 @@ def search(dataset: str, features: str, queries, k: int = 10, *, standardize: bo
     """Approximate nearest neighbours of each query vector from the index, re-scored exactly; the
     same columns as :func:`mmwork.search.knn.nearest` (query, rank, item_id, similarity)."""
     import pandas as pd
-    col = knn.feature_column(dataset, features)
+    col = columns.feature_column(dataset, features)
     excluded = [exclude] if isinstance(exclude, str) else list(exclude or [])
     index = load(dataset, features, standardize=standardize, kind=kind, progress=progress, col=col)
     q64 = knn.check_queries(col, queries, k, excluded=1 if excluded else 0, rows=index.meta["rows"])
@@ -267,7 +268,7 @@ def list_indexes():
             continue
         meta = json.loads(meta_path.read_text())
         try:
-            col = knn.feature_column(meta["dataset"], f"{meta['table']}:{meta['column']}")
+            col = columns.feature_column(meta["dataset"], f"{meta['table']}:{meta['column']}")
             state = "fresh" if col.fingerprint() == meta["fingerprint"] else "stale"
         except MmworkError:
             state = "table gone"
@@ -281,8 +282,8 @@ def list_indexes():
 def recall_at_k(dataset: str, features: str, item_ids: list[str], k: int = 10, *,
                 standardize: bool | None = None, kind: str = KIND) -> float:
     """Share of the exact top ``k`` neighbours of ``item_ids`` that the index finds too."""
-    standardize = knn.default_standardize(features, standardize)
-    queries = knn.vectors_of(dataset, features, item_ids)
+    standardize = columns.default_standardize(features, standardize)
+    queries = columns.vectors_of(dataset, features, item_ids)
     exact = knn.nearest(dataset, features, queries, k, standardize=standardize, exclude=item_ids)
     approx = search(dataset, features, queries, k, standardize=standardize, exclude=item_ids, kind=kind)
     hits = sum(len(set(exact.loc[exact["query"] == j, "item_id"]) & set(approx.loc[approx["query"] == j, "item_id"]))
@@ -295,8 +296,8 @@ def side_by_side(dataset: str, item_id: str, features: str, k: int = 10, *, stan
     """The exact neighbours of ``item_id`` (on ``scheduler`` when given) next to the index's, rank by
     rank, with the share of the exact ones the index found in ``frame.attrs["recall"]``."""
     import pandas as pd
-    standardize = knn.default_standardize(features, standardize)
-    query = knn.vectors_of(dataset, features, [item_id])
+    standardize = columns.default_standardize(features, standardize)
+    query = columns.vectors_of(dataset, features, [item_id])
     exact = knn.nearest(dataset, features, query, k, standardize=standardize, exclude=item_id, scheduler=scheduler)
     approx = search(dataset, features, query, k, standardize=standardize, exclude=item_id)
     frame = pd.DataFrame({"rank": exact["rank"], "exact": exact["item_id"], "exact_similarity": exact["similarity"],

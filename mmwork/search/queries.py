@@ -201,7 +201,7 @@ def query(dataset: str, table: str, columns: list[str] | None = None, where: lis
 
 def _feature_spec(dataset: str, features: str) -> tuple[str, str]:
     """``MODALITY:COLUMN`` -> (``features/MODALITY``, ``COLUMN``), checked to be a vector column."""
-    from mmwork.search.knn import feature_column
+    from mmwork.search.columns import feature_column
     col = feature_column(dataset, features)
     return col.table, col.column
 
@@ -227,7 +227,8 @@ def similar_to_vector(dataset: str, vector: np.ndarray, features: str, k: int = 
 
 def _neighbours(dataset, queries, features, k, exclude, standardize, scheduler, index) -> pd.DataFrame:
     from mmwork.search import knn
-    standardize = knn.default_standardize(features, standardize)
+    from mmwork.search.columns import default_standardize
+    standardize = default_standardize(features, standardize)
     if index and scheduler is not None:
         import logging
         logging.getLogger("mmwork.search.index").warning("index=True is not used on a Dask cluster: exact search there")
@@ -257,7 +258,7 @@ def similar(dataset: str, item_id: str | list[str], features: str, k: int = 10, 
     out, with the items' titles. See :func:`similar_to_vector` for ``standardize``, ``scheduler``
     and ``index``. The item's vector is found from the ``item_id`` column alone.
     """
-    from mmwork.search.knn import vectors_of
+    from mmwork.search.columns import vectors_of
     ids = [str(item_id)] if isinstance(item_id, (str, int)) else [str(i) for i in item_id]
     found = _neighbours(dataset, vectors_of(dataset, features, ids), features, k, ids, standardize, scheduler, index)
     if isinstance(item_id, (str, int)):
