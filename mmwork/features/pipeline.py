@@ -25,15 +25,9 @@ when a single chunk has work.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import sys
 import time
-import uuid
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pandas as pd
@@ -41,128 +35,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmwork.core.errors import DiskError, MmworkError
+from mmwork.features.chunks import run_chunk
+from mmwork.features.compute import LOCAL_SCHEDULERS, compute
 from mmwork.features.modalities import MODALITIES, Modality
-from mmwork.features.workers import process_context, setup_worker
 from mmwork.core.paths import data_root, processed_dir
 from mmwork.store.disk import DISK_ERRNOS, disk_error, os_errno
-from mmwork.store.tables import METADATA_KEY, read_rows, remove_dead_temporaries, table_metadata, table_path, write_table
+from mmwork.store.tables import remove_dead_temporaries, table_metadata, table_path
 
-LOCAL_SCHEDULERS = ("processes", "threads", "sync", "synchronous")
 DEFAULT_CHUNK = {"audio": 16, "image": 512, "text": 2048}
-ERRORS_SCHEMA = pa.schema([("item_id", pa.string()), ("stage", pa.string()), ("error_type", pa.string()),
-                           ("message", pa.string()), ("content_hash", pa.string())])
-_MODALITIES: dict[str, Modality] = {}  # this run's modalities in a local worker process (see _install)
-
-
-def _content_hash(raw: bytes, fingerprint: str) -> str:
-    return hashlib.sha256(raw + fingerprint.encode()).hexdigest()[:24]
-
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-
-
-def _error(item_id: str, stage: str, exc: BaseException, content_hash: str | None = None) -> dict:
-    """An errors-table row. Object addresses (``<_io.BytesIO object at 0x7f...>``) are dropped from the
-    message, so the same bad input gives the same row in every run. ``content_hash`` (of an input that
-    was read but failed to decode or extract) lets a re-run skip it while the input is unchanged."""
-    message = _ADDRESS.sub("", str(exc) or repr(exc))[:500]
-    return {"item_id": item_id, "stage": stage, "error_type": type(exc).__name__, "message": message,
-            "content_hash": content_hash}
-
-
-def _previous_keys(path: str, metadata: dict) -> tuple[dict[str, str], bool]:
-    """``item_id -> content_hash`` of the rows an earlier run wrote to ``path``, in order (none if
-    missing or unreadable: then it is rebuilt), and whether it recorded the same extractor metadata
-    (fingerprint, parameters, chunk size). Reads two short columns, never the vectors."""
-    try:
-        parquet = pq.ParquetFile(path)
-        meta = json.loads((parquet.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
-        keys = parquet.read(columns=["item_id", "content_hash"])
-    except (pa.ArrowInvalid, OSError, KeyError):
-        return {}, False
-    return dict(zip(keys.column(0).to_pylist(), keys.column(1).to_pylist())), meta.get("params") == metadata
-
-
-def _previous_errors(path: str, metadata: dict) -> tuple[list[dict], bool]:
-    """The errors rows an earlier run wrote to ``path`` and whether it recorded the same metadata."""
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError):
-        return [], False
-    meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
-    rows = [{name: row.get(name) for name in ERRORS_SCHEMA.names} for row in table.to_pylist()]
-    return rows, meta.get("params") == metadata
-
-
-def run_chunk(modality: Modality, items_path: str, start: int, stop: int, end: int, part: str, errors_part: str,
-              fingerprint: str, schema: pa.Schema, metadata: dict, *, only_without_work: bool = False,
-              rows: list[dict] | None = None) -> dict | None:
-    """Extract items ``[start, stop)`` into ``part`` and ``errors_part``; items ``[stop, end)`` of the same
-    part lie beyond this run's limit and keep what they had. A file whose rows would not change is not
-    rewritten. Returns counts for items ``[start, stop)`` only.
-
-    An item is extracted again only if its input's content (or the extractor) changed: its previous
-    row, or its previous error (a decode failure is as reproducible as a success), is kept as it was.
-    ``only_without_work=True`` (the client's check before it schedules anything) finishes the chunk only
-    when no item needs extracting, and returns None, having written nothing, when one does. ``rows``:
-    the items rows ``[start, end)`` when the caller has them already."""
-    if rows is None:
-        rows = read_rows(items_path, ["item_id", modality.column], start, end).to_pylist()
-    old_keys, same = _previous_keys(part, metadata)
-    old_errors, same_errors = _previous_errors(errors_part, metadata)
-    old_error = {e["item_id"]: e for e in old_errors}
-    output: list[dict | str | None] = [None] * len(rows)  # an item_id (str) keeps that item's previous row
-    errors: list[dict | None] = [None] * len(rows)
-    todo = []
-    for position, row in enumerate(rows):
-        item_id, value = row["item_id"], row[modality.column]
-        if start + position >= stop:  # beyond this run's limit: left as it was
-            output[position] = item_id if item_id in old_keys else None
-            errors[position] = old_error.get(item_id)
-        elif value is not None:  # None: the item has no input for this modality, which is not an error
-            try:
-                raw = modality.read(value)
-            except Exception as exc:  # noqa: BLE001 - a missing/unreadable file is this item's error only
-                errors[position] = _error(item_id, "read", exc)
-                continue
-            key = _content_hash(raw, fingerprint)
-            if old_keys.get(item_id) == key:
-                output[position] = item_id
-            elif old_error.get(item_id, {}).get("content_hash") == key:
-                errors[position] = old_error[item_id]
-            elif only_without_work:
-                return None  # at the first item with work: a worker will read and hash this chunk anyway
-            else:
-                todo.append((position, key, raw))
-    if todo:
-        setup_worker(modality.name)  # paid only by a chunk with work: a no-op rerun skips the warm-up
-    for (position, key, _), (features, failure) in zip(todo, modality.extract([t[2] for t in todo])):
-        item_id = rows[position]["item_id"]
-        if failure is None:
-            output[position] = {"item_id": item_id, "content_hash": key, **features}
-        else:
-            errors[position] = _error(item_id, *failure, content_hash=key)
-    kept, failed = [r for r in output if r is not None], [e for e in errors if e is not None]
-    keys = [(r, old_keys[r]) if isinstance(r, str) else (r["item_id"], r["content_hash"]) for r in kept]
-    if not (same and keys == list(old_keys.items())):
-        if any(isinstance(r, str) for r in kept):  # only now read the previous vectors, to carry them over
-            previous = {r["item_id"]: r for r in pq.read_table(part).to_pylist()}
-            kept = [previous[r] if isinstance(r, str) else r for r in kept]
-        table = pa.Table.from_pylist(kept, schema=schema) if kept else schema.empty_table()
-        write_table(table, part, schema=schema, producer=f"mmwork.features.{modality.name}", params=metadata,
-                    input_hash=fingerprint)
-    if failed and not (same_errors and failed == old_errors):
-        write_table(pa.Table.from_pylist(failed, schema=ERRORS_SCHEMA), errors_part, schema=ERRORS_SCHEMA,
-                    producer=f"mmwork.features.{modality.name}", params=metadata, input_hash=fingerprint)
-    elif not failed and os.path.exists(errors_part):
-        os.remove(errors_part)
-    scope = stop - start
-    extracted = sum(output[position] is not None for position, _, _ in todo)
-    rows_done = sum(r is not None for r in output[:scope])
-    return {"modality": modality.name, "rows": rows_done, "errors": sum(e is not None for e in errors[:scope]),
-            "extracted": extracted, "reused": rows_done - extracted}
-
-
 def _layouts(folder: Path) -> list[tuple[int, str]]:
     """(chunk size, fingerprint) of each readable part in ``folder``, in part order."""
     found = []
@@ -173,16 +53,6 @@ def _layouts(folder: Path) -> list[tuple[int, str]]:
             continue  # an unreadable part is rebuilt by its chunk
         found.append((params.get("chunk_size"), params.get("fingerprint")))
     return found
-
-
-def _install(modalities: dict[str, Modality]) -> None:
-    """A local worker process's initializer: this run's modalities, sent once rather than with every
-    task (a text modality carries its fitted models)."""
-    _MODALITIES.update(modalities)
-
-
-def _run_installed(name: str, *args) -> dict:
-    return run_chunk(_MODALITIES[name], *args)
 
 
 def _cost(rows: list[dict], column: str) -> int:
@@ -198,106 +68,6 @@ def _cost(rows: list[dict], column: str) -> int:
             except (OSError, ValueError):
                 total += len(str(value))  # inline text, or a missing file (its read error is quick)
     return total
-
-
-def resolve_scheduler(scheduler: str | None) -> str:
-    """``scheduler``, or where work runs when it is None: ``$DASK_SCHEDULER_ADDRESS``, the running
-    ``mmwork cluster``, else ``"processes"``."""
-    if scheduler is not None:
-        return scheduler
-    from mmwork.features.cluster import address
-    return os.environ.get("DASK_SCHEDULER_ADDRESS") or address() or "processes"
-
-
-def _compute(jobs: list[tuple[int, Modality, tuple]], scheduler: str | None, workers: int | None,
-             progress: bool) -> list[dict]:
-    """Run ``(cost, modality, run_chunk arguments)`` jobs, largest cost first, with a progress bar."""
-    if progress:
-        from tqdm.auto import tqdm
-    else:
-        from tqdm import (
-            tqdm,  # tqdm.auto warns in notebooks without ipywidgets, even when disabled
-        )
-    jobs = sorted(jobs, key=lambda job: -job[0])
-    scheduler = resolve_scheduler(scheduler)
-    with tqdm(total=len(jobs), desc="extract", unit="chunk", disable=not progress) as bar:
-        if scheduler not in LOCAL_SCHEDULERS:
-            return _compute_on_cluster(jobs, scheduler, bar, progress)
-        return _compute_locally(jobs, scheduler, workers, bar)
-
-
-def _compute_locally(jobs: list, scheduler: str, workers: int | None, bar) -> list[dict]:
-    """One Dask task per job on Dask's local scheduler, over our own pool: on Linux, worker processes
-    forked after the extractor was warmed here once (imports, numba JIT) and given this run's
-    modalities once, rather than with every task."""
-    import dask
-    from dask.callbacks import Callback
-    from threadpoolctl import threadpool_limits
-
-    class Progress(Callback):
-        def _posttask(self, key, result, dsk, state, worker_id):
-            bar.update()
-
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    if scheduler in ("sync", "synchronous") or workers == 1:
-        scheduler, executor = "sync", None
-    elif scheduler == "threads":
-        executor = ThreadPoolExecutor(workers)
-    else:
-        modalities = {modality.name: modality for _, modality, _ in jobs}
-        context = process_context()
-        if context.get_start_method() == "fork":
-            for name in modalities:
-                _warm(name)  # once here, inherited by every worker
-        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_install, initargs=(modalities,))
-    in_processes = isinstance(executor, ProcessPoolExecutor)
-    # Dask's local scheduler starts independent tasks from the highest key down: the largest job gets it
-    tasks = [dask.delayed(_run_installed if in_processes else run_chunk, pure=False)(
-        modality.name if in_processes else modality, *args,
-        dask_key_name=f"extract-{modality.name}-{len(jobs) - rank:05d}")
-        for rank, (_, modality, args) in enumerate(jobs)]
-    try:
-        # One BLAS thread, as in worker processes: the same item gives the same bits on any scheduler.
-        with threadpool_limits(1), Progress():
-            # chunksize 1: Dask's process scheduler would otherwise hand tasks out six at a time, and the
-            # last few batches would leave a worker idle
-            return list(dask.compute(*tasks, scheduler=scheduler, pool=executor, optimize_graph=False, chunksize=1))
-    except BrokenProcessPool as exc:
-        raise MmworkError(f"a worker process died ({exc}); the parts already written are kept: run "
-                          "again to resume, or with --scheduler sync to see the failing item") from exc
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _warm(modality: str) -> None:
-    """Pay a modality's imports and JIT compilation in this process, before workers are forked."""
-    if modality == "audio":
-        from mmwork.features.audio import warm_up
-        warm_up()
-
-
-def _compute_on_cluster(jobs: list, scheduler: str, bar, progress: bool) -> list[dict]:
-    from distributed import Client, as_completed
-    try:
-        client = Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise MmworkError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running? "
-                          "(`mmwork cluster status`)") from exc
-    with client:
-        if progress:
-            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        shared = {modality.name: client.scatter(modality, broadcast=True, hash=False)  # one copy per worker
-                  for _, modality, _ in jobs}
-        run = uuid.uuid4().hex[:8]  # keys unique to this run: other clients may share the cluster
-        futures = [client.submit(run_chunk, shared[modality.name], *args, pure=False, priority=len(jobs) - rank,
-                                 key=f"extract-{modality.name}-{Path(args[4]).stem}-{run}")
-                   for rank, (_, modality, args) in enumerate(jobs)]
-        results = []
-        for future in as_completed(futures):
-            results.append(future.result())
-            bar.update()
-        return results
 
 
 def extract(dataset: str, modalities: list[str] | str | None = None, *, scheduler: str | None = None,
@@ -417,7 +187,7 @@ def _plan_and_run(dataset, chosen, items_path, n_items, total, chunk_size, refit
             jobs.append((_cost(items[start:args[2]], modality.column), modality, args))
     if not jobs and not done:
         raise MmworkError(f"{dataset} has no items")
-    return pd.DataFrame(done + (_compute(jobs, scheduler, workers, progress) if jobs else []))
+    return pd.DataFrame(done + (compute(jobs, scheduler, workers, progress) if jobs else []))
 
 
 def _modality_row_bytes(modality: Modality) -> int:
