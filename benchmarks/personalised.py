@@ -97,7 +97,7 @@ def main() -> None:
                     "threads": torch.get_num_threads(), "device": args.device, "cpus": os.cpu_count(),
                     "load_average_1_5_15_at_start": list(load_at_start),
                     "load_average_1_5_15_at_end": list(os.getloadavg())},
-        "settings": bundle.config.model_dump() | {"lm": personalise.LM_DEFAULTS | bundle.config.lm},
+        "settings": bundle.config.model_dump(),  # lm: LM_DEFAULTS over the class defaults, every field
         "train_seconds": record["seconds"]["total"], "train_stage_seconds": record["seconds"],
         "load_seconds": load_seconds,
         "evaluate_seconds": evaluate_seconds,

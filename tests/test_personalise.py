@@ -194,13 +194,13 @@ def test_evaluation_is_kept_and_retraining_is_asked_for_when_features_change(bun
     os.replace(path, backup)
     try:
         write_table(table, path.with_suffix(".parquet"), producer="test")
-        personalise._LOADED.clear()
+        personalise.unload()
         with pytest.raises(MmworkError, match="item features of ml-small changed.*retrain"):
             personalise.load(DATASET, device="cpu")
     finally:
         path.with_suffix(".parquet").unlink(missing_ok=True)
         os.replace(backup, path)
-        personalise._LOADED.clear()
+        personalise.unload()
 
 
 def test_one_scorer_per_judge_a_generated_copy_of_item_i_gets_is_rank(bundle):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mmwork.core.errors import MmworkError
-from mmwork.evaluation.generation import frechet_distance
+from mmwork.evaluation.generation.distances import frechet_distance
 
 
 def _signal(y, what: str) -> np.ndarray:

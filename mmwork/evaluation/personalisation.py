@@ -244,6 +244,10 @@ def hierarchical_bootstrap(target, swap, n_boot: int = N_BOOT, seed: int = 0, ch
     not rank the set. The point estimates are ``target.mean()`` and the mean over seeds and users of
     each user's mean over partners.
 
+    Written here, not ``scipy.stats.bootstrap``: that resamples independent samples (or paired
+    observations) at one level, and this resamples three nested levels in each draw (seeds, users,
+    and the partners of each drawn user).
+
     >>> t, s = np.full((3, 4), 60.0), np.full((3, 4, 2), 50.0)
     >>> hierarchical_bootstrap(t, s, n_boot=5).mean(0).tolist()
     [60.0, 50.0]
@@ -273,6 +277,11 @@ def hierarchical_bootstrap(target, swap, n_boot: int = N_BOOT, seed: int = 0, ch
 def bootstrap_ci(values, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
     """Percentile-bootstrap interval of the mean of ``values`` (one per user), seeded.
 
+    Kept by hand rather than ``scipy.stats.bootstrap(..., method="percentile")``, measured: scipy draws
+    the same resamples from the same generator, but its interval ends differed from ``np.quantile``'s
+    in the last bits (about 1e-15) in 287 of 600 random cases (this and :func:`ratio_ci`), so the
+    published intervals would move; it also refuses a single value and warns for one draw.
+
     >>> bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0) == bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=0)
     True
     """
@@ -285,7 +294,7 @@ def bootstrap_ci(values, level: float = LEVEL, n_boot: int = N_BOOT, seed: int =
 def ratio_ci(numerator, denominator, level: float = LEVEL, n_boot: int = N_BOOT,
              seed: int = 0) -> tuple[float, float]:
     """Percentile-bootstrap interval of mean(numerator) / mean(denominator), resampling the paired
-    values (one pair per user) together, seeded."""
+    values (one pair per user) together, seeded (by hand for the reason :func:`bootstrap_ci` gives)."""
     numerator, denominator = _check_values(numerator, "numerator"), _check_values(denominator, "denominator")
     if len(numerator) != len(denominator):
         raise MmworkError(f"numerator and denominator must pair up: {len(numerator)} vs {len(denominator)} values")
