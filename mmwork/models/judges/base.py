@@ -86,7 +86,8 @@ class Judge(NetworkModel):
     @torch.no_grad()
     def features(self, data) -> torch.Tensor:
         """Penultimate-layer activations (N, features), float32: the feature space for generation metrics."""
-        return self._batched(self.net_.features, self._examples(data))
+        x = self._examples(data)  # checks it is fitted before net_ is read
+        return self._batched(self.net_.features, x)
 
     def accuracy(self, data, labels) -> float:
         """The fraction of examples whose predicted class is their label."""
