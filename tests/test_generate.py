@@ -89,8 +89,8 @@ def test_train_sample_evaluate(store, tmp_path):
 
 
 def test_cli_train_sample_evaluate_json(store, tmp_path, capsys):
-    assert main(["generate", "train", "--model", "gan", "--epochs", "1", "--limit", "150", "--param", "channels=8",
-                 "--param", "noise_dim=16", "--json"]) == 0
+    assert main(["generate", "train", "--model", "gan", "--epochs", "1", "--limit", "150", "--param", "gan.channels=8",
+                 "--param", "gan.noise_dim=16", "--json"]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["epochs_run"] == 1 and "valid_kid_classifier" in trained  # GAN early stopping: KID, few images
     out = tmp_path / "boots.png"
@@ -119,10 +119,10 @@ def test_evaluate_before_train_names_the_train_command(store, capsys):
     (["generate", "train", "--dataset", "mnist", "--model", "vae"], "unknown data set 'mnist'"),
     (["generate", "train", "--dataset", "speech-prompts", "--model", "gan"],
      "for speech-prompts choose from audio-vae"),
-    (["generate", "train", "--model", "vae", "--param", "latnt=4"], "unknown parameter 'latnt'"),
-    (["generate", "train", "--model", "vae", "--param", "latent=-1"], "latent: Input should be greater than 0"),
-    (["generate", "train", "--model", "cvae", "--param", "condition_dim=3"], "come(s) from the data set"),
-    (["generate", "train", "--model", "vae", "--param", "latent"], "must look like NAME=VALUE"),
+    (["generate", "train", "--model", "vae", "--param", "vae.latnt=4"], "unknown parameter 'latnt'"),
+    (["generate", "train", "--model", "vae", "--param", "vae.latent=-1"], "latent: Input should be greater than 0"),
+    (["generate", "train", "--model", "cvae", "--param", "cvae.condition_dim=3"], "come(s) from the data set"),
+    (["generate", "train", "--model", "vae", "--param", "latent"], "must look like MODEL.NAME=VALUE"),
     (["generate", "train", "--model", "vae", "--limit", "0"], "limit must be a positive number"),
     (["generate", "train", "--model", "vae", "--resume"], "nothing to resume"),
     (["generate", "sample", "--model", "vae", "--n", "0"], "n must be a positive number"),

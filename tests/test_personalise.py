@@ -20,7 +20,7 @@ from mmwork.features import extract
 from mmwork.apps.personalise import profiles as personal
 
 DATASET = "ml-small"
-TINY = ["--param", "vocab_size=400", "--param", "lm.embedding_dim=32", "--param", "lm.hidden_dim=64",
+TINY = ["--param", "personalise.vocab_size=400", "--param", "lm.embedding_dim=32", "--param", "lm.hidden_dim=64",
         "--param", "lm.epochs=2", "--param", "judge.epochs=5", "--device", "cpu"]
 EVAL = {"n_users": 24, "n": 4, "candidates": 12}  # what the CLI test asks for, so it is cached
 
