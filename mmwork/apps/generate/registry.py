@@ -1,8 +1,8 @@
 """What each generator name stands for: the class, its defaults, the data and the condition it takes.
 
-The one place that maps names to model classes (the command line and the demo pick models by name),
-so it can later be replaced by the classes' own descriptions without touching the rest of
-``mmwork.apps.generate``.
+The one place that maps names to model classes and builds them from the data (the command line and
+the demo pick models by name), so it can later be replaced by the classes' own descriptions without
+touching the rest of ``mmwork.apps.generate``.
 
 >>> sorted(MODELS)[:4]
 ['audio-classifier', 'audio-vae', 'classifier', 'cvae']
@@ -88,3 +88,17 @@ def make_config(found: ModelSpec, model: str, params: dict | None, **fixed):
     config_class = model_class(found.cls).config_class
     values = found.defaults | params | {k: v for k, v in fixed.items() if v is not None}
     return config_class.make(values)
+
+
+def build(found: ModelSpec, config, classes: list[str], *, mel=None, text_dim: int | None = None):
+    """The unfitted model of ``found``'s class, its sizes taken from the data: the classes (and, for
+    sound, the mel parameters ``mel``), or ``text_dim``, the width of a text condition's embedding."""
+    klass = model_class(found.cls)
+    if found.data == "audio":
+        dim = len(classes) if found.condition == "class" else None
+        return klass(config, classes=classes, mel=mel, **({} if dim is None else {"condition_dim": dim}))
+    if found.condition == "label":
+        return klass(config, n_classes=len(classes))
+    if found.condition == "text":
+        return klass(config, condition_dim=text_dim)
+    return klass(config, condition_dim=len(classes) if found.condition == "class" else 0)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mmwork.apps.generate.data import TrainingData, read_audio, read_images, text_embed, training_condition
 from mmwork.apps.generate.folders import checkpoint_dir, info, load, model_dir, save
-from mmwork.apps.generate.registry import DATASETS, SCORER, ModelSpec, make_config, model_class, spec, train_command
+from mmwork.apps.generate.registry import DATASETS, SCORER, ModelSpec, build, make_config, spec, train_command
 from mmwork.core.errors import MmworkError
 from mmwork.store.tables import write_json
 
@@ -98,18 +98,9 @@ def train(dataset: str, model: str, *, epochs: int | None = None, limit: int | N
 
 def _fit(found: ModelSpec, model: str, config, data: TrainingData, dataset: str, device: str, checkpoint: Path,
          resume: bool, limit: int | None, progress: bool):
-    klass = model_class(found.cls)
     train_set, valid_set = data.train, data.valid
-    if found.data == "audio":
-        dim = len(data.classes) if found.condition == "class" else None
-        built = klass(config, classes=data.classes, mel=data.extra["mel"], **({} if dim is None else
-                                                                             {"condition_dim": dim}))
-    elif found.condition == "label":
-        built = klass(config, n_classes=len(data.classes))
-    elif found.condition == "text":
-        built = klass(config, condition_dim=int(text_embed(data.classes[:1]).shape[1]))
-    else:
-        built = klass(config, condition_dim=len(data.classes) if found.condition == "class" else 0)
+    text_dim = int(text_embed(data.classes[:1]).shape[1]) if found.condition == "text" else None
+    built = build(found, config, data.classes, mel=data.extra.get("mel"), text_dim=text_dim)
     condition = training_condition(found.condition, train_set[1], data.classes, config.seed)
     if valid_set is None:
         valid = None
