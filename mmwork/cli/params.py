@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from mmwork.core.errors import MmworkError
 
-PERSONALISE_GROUPS = ("personalise", "lm", "guide", "judge")
+PERSONALISE_GROUPS = ("personalise", "lm", "guide", "judge", "judge2")
 """``generate for-user``'s groups: ``personalise.*`` sets PersonaliseConfig's own fields, the others its parts."""
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmwork.apps.generate.registry import DATASETS, MODELS, model_class, spec, train_command
+from mmwork.apps.generate.registry import DATASETS, MODELS, spec, train_command
 from mmwork.core.errors import MmworkError
 from mmwork.core.paths import data_root
 from mmwork.store.tables import swap_in_folder, write_json
@@ -84,4 +84,4 @@ def load_with_info(dataset: str, model: str, device: str = "auto"):
     if recorded is None:
         raise MmworkError(f"no trained {model} for {dataset} under {model_dir(dataset, model)}; train it first: "
                           f"{train_command(dataset, model)}")
-    return model_class(found.cls).load(model_dir(dataset, model), device=device), recorded
+    return found.klass.load(model_dir(dataset, model), device=device), recorded

@@ -1,8 +1,7 @@
-"""What each generator name stands for: the class, its defaults, the data and the condition it takes.
-
-The one place that maps names to model classes and builds them from the data (the command line and
-the demo pick models by name), so it can later be replaced by the classes' own descriptions without
-touching the rest of ``mmwork.apps.generate``.
+"""What each generator name stands for, read from the model classes themselves: each generator and judge
+class declares its data kind and its named presets (condition, defaults, a one-line description;
+:mod:`mmwork.models.catalog`), and builds itself from the data (``from_data``). This module only checks
+a name against a data set and validates parameters before any data is read.
 
 >>> sorted(MODELS)[:4]
 ['audio-classifier', 'audio-vae', 'classifier', 'cvae']
@@ -16,36 +15,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mmwork.core.errors import MmworkError
+from mmwork.models.catalog import presets
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model name stands for."""
+    """A preset as the application sees it: the class, its data kind and the preset's condition,
+    defaults and description."""
 
-    cls: str
-    """Class name in ``mmwork.models.generators`` or ``mmwork.models.judges`` (looked up when used)."""
+    klass: type
     data: str
-    """"image" (Fashion-MNIST) or "audio" (log-mel patches of clips)."""
+    """"image" (Fashion-MNIST) or "audio" (log-mel patches of clips): the class's ``data_kind``."""
     condition: str
     """"none", "class" (one-hot), "text" (a sentence embedding) or "label" (a classifier's labels)."""
     defaults: dict = field(default_factory=dict)
     """Parameters on top of the class's own defaults (``--param`` overrides them)."""
     about: str = ""
 
+    @property
+    def cls(self) -> str:
+        """The class's name (as recorded in run.json)."""
+        return self.klass.__name__
 
-MODELS: dict[str, ModelSpec] = {
-    "vae": ModelSpec("VAE", "image", "none", {"epochs": 20}, "convolutional VAE, Bernoulli likelihood"),
-    "cvae": ModelSpec("VAE", "image", "class", {"epochs": 20}, "conditional VAE on the one-hot class"),
-    "text-cvae": ModelSpec("VAE", "image", "text", {"epochs": 20},
-                           "conditional VAE on a MiniLM embedding of a text (any text, not only a class name)"),
-    "gan": ModelSpec("GAN", "image", "class", {"epochs": 10, "channels": 32},
-                     "conditional hinge GAN: spectral norm, projection + auxiliary class head, class batch norm, EMA"),
-    "classifier": ModelSpec("Classifier", "image", "label", {"epochs": 8},
-                            "the in-project classifier that evaluate() scores images with"),
-    "audio-vae": ModelSpec("AudioVAE", "audio", "class", {}, "VAE on log-mel patches, conditioned on the category"),
-    "audio-classifier": ModelSpec("AudioClassifier", "audio", "label", {},
-                                  "the in-project audio classifier that evaluate() scores sounds with"),
-}
+
+MODELS: dict[str, ModelSpec] = {name: ModelSpec(klass, klass.data_kind, p.condition, dict(p.defaults), p.about)
+                                for name, (klass, p) in presets().items()}
 DATASETS = {"fashion-mnist": "image", "speech-prompts": "audio", "instrument-samples": "audio"}
 SCORER = {"image": "classifier", "audio": "audio-classifier"}  # the model evaluate() labels samples with
 
@@ -64,16 +58,6 @@ def spec(dataset: str, model: str) -> ModelSpec:
     return found
 
 
-def model_class(name: str):
-    """The class called ``name`` among the generators and the judges (classifiers)."""
-    import mmwork.models.generators as generators
-    import mmwork.models.judges as judges
-    klass = getattr(generators, name, None) or getattr(judges, name, None)
-    if klass is None:
-        raise MmworkError(f"this mmwork has no mmwork.models.generators.{name} yet; update mmwork for this model")
-    return klass
-
-
 def train_command(dataset: str, model: str) -> str:
     """The command that trains ``model`` on ``dataset`` (for error messages)."""
     return f"mmwork generate train --dataset {dataset} --model {model}"
@@ -85,20 +69,13 @@ def make_config(found: ModelSpec, model: str, params: dict | None, **fixed):
     fixed_by_data = sorted({"condition_dim", "n_classes", "classes", "mel"} & set(params))
     if fixed_by_data:
         raise MmworkError(f"{model}: {', '.join(fixed_by_data)} come(s) from the data set; leave them out")
-    config_class = model_class(found.cls).config_class
+    config_class = found.klass.config_class
     values = found.defaults | params | {k: v for k, v in fixed.items() if v is not None}
     return config_class.make(values)
 
 
 def build(found: ModelSpec, config, classes: list[str], *, mel=None, text_dim: int | None = None):
-    """The unfitted model of ``found``'s class, its sizes taken from the data: the classes (and, for
+    """The unfitted model of ``found``'s class, built by the class from the data: the classes (and, for
     sound, the mel parameters ``mel``), or ``text_dim``, the width of a text condition's embedding."""
-    klass = model_class(found.cls)
-    if found.data == "audio":
-        dim = len(classes) if found.condition == "class" else None
-        return klass(config, classes=classes, mel=mel, **({} if dim is None else {"condition_dim": dim}))
-    if found.condition == "label":
-        return klass(config, n_classes=len(classes))
-    if found.condition == "text":
-        return klass(config, condition_dim=text_dim)
-    return klass(config, condition_dim=len(classes) if found.condition == "class" else 0)
+    return found.klass.from_data(config.model_dump(), condition=found.condition, classes=classes,
+                                 condition_dim=text_dim, mel=mel)

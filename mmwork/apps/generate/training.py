@@ -36,7 +36,7 @@ def progress_log(enabled: bool):
     progress_log.active = True
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("  %(message)s"))
-    loggers = [logging.getLogger("mmwork.models.generators"), log]
+    loggers = [logging.getLogger("mmwork.models"), log]
     saved = [(lg, lg.level) for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)
