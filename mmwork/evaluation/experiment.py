@@ -27,6 +27,7 @@ from mmwork.evaluation import masking
 from mmwork.evaluation.metrics import RANKING_METRICS, coverage, intra_list_diversity, novelty, paired_test
 from mmwork.evaluation.ranking import Ranking, Validator, evaluate
 from mmwork.store.interactions import Split
+from mmwork.store.item_features import content_vector
 
 BEYOND_ACCURACY = ("coverage", "novelty", "diversity")
 
@@ -144,10 +145,5 @@ def _stack(features) -> np.ndarray | None:
     if features is None:
         return None
     if isinstance(features, dict):
-        parts = []
-        for array in features.values():
-            array = np.asarray(array, dtype=np.float32)
-            norms = np.linalg.norm(array, axis=1, keepdims=True)
-            parts.append(array / np.where(norms == 0, 1, norms))
-        return np.concatenate(parts, axis=1)
+        return content_vector(features, np.float32)
     return np.asarray(features, dtype=np.float32)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from mmwork.store.item_features import l2_normalise
+
 
 def recall(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     return hits.sum(1) / n_relevant
@@ -62,9 +64,7 @@ def novelty(top_items: np.ndarray, item_popularity: np.ndarray, n_users: int) ->
 
 def intra_list_diversity(top_items: np.ndarray, item_features: np.ndarray) -> np.ndarray:
     """Per user, mean pairwise cosine distance between the recommended items' content features."""
-    norms = np.linalg.norm(item_features, axis=1, keepdims=True)
-    unit = item_features / np.where(norms == 0, 1, norms)
-    vectors = unit[top_items]  # users x K x d
+    vectors = l2_normalise(item_features)[top_items]  # users x K x d
     similarity = np.einsum("ukd,uld->ukl", vectors, vectors)
     k = top_items.shape[1]
     if k < 2:

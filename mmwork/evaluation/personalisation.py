@@ -32,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmwork.core.errors import MmworkError
+from mmwork.store.item_features import l2_normalise
 
 LEVEL = 0.95
 N_BOOT = 2000
@@ -329,8 +330,7 @@ def intra_list_diversity(vectors) -> float:
     vectors = np.asarray(vectors, dtype=np.float64)
     if len(vectors) < 2:
         return float("nan")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.where(norms == 0, 1, norms)
+    unit = l2_normalise(vectors)
     cosine = unit @ unit.T
     upper = np.triu_indices(len(unit), 1)
     return float(np.mean(1.0 - cosine[upper]))

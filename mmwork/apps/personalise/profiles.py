@@ -31,25 +31,22 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmwork.core.errors import MmworkError
+from mmwork.store.item_features import content_vector
 
 
 def content_vectors(item_content: dict[str, np.ndarray] | np.ndarray) -> np.ndarray:
     """One float32 row per item: each modality's rows L2-normalised (all-zero rows stay zero), then
     concatenated in the dict's order. This is f(i), the space profiles live in."""
-    parts = item_content.values() if isinstance(item_content, dict) else [item_content]
-    out = []
+    parts = list(item_content.values()) if isinstance(item_content, dict) else [item_content]
     for array in parts:
-        array = np.asarray(array, dtype=np.float64)
-        if array.ndim != 2:
-            raise MmworkError(f"item content must be 2-d arrays (items x features), got shape {array.shape}")
-        norms = np.linalg.norm(array, axis=1, keepdims=True)
-        out.append(array / np.where(norms == 0, 1, norms))
-    if not out:
+        if np.ndim(array) != 2:
+            raise MmworkError(f"item content must be 2-d arrays (items x features), got shape {np.shape(array)}")
+    if not parts:
         raise MmworkError("item content is empty: give at least one feature matrix")
-    rows = {len(a) for a in out}
+    rows = {len(a) for a in parts}
     if len(rows) != 1:
         raise MmworkError(f"the item content matrices have different numbers of rows: {sorted(rows)}")
-    vectors = np.concatenate(out, axis=1)
+    vectors = content_vector(parts, np.float64)
     if not np.isfinite(vectors).all():
         raise MmworkError("item content holds NaN or infinite values")
     return vectors.astype(np.float32)
