@@ -5,8 +5,8 @@ to do, and nothing partial is kept.
 >>> import errno
 >>> os_errno(OSError(errno.ENOSPC, "No space left on device"))
 28
->>> megabytes(3 * 2**20)
-'3 MB'
+>>> megabytes(3_000_000)
+'3.0 MB'
 """
 from __future__ import annotations
 

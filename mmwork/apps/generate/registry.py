@@ -77,5 +77,5 @@ def make_config(found: ModelSpec, model: str, params: dict | None, **fixed):
 def build(found: ModelSpec, config, classes: list[str], *, mel=None, text_dim: int | None = None):
     """The unfitted model of ``found``'s class, built by the class from the data: the classes (and, for
     sound, the mel parameters ``mel``), or ``text_dim``, the width of a text condition's embedding."""
-    return found.klass.from_data(config.model_dump(), condition=found.condition, classes=classes,
+    return found.klass.from_data(config.model_dump(exclude_unset=True), condition=found.condition, classes=classes,
                                  condition_dim=text_dim, mel=mel)

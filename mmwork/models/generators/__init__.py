@@ -1,7 +1,7 @@
 """Generators: one model per module, one interface in ``base`` (images, sound and text alike).
 
 >>> from mmwork.models.generators import VAE
->>> VAE(latent_dim=8).config.latent_dim
+>>> VAE(latent=8).config.latent
 8
 """
 from mmwork.models.generators.audio_vae import AudioVAE, AudioVAEConfig
