@@ -42,7 +42,7 @@ def test_losses_are_recorded_and_the_discriminator_learns(fitted, images):
     # with real images scored above generated ones, in training and on held-out images
     assert all(row["d_loss"] < 1.9 and row["d_real"] > row["d_fake"] for row in history)
     x, c = images[0][192:], one_hot(images[1][192:], 10)
-    assert fitted.score(x, c).mean() > fitted.score(fitted.sample(64, c, seed=0), c).mean()
+    assert fitted.discriminate(x, c).mean() > fitted.discriminate(fitted.sample(64, c, seed=0), c).mean()
     samples = fitted.sample(10, one_hot(range(10), 10), seed=3)
     assert samples.shape == (10, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
 
@@ -117,7 +117,7 @@ def test_save_load_bitwise_and_resume_equals_an_uninterrupted_fit(fitted, images
     assert type(loaded) is GAN and loaded.config == fitted.config and _equal_state(loaded, fitted)
     assert loaded.history_ == fitted.history_
     assert torch.equal(loaded.sample(6, c[:6], seed=2), fitted.sample(6, c[:6], seed=2))
-    assert torch.equal(loaded.score(x[:6], c[:6]), fitted.score(x[:6], c[:6]))
+    assert torch.equal(loaded.discriminate(x[:6], c[:6]), fitted.discriminate(x[:6], c[:6]))
     whole = GAN(condition_dim=10, **QUICK | {"epochs": 3}).fit(x, c)
     GAN(condition_dim=10, **QUICK).fit(x, c, checkpoint=tmp_path / "ckpt")
     resumed = GAN(condition_dim=10, **QUICK | {"epochs": 3}).fit(x, c, resume_from=tmp_path / "ckpt")
@@ -192,7 +192,7 @@ def test_bad_arguments_of_a_fitted_model(fitted, images):
     with pytest.raises(MmworkError, match=r"condition must have shape \(2, 10\) .* got \(3, 10\)"):
         fitted.sample(2, one_hot([1, 2, 3], 10))
     with pytest.raises(MmworkError, match=r"condition must have shape \(4, 10\) .* got \(4, 9\)"):
-        fitted.score(images[0][:4], torch.zeros(4, 9))
+        fitted.discriminate(images[0][:4], torch.zeros(4, 9))
 
 
 @pytest.mark.gpu

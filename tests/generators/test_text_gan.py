@@ -51,7 +51,7 @@ def test_one_adversarial_step_raises_what_the_discriminator_rewards(two_titles):
     model = SeqGAN(vocab_size=lm.config.vocab_size, dropout=0.0, epochs=1, g_steps=1, d_steps=0, d_pretrain_steps=40,
                    d_lr=1e-2, g_lr=1e-2, g_batch=32, rollouts=2, **D_SMALL, **SMALL)
     model.fit([star_wars] * 32, pretrained=lm)
-    real, generated = model.score([star_wars, fargo])
+    real, generated = model.discriminate([star_wars, fargo])
     assert real > 0.5 > generated, (real, generated)
     assert not _equal_nets(model, lm)
     after, _ = model.log_likelihood([star_wars, fargo])
@@ -72,7 +72,7 @@ def test_rewards_of_finished_sequences_are_the_discriminators_scores(two_titles)
     rewards = model._rewards(y, states, None, generator)
     lengths = (y != PAD).sum(1)
     drawn = [[t for t in row if t > EOS] for row in y.tolist()]
-    np.testing.assert_allclose(rewards[torch.arange(6), lengths - 1].numpy(), model.score(drawn), rtol=1e-6)
+    np.testing.assert_allclose(rewards[torch.arange(6), lengths - 1].numpy(), model.discriminate(drawn), rtol=1e-6)
     assert ((rewards > 0) == (y != PAD)).all()  # a reward for every drawn token, none after EOS
 
 
@@ -174,7 +174,7 @@ def test_save_and_load_round_trip(fitted, titles, tmp_path):
     assert loaded.sample(8, c_valid[0], seed=1, temperature=0.7) == fitted.sample(8, c_valid[0], seed=1,
                                                                                   temperature=0.7)
     assert loaded.perplexity(valid, c_valid) == fitted.perplexity(valid, c_valid)
-    np.testing.assert_array_equal(loaded.score(valid, c_valid), fitted.score(valid, c_valid))
+    np.testing.assert_array_equal(loaded.discriminate(valid, c_valid), fitted.discriminate(valid, c_valid))
 
 
 def test_bad_parameters_fail_at_construction_or_before_compute(fitted):

@@ -191,8 +191,9 @@ class GAN(Generator):
                           for s in range(0, len(z), size)])
 
     @torch.no_grad()
-    def score(self, images, condition=None) -> torch.Tensor:
-        """The discriminator's score of each image (N,), float32: higher reads as more real."""
+    def discriminate(self, images, condition=None) -> torch.Tensor:
+        """The discriminator's output for each image (N,), float32: higher reads as more real. (Named
+        apart from a recommender's ``score``, which ranks items for users.)"""
         self._check_fitted()
         x = self._check_data(images, "images").to(self.device_)
         c = self._check_condition(condition, len(x), broadcast=True)

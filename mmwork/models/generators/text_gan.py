@@ -36,7 +36,7 @@ training trades diversity for quality no better than lowering a maximum-likeliho
 ...                d_pretrain_steps=2, d_steps=1, d_embedding_dim=8, d_filters=4, device="cpu").fit(corpus)
 >>> sorted(model.history_[0])
 ['d_accuracy', 'd_loss', 'epoch', 'g_loss', 'loss', 'reward', 'seconds']
->>> len(model.sample(2, seed=1)), model.score([[4, 5, 6]]).shape
+>>> len(model.sample(2, seed=1)), model.discriminate([[4, 5, 6]]).shape
 (2, (1,))
 """
 from __future__ import annotations
@@ -276,7 +276,7 @@ class SeqGAN(RNNLanguageModel):
 
     # -- scoring -------------------------------------------------------------------------------------
     @torch.no_grad()
-    def score(self, sequences, condition=None) -> np.ndarray:
+    def discriminate(self, sequences, condition=None) -> np.ndarray:
         """The discriminator's probability that each sequence (token ids without BOS/EOS; cut to
         ``max_len`` positions as in training) is real."""
         self._check_fitted()
