@@ -9,11 +9,11 @@ import torch
 
 from mmwork import MmworkError
 from mmwork.evaluation import evaluate
-from mmwork.models.recommenders import MostPopular, knn
+from mmwork.models.recommenders import MostPopular, neighbourhood
 from mmwork.models.recommenders.base import Recommender
 from mmwork.store.interactions import Interactions
 from mmwork.models.recommenders.ease import EASE
-from mmwork.models.recommenders.knn import ItemKNN, UserKNN
+from mmwork.models.recommenders.neighbourhood import ItemKNN, UserKNN
 
 R2 = math.sqrt(2) - 1  # 1 / (sqrt(2) + 1): a shrunk cosine below
 
@@ -83,8 +83,8 @@ def test_sparse_and_blocked_paths_match_dense(tiny, monkeypatch):
         return ItemKNN(k_neighbors=2, shrink=1.0, device="cpu"), UserKNN(k_neighbors=2, device="cpu")
 
     dense = [m.fit(tiny) for m in models()]
-    monkeypatch.setattr(knn, "_DENSE_CELLS", 0)  # score through torch sparse matrices
-    monkeypatch.setattr(knn, "_BLOCK_CELLS", 4)  # similarities one row at a time
+    monkeypatch.setattr(neighbourhood, "_DENSE_CELLS", 0)  # score through torch sparse matrices
+    monkeypatch.setattr(neighbourhood, "_BLOCK_CELLS", 4)  # similarities one row at a time
     sparse = [m.fit(tiny) for m in models()]
     assert sparse[0]._similarity_matrix().is_sparse and sparse[1]._items_by_users().is_sparse
     for a, b in zip(dense, sparse):

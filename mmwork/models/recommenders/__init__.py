@@ -6,7 +6,7 @@ from mmwork.models.recommenders.content import ContentBased
 from mmwork.store.interactions import Interactions
 from mmwork.models.recommenders.ease import EASE
 from mmwork.models.recommenders.hybrid import MultimodalHybrid
-from mmwork.models.recommenders.knn import ItemKNN, UserKNN
+from mmwork.models.recommenders.neighbourhood import ItemKNN, UserKNN
 from mmwork.models.recommenders.multvae import MultVAE
 from mmwork.models.recommenders.popularity import MostPopular
 
