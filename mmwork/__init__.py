@@ -11,6 +11,8 @@ without torch, Dask or scikit-learn. The names below are shortcuts to the stages
 """
 from importlib import import_module
 
+from mmwork.core.lazy import lazy_names
+
 _SHORTCUTS = {
     "MmworkError": "mmwork.core.errors",
     "read_table": "mmwork.store.tables", "list_tables": "mmwork.store.tables", "write_table": "mmwork.store.tables",
@@ -22,15 +24,14 @@ _SHORTCUTS = {
 __all__ = sorted(_SHORTCUTS) + ["__version__"]
 
 
+_shortcut, _names = lazy_names(__name__, _SHORTCUTS)
+
+
 def __getattr__(name: str):
     if name == "__version__":
-        value = import_module("mmwork.core.version").version()
-    elif name in _SHORTCUTS:
-        value = getattr(import_module(_SHORTCUTS[name]), name)
-    else:
-        raise AttributeError(f"module 'mmwork' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+        globals()[name] = import_module("mmwork.core.version").version()
+        return globals()[name]
+    return _shortcut(name)
 
 
 def __dir__():
