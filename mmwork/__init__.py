@@ -17,8 +17,8 @@ _SHORTCUTS = {
     "MmworkError": "mmwork.core.errors",
     "read_table": "mmwork.store.tables", "list_tables": "mmwork.store.tables", "write_table": "mmwork.store.tables",
     "catalog": "mmwork.search.queries", "feature_stat_by": "mmwork.search.queries", "open": "mmwork.search.queries",
-    "query": "mmwork.search.queries", "similar": "mmwork.search.queries",
-    "similar_to_text": "mmwork.search.queries", "top_items_by": "mmwork.search.queries",
+    "query": "mmwork.search.queries", "similar": "mmwork.search.similar",
+    "similar_to_text": "mmwork.search.similar", "top_items_by": "mmwork.search.queries",
     "load": "mmwork.models.persistence",
 }
 __all__ = sorted(_SHORTCUTS) + ["__version__"]

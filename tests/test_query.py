@@ -9,7 +9,8 @@ import mmwork
 import mmwork.core.paths
 from mmwork import MmworkError, datasets, read_table
 from mmwork.features import extract
-from mmwork.search.queries import feature_stat_by, parse_where, similar_to_vector, top_items_by
+from mmwork.search.queries import feature_stat_by, parse_where, top_items_by
+from mmwork.search.similar import similar_to_vector
 
 
 @pytest.fixture(scope="module")

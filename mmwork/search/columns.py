@@ -159,8 +159,8 @@ def _find_rows(path: Path, col: FeatureColumn, wanted: list[str]) -> dict[str, n
     if not groups:
         return {}
     ids = parquet.read_row_groups(groups, columns=["item_id"]).column(0)
-    where = pc.index_in(pa.array(wanted, ids.type), value_set=ids).to_numpy(zero_copy_only=False)
-    hits = {w: int(p) for w, p in zip(wanted, where) if not np.isnan(p)}
+    where = pc.fill_null(pc.index_in(pa.array(wanted, ids.type), value_set=ids), -1).to_numpy()
+    hits = {w: int(p) for w, p in zip(wanted, where) if p >= 0}
     if not hits:
         return {}
     sizes = np.array([meta.row_group(g).num_rows for g in groups])

@@ -246,15 +246,22 @@ def _refuse_foreign(where: Path, col: columns.FeatureColumn, standardize: bool) 
 
 def search(dataset: str, features: str, queries, k: int = 10, *, standardize: bool | None = None,
            exclude: list[str] | str | None = None, progress: bool | None = None, kind: str = KIND):
+    """:func:`search_table` as a pandas DataFrame."""
+    return search_table(dataset, features, queries, k, standardize=standardize, exclude=exclude,
+                        progress=progress, kind=kind).to_pandas()
+
+
+def search_table(dataset: str, features: str, queries, k: int = 10, *, standardize: bool | None = None,
+                 exclude: list[str] | str | None = None, progress: bool | None = None,
+                 kind: str = KIND) -> pa.Table:
     """Approximate nearest neighbours of each query vector from the index, re-scored exactly; the
-    same columns as :func:`mmwork.search.knn.nearest` (query, rank, item_id, similarity)."""
-    import pandas as pd
+    same columns as :func:`mmwork.search.knn.nearest_table` (query, rank, item_id, similarity)."""
     col = columns.feature_column(dataset, features)
     excluded = [exclude] if isinstance(exclude, str) else list(exclude or [])
     index = load(dataset, features, standardize=standardize, kind=kind, progress=progress, col=col)
     q64 = knn.check_queries(col, queries, k, excluded=1 if excluded else 0, rows=index.meta["rows"])
     unit = knn.unit_queries(q64, index.stats)
-    return pd.DataFrame(index.search(unit, k, excluded), columns=["query", "rank", "item_id", "similarity"])
+    return knn.neighbour_table(index.search(unit, k, excluded))
 
 
 def list_indexes():

@@ -165,6 +165,14 @@ def check_queries(col: FeatureColumn, queries, k: int, excluded: int = 0, rows: 
 def nearest(dataset: str, features: str, queries, k: int = 10, *, standardize: bool = False,
             exclude: list[str] | str | None = None, scheduler: str | None = None,
             progress: bool | None = None):
+    """:func:`nearest_table` as a pandas DataFrame."""
+    return nearest_table(dataset, features, queries, k, standardize=standardize, exclude=exclude,
+                         scheduler=scheduler, progress=progress).to_pandas()
+
+
+def nearest_table(dataset: str, features: str, queries, k: int = 10, *, standardize: bool = False,
+                  exclude: list[str] | str | None = None, scheduler: str | None = None,
+                  progress: bool | None = None) -> pa.Table:
     """The ``k`` rows of ``features`` with the highest cosine similarity to each query vector.
 
     queries: (m, d) or (d,) array. exclude: an item id to leave out of every answer, or one per
@@ -172,10 +180,9 @@ def nearest(dataset: str, features: str, queries, k: int = 10, *, standardize: b
     the column's stored statistics first. scheduler: a dask.distributed address; then one task per
     Parquet part runs on the cluster, else the parts are streamed here, two at a time.
 
-    Returns a DataFrame with columns ``query`` (0..m-1), ``rank`` (1..k), ``item_id`` and
+    Returns an Arrow table with columns ``query`` (0..m-1), ``rank`` (1..k), ``item_id`` and
     ``similarity`` (float64), ordered by similarity descending, ties by ``item_id`` ascending.
     """
-    import pandas as pd
     col = feature_column(dataset, features)
     excluded = [exclude] if isinstance(exclude, str) else list(exclude or [])
     q64 = check_queries(col, queries, k, excluded=1 if excluded else 0)
@@ -197,8 +204,16 @@ def nearest(dataset: str, features: str, queries, k: int = 10, *, standardize: b
         pool.merge(other)
     if pool.nonfinite:
         raise nonfinite_error(col.name, pool.nonfinite)
-    return pd.DataFrame(_rescore(pool, unit, stats, k, excluded),
-                        columns=["query", "rank", "item_id", "similarity"])
+    return neighbour_table(_rescore(pool, unit, stats, k, excluded))
+
+
+NEIGHBOURS = pa.schema([("query", pa.int64()), ("rank", pa.int64()), ("item_id", pa.string()),
+                        ("similarity", pa.float64())])
+
+
+def neighbour_table(rows: list[tuple[int, int, str, float]]) -> pa.Table:
+    """``(query, rank, item_id, similarity)`` rows as an Arrow table (the answer of every search)."""
+    return pa.Table.from_pylist([dict(zip(NEIGHBOURS.names, row)) for row in rows], schema=NEIGHBOURS)
 
 
 def _rescore(pool: _Pool, unit: np.ndarray, stats: ColumnStats | None, k: int, excluded: list[str]) -> list:

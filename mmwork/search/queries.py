@@ -1,10 +1,11 @@
-"""Ad-hoc queries over the Parquet tables: Dask DataFrames with column projection and filter
-pushdown, the catalogue, exact nearest neighbours computed block-wise, and the joins analysts need.
+"""Ad-hoc queries over the Parquet tables: projection and filter pushdown (pyarrow's scanner here, Dask
+DataFrames on a cluster), the catalogue, and the joins and group-bys analysts need. Similarity
+search is :mod:`mmwork.search.similar`.
 
 >>> import mmwork
 >>> clips = mmwork.open("speech-prompts", "items", columns=["item_id", "duration_s"],
 ...                     filters=[("duration_s", ">", 2.0)])                       # doctest: +SKIP
->>> mmwork.similar("speech-prompts", "digits/7", features="audio:mfcc_stats")     # doctest: +SKIP
+>>> mmwork.query("speech-prompts", "items", where=["duration_s > 2"], limit=5)  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ import os
 import re
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmwork.core.errors import MmworkError
 from mmwork.features.workers import dask_client
-from mmwork.store.tables import METADATA_KEY, ROW_GROUP_SIZE, table_parts, list_tables, table_path
+from mmwork.store.tables import METADATA_KEY, ROW_GROUP_SIZE, list_tables, table_parts, table_path
+
+if TYPE_CHECKING:  # pandas is imported by the functions that return a DataFrame
+    import pandas as pd
 
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "in", "not in")
 _WHERE = re.compile(r"^\s*([\w./-]+)\s*(==|!=|>=|<=|>|<|=|not in|in)\s*(.+?)\s*$")
@@ -121,6 +125,8 @@ def parse_where(clauses: list[str]) -> list[tuple]:
 def _arrow_to_pandas(data: pa.Table) -> pd.DataFrame:
     """The pandas frame a Dask read of ``data`` gives (Dask's ``convert-string`` types), so a query
     answers in the same types whichever engine ran it."""
+    import pandas as pd
+
     def types(kind: pa.DataType):
         if kind in (pa.string(), pa.large_string()):
             return pd.StringDtype("pyarrow")
@@ -132,12 +138,18 @@ def _arrow_to_pandas(data: pa.Table) -> pd.DataFrame:
 
 def select(dataset: str, table: str, columns: list[str] | None = None, filters: list | None = None,
            limit: int | None = None) -> pd.DataFrame:
-    """Eager, in-process counterpart of :func:`open`: pyarrow's dataset scanner reads only ``columns``,
+    """:func:`select_table` as the pandas frame a Dask read would give."""
+    return _arrow_to_pandas(select_table(dataset, table, columns, filters, limit))
+
+
+def select_table(dataset: str, table: str, columns: list[str] | None = None, filters: list | None = None,
+                 limit: int | None = None) -> pa.Table:
+    """Eager, in-process counterpart of :func:`open`, as an Arrow table: pyarrow's dataset scanner reads only ``columns``,
     skips the row groups whose statistics rule ``filters`` out (pyarrow DNF: a list of tuples ANDed,
     or a list of such lists ORed), filters the rest row by row and stops after ``limit`` rows.
     No Dask: for an answer that fits in memory this is many times faster than building a graph.
 
-    >>> select("speech-prompts", "items", ["item_id"], [("category", "==", "digits")], limit=3)  # doctest: +SKIP
+    >>> select_table("speech-prompts", "items", ["item_id"], [("category", "==", "digits")], limit=3)  # doctest: +SKIP
     """
     import pyarrow.dataset as ds
     schema = _check(dataset, table, columns, filters)
@@ -148,7 +160,7 @@ def select(dataset: str, table: str, columns: list[str] | None = None, filters: 
     lean = {"fragment_readahead": 1, "batch_readahead": 1, "batch_size": ROW_GROUP_SIZE} if limit else {}
     scanner = ds.dataset(files, schema=schema, format="parquet").scanner(
         columns=columns, filter=pq.filters_to_expression(filters) if filters else None, **lean)
-    return _arrow_to_pandas(scanner.head(limit) if limit else scanner.to_table())
+    return scanner.head(limit) if limit else scanner.to_table()
 
 
 def _write_output(result: pd.DataFrame, output: Path, provenance: dict) -> None:
@@ -168,13 +180,14 @@ def _write_output(result: pd.DataFrame, output: Path, provenance: dict) -> None:
 
 def query(dataset: str, table: str, columns: list[str] | None = None, where: list[str] | None = None,
           limit: int | None = None, output: str | Path | None = None, scheduler: str | None = None,
-          filters: list | None = None) -> pd.DataFrame:
-    """Projection + filter query; returns pandas (``limit`` rows at most, in table order) and
-    optionally writes ``output`` (.csv or .parquet).
+          filters: list | None = None, as_frame: bool = True):
+    """Projection + filter query; returns pandas (``limit`` rows at most, in table order), or with
+    ``as_frame=False`` the Arrow table (no pandas loaded when it runs here), and optionally writes
+    ``output`` (.csv or .parquet).
 
     where: clauses such as ``"duration_s > 2"`` (ANDed; see :func:`parse_where`); or give
     ``filters`` in pyarrow DNF instead, which can also OR groups of clauses.
-    Runs in this process with pyarrow's scanner (:func:`select`); with ``scheduler`` (a Dask
+    Runs in this process with pyarrow's scanner (:func:`select_table`); with ``scheduler`` (a Dask
     address) the same read runs on that cluster (:func:`open`).
 
     >>> query("speech-prompts", "items", ["item_id", "duration_s"], ["duration_s > 2"], limit=5)  # doctest: +SKIP
@@ -187,95 +200,19 @@ def query(dataset: str, table: str, columns: list[str] | None = None, where: lis
         raise MmworkError("give the filter as where clauses or as pyarrow filters, not both")
     filters = filters or parse_where(where or []) or None
     if scheduler is None:
-        result = select(dataset, table, columns=columns, filters=filters, limit=limit)
+        answer = select_table(dataset, table, columns=columns, filters=filters, limit=limit)
+        if as_frame or output is not None:
+            result = _arrow_to_pandas(answer)
     else:
         frame = open(dataset, table, columns=columns, filters=filters)
         with dask_client(scheduler):
             result = frame.head(limit, npartitions=-1) if limit else frame.compute()
         result = result.reset_index(drop=True)
+        answer = None if as_frame else pa.Table.from_pandas(result, preserve_index=False)
     if output is not None:
         _write_output(result, Path(output), {"dataset": dataset, "table": table, "columns": columns,
                                              "filters": filters, "limit": limit})
-    return result
-
-
-def _feature_spec(dataset: str, features: str) -> tuple[str, str]:
-    """``MODALITY:COLUMN`` -> (``features/MODALITY``, ``COLUMN``), checked to be a vector column."""
-    from mmwork.search.columns import feature_column
-    col = feature_column(dataset, features)
-    return col.table, col.column
-
-
-def similar_to_vector(dataset: str, vector: np.ndarray, features: str, k: int = 10,
-                      exclude: str | list[str] | None = None, standardize: bool | None = None,
-                      scheduler: str | None = None, index: bool = False) -> pd.DataFrame:
-    """The ``k`` items whose ``features`` vectors have the highest cosine similarity to ``vector``
-    (a (d,) vector, or an (m, d) batch: then a ``query`` column says whose neighbour each row is).
-
-    Exact by default (:func:`mmwork.search.knn.nearest`): one streamed pass over the column, here or, with
-    ``scheduler`` (a dask.distributed address), one task per Parquet part on the cluster.
-    index: look up the HNSW index instead (:mod:`mmwork.search.index`; built on first use, rebuilt when the
-    table changed), re-scored exactly; ignored on a cluster, where the search stays exact.
-    standardize: z-score every dimension (over the whole table) before the cosine, so that one
-    large-valued dimension (MFCC 0, HOG bins) does not decide alone. Default: on for audio and
-    image features, off for text embeddings, which are made for plain cosine.
-    """
-    batch = np.ndim(vector) == 2
-    found = _neighbours(dataset, vector, features, k, exclude, standardize, scheduler, index)
-    return _with_titles(dataset, found if batch else found.drop(columns="query"))
-
-
-def _neighbours(dataset, queries, features, k, exclude, standardize, scheduler, index) -> pd.DataFrame:
-    from mmwork.search import knn
-    from mmwork.search.columns import default_standardize
-    standardize = default_standardize(features, standardize)
-    if index and scheduler is not None:
-        import logging
-        logging.getLogger("mmwork.search.index").warning("index=True is not used on a Dask cluster: exact search there")
-        index = False
-    if index:
-        from mmwork.search.index import search
-        return search(dataset, features, queries, k, standardize=standardize, exclude=exclude)
-    return knn.nearest(dataset, features, queries, k, standardize=standardize, exclude=exclude, scheduler=scheduler)
-
-
-def _with_titles(dataset: str, frame: pd.DataFrame) -> pd.DataFrame:
-    if not table_path(dataset, "items").exists():  # a feature table without an items table: ids only
-        return frame
-    names = _schema(dataset, "items").names
-    label = [c for c in ("title", "text", "label", "category") if c in names][:2]
-    if not label:
-        return frame
-    items = pq.read_table(table_path(dataset, "items"), columns=["item_id", *label],
-                          filters=[("item_id", "in", frame["item_id"].tolist())]).to_pandas()
-    return frame.merge(items.astype({"item_id": str}), on="item_id", how="left")
-
-
-def similar(dataset: str, item_id: str | list[str], features: str, k: int = 10, standardize: bool | None = None,
-            scheduler: str | None = None, index: bool = False) -> pd.DataFrame:
-    """Exact cosine nearest neighbours of one item (or of each of a list of items, in one pass:
-    then a ``query`` column holds the item each row is a neighbour of), leaving the item itself
-    out, with the items' titles. See :func:`similar_to_vector` for ``standardize``, ``scheduler``
-    and ``index``. The item's vector is found from the ``item_id`` column alone.
-    """
-    from mmwork.search.columns import vectors_of
-    ids = [str(item_id)] if isinstance(item_id, (str, int)) else [str(i) for i in item_id]
-    found = _neighbours(dataset, vectors_of(dataset, features, ids), features, k, ids, standardize, scheduler, index)
-    if isinstance(item_id, (str, int)):
-        return _with_titles(dataset, found.drop(columns="query"))
-    return _with_titles(dataset, found.assign(query=np.asarray(ids, dtype=object)[found["query"].to_numpy()]))
-
-
-def similar_to_text(dataset: str, text: str, features: str = "text:minilm", k: int = 10,
-                    scheduler: str | None = None, index: bool = False) -> pd.DataFrame:
-    """Neighbours of a free-text query, embedded with the model that made the feature column
-    (MiniLM, or the saved TF-IDF/LSA and skip-gram fits)."""
-    table, column = _feature_spec(dataset, features)
-    if table != "features/text":
-        raise MmworkError("free-text queries need a text feature column, e.g. text:minilm")
-    from mmwork.features.encoder import encode_texts
-    vector = encode_texts(dataset, column, [text])[0]
-    return similar_to_vector(dataset, vector, features, k, scheduler=scheduler, index=index)
+    return result if as_frame else answer
 
 
 def join_items(frame, dataset: str, columns: list[str]):
@@ -288,7 +225,11 @@ def join_items(frame, dataset: str, columns: list[str]):
 def feature_stat_by(dataset: str, features: str, by: str, dim: int = 0, scheduler: str | None = None) -> pd.DataFrame:
     """Mean and count of one dimension of a feature vector per value of an items column, e.g. the
     mean of MFCC coefficient 0 (overall energy) of the clips in each category."""
-    table, column = _feature_spec(dataset, features)
+    import pandas as pd
+
+    from mmwork.search.columns import feature_column
+    col = feature_column(dataset, features)
+    table, column = col.table, col.column
     frame = open(dataset, table, columns=["item_id", column])
     values = frame.map_partitions(lambda b: pd.DataFrame({"item_id": b["item_id"].astype(str),
                                                           "value": [float(v[dim]) for v in b[column]]}),

@@ -24,16 +24,18 @@ import uuid
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmwork.core.version import version
 from mmwork.core.errors import MmworkError
 from mmwork.core.paths import data_root, processed_dir
+from mmwork.core.version import version
 from mmwork.store.disk import disk_errors
+
+if TYPE_CHECKING:  # pandas is imported where a function returns or hashes a DataFrame
+    import pandas as pd
 
 METADATA_KEY = b"mmwork"
 ROW_GROUP_SIZE = 8192  # row groups are the unit Dask reads in parallel and filters skip
@@ -59,7 +61,8 @@ def hash_inputs(*parts: Any) -> str:
     """
     digest = hashlib.sha256()
     for part in parts:
-        if isinstance(part, pd.DataFrame):
+        if type(part).__name__ == "DataFrame":  # pandas, imported only when a caller already has it
+            import pandas as pd
             digest.update(pd.util.hash_pandas_object(part, index=False).values.tobytes())
         elif isinstance(part, (bytes, bytearray)):
             digest.update(part)
@@ -238,6 +241,7 @@ def list_tables(root: str | Path | None = None) -> pd.DataFrame:
             "producer": meta.get("producer"),
             "created": meta.get("created"),
         })
+    import pandas as pd
     return pd.DataFrame(rows, columns=["dataset", "table", "rows", "columns", "schema", "producer", "created", "path"])
 
 
