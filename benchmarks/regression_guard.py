@@ -38,9 +38,10 @@ TIMING_KEYS = ("_s", "second", "time", "machine", "created")
 
 def _mmwork(src: Path, out: Path, args: list[str], stdout: Path) -> int:
     env = os.environ | {"PYTHONPATH": str(src), "MMWORK_DATA": str(out / "data"), "HF_HUB_OFFLINE": "1"}
-    with open(stdout, "w") as handle:  # cwd=src: its notebooks/ and reports/ are the ones used
+    with open(stdout, "w") as handle, open(stdout.with_suffix(".err"), "w") as errors:
+        # cwd=src: its notebooks/ and reports/ are the ones used
         return subprocess.run([sys.executable, "-m", "mmwork", *args], cwd=src, env=env, stdout=handle,
-                              stderr=subprocess.STDOUT).returncode
+                              stderr=errors).returncode
 
 
 def capture(src: Path, out: Path) -> None:
@@ -101,8 +102,9 @@ def compare(a: Path, b: Path) -> dict:
     report["similar"] = {name: "identical" if (a / f"similar-{name}.json").read_text() ==
                          (b / f"similar-{name}.json").read_text() else "DIFFER" for name, _ in SIMILAR}
     mask = lambda s: re.sub(r"\s+", " ", re.sub(r"\d+(\.\d+)? ?s\b|\d{8}-\d{6}-[0-9a-f]{6}|"  # noqa: E731
-                                                 r"\d{4}-\d\d-\d\dT[\d:+]+|/\S+/", "#", s)).strip()
-    demo = [[mask(line) for line in (root / "demo.txt").read_text().splitlines()] for root in (a, b)]
+                                                 r"\d{4}-\d\d-\d\dT[\d:+]+|(?<![\w/])/\S+/", "#", s)).strip()
+    demo = [[mask(line) for line in (root / "demo.txt").read_text().splitlines() if not line.startswith("[")]
+            for root in (a, b)]  # "[...]" lines: a notebook kernel's own log, not the demo's output
     report["demo_lines_differing"] = [line for line in difflib.unified_diff(*demo, lineterm="", n=0)
                                       if not line.startswith(("---", "+++", "@@"))]
     report["differs"] += [f"table {t}: {v}" for t, v in report["tables"].items() if v != "identical"]
