@@ -88,6 +88,15 @@ def test_train_sample_evaluate(store, tmp_path):
     assert report.setup["scorer_test_accuracy"] == m["scorer_test_accuracy"] and "FD" in repr(report)
 
 
+def test_a_time_budget_ends_training_early_and_says_so(store, capsys):
+    """Any epoch outlasts a millisecond: the budget stops after the first, which is validated and kept."""
+    assert main(["generate", "train", "--model", "vae", "--epochs", "20", "--limit", "60", "--time-budget", "0.001s",
+                 "--param", "vae.channels=4", "--param", "vae.hidden=16", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["epochs_run"] == 1 and trained["stopped"] == "time budget" and trained["best_epoch"] == 1
+    assert "valid_loss" in trained
+
+
 def test_cli_train_sample_evaluate_json(store, tmp_path, capsys):
     assert main(["generate", "train", "--model", "gan", "--epochs", "1", "--limit", "150", "--param", "gan.channels=8",
                  "--param", "gan.noise_dim=16", "--json"]) == 0
@@ -124,6 +133,7 @@ def test_evaluate_before_train_names_the_train_command(store, capsys):
     (["generate", "train", "--model", "cvae", "--param", "cvae.condition_dim=3"], "come(s) from the data set"),
     (["generate", "train", "--model", "vae", "--param", "latent"], "must look like MODEL.NAME=VALUE"),
     (["generate", "train", "--model", "vae", "--limit", "0"], "limit must be a positive number"),
+    (["generate", "train", "--model", "vae", "--time-budget", "2x"], "time_budget: '2x' is no duration"),
     (["generate", "train", "--model", "vae", "--resume"], "nothing to resume"),
     (["generate", "sample", "--model", "vae", "--n", "0"], "n must be a positive number"),
 ])

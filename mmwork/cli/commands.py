@@ -189,12 +189,14 @@ def generate(args) -> None:
     if args.action == "train":
         params = parse_params(args.param, groups=[args.model], what="MODEL").get(args.model, {})
         model = generate.train(args.dataset, args.model, epochs=args.epochs, limit=args.limit, params=params,
-                               device=args.device, seed=args.seed, resume=args.resume, progress=not args.json)
+                               device=args.device, seed=args.seed, resume=args.resume, progress=not args.json,
+                               time_budget=args.time_budget)
         info = generate.model_dir(args.dataset, args.model)
         last = model.history_[-1]
         show({"model": args.model, "dataset": args.dataset, "saved": str(info), "epochs_run": len(model.history_),
                 "best_epoch": model.best_epoch_, "device": str(model.device_)} |
-               {k: round(v, 4) for k, v in last.items() if k == "loss" or k.startswith("valid_")}, args.json)
+               {k: round(v, 4) for k, v in last.items() if k == "loss" or k.startswith("valid_")} |
+               {k: v for k, v in last.items() if k == "stopped"}, args.json)
     elif args.action == "sample":
         drawn = generate.sample(args.dataset, args.model, args.n, condition=args.condition, seed=args.seed,
                                 device=args.device)

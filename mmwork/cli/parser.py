@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "train":
             p.add_argument("--epochs", type=int, help="most epochs (early stopping on held-out data can stop sooner)")
             p.add_argument("--limit", type=int, help="train on the first N examples (a tenth more are held out)")
+            p.add_argument("--time-budget", metavar="DURATION", help="stop after the last epoch that fits in this "
+                           "wall-clock time (90s, 2m, 1.5h) and keep the best validated epoch")
             p.add_argument("--param", action="append", default=[], metavar="MODEL.NAME=VALUE",
                            help="a model parameter, e.g. vae.latent_dim=32 or gan.lr=0.0005 (repeatable)")
             p.add_argument("--resume", action="store_true", help="continue the checkpoint of an interrupted run "

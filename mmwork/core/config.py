@@ -19,11 +19,34 @@ mmwork.core.errors.MmworkError: bad parameter for Knobs: epochs: Input should be
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import re
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, NonNegativeInt, PositiveFloat, ValidationError
 
 from mmwork.core.errors import MmworkError
+
+
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def seconds(value: Any) -> Any:
+    """``"90s"``, ``"2m"``, ``"1.5h"`` or a number (seconds) as seconds; anything else is left for
+    pydantic to refuse.
+
+    >>> seconds("90s"), seconds("2m"), seconds("1.5h"), seconds(30)
+    (90.0, 120.0, 5400.0, 30)
+    """
+    if isinstance(value, str):
+        found = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(s|sec|m|min|h)?\s*", value.lower())
+        if found is None:
+            raise ValueError(f"{value!r} is no duration; write e.g. 90s, 2m or 1.5h")
+        return float(found[1]) * _UNITS[found[2] or "s"]
+    return value
+
+
+Duration = Annotated[PositiveFloat, BeforeValidator(seconds)]
+"""A wall-clock duration in seconds, also written ``"90s"``, ``"2m"`` or ``"1.5h"``."""
 
 
 class Config(BaseModel):

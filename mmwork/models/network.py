@@ -23,11 +23,10 @@ import numpy as np
 import torch
 from pydantic import PositiveFloat, PositiveInt
 
-from mmwork.core.config import ModelConfig
 from mmwork.core.device import resolve_device
 from mmwork.core.errors import MmworkError
 from mmwork.models.base import TrainedModel
-from mmwork.models.training import Training, Validation, read_checkpoint
+from mmwork.models.training import BudgetedConfig, Training, Validation, read_checkpoint
 
 DataKind = Literal["image", "audio", "text"]
 Condition = Literal["none", "class", "text", "label"]
@@ -44,7 +43,7 @@ class Preset:
     about: str = ""
 
 
-class NetworkConfig(ModelConfig):
+class NetworkConfig(BudgetedConfig):
     """Parameters every network trained in epochs has."""
 
     epochs: PositiveInt = 10

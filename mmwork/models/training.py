@@ -13,7 +13,10 @@ A model's ``_fit`` drives it::
 better ("min": a held-out loss, "max": a ranking score). A score only counts when strictly better
 than the best so far, and after ``patience`` epochs without one (counted at evaluated epochs) the
 loop stops; the model then holds the best evaluated epoch's state (the last epoch's without
-``valid``). Resuming restores the weights, the optimizer's moments and learning rates, the random
+``valid``). With a ``time_budget`` (the config's, in seconds) the loop also stops after the last
+epoch that fits: when the time spent plus the longest epoch so far would overrun the budget, the
+epoch just trained is the last, and it is validated like a last epoch. The progress bar shows the
+time left. Resuming restores the weights, the optimizer's moments and learning rates, the random
 generator, the history and the model's own extra state, so a resumed fit equals an uninterrupted one
 on CPU.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mmwork.core.config import Duration, ModelConfig
 from mmwork.core.errors import MmworkError
 from mmwork.models.base import TrainedModel, model_class
 from mmwork.store.artifacts import read_artifact, write_artifact
@@ -45,6 +50,20 @@ Validation = Callable[[TrainedModel], float]
 Mode = Literal["min", "max"]
 
 
+def now() -> float:
+    """The loop's clock (seconds; monotonic)."""
+    return time.perf_counter()
+
+
+class BudgetedConfig(ModelConfig):
+    """Parameters of every model trained by :class:`Training`."""
+
+    time_budget: Duration | None = None
+    """Wall-clock budget of ``fit`` (seconds, or ``"90s"``, ``"2m"``): training stops after the last
+    epoch that fits in it (or at ``epochs``, or on early stopping, whichever comes first), that epoch
+    is validated, and the best validated epoch is kept. None: no budget."""
+
+
 class Training:
     """Epoch bookkeeping for a model's ``_fit`` (see the module docstring). ``epochs``, ``patience``
     and ``amp`` default to the model's config; ``checkpoint`` names a folder rewritten after every
@@ -52,13 +71,16 @@ class Training:
 
     def __init__(self, model: TrainedModel, valid: Validation | None = None, checkpoint: str | Path | None = None,
                  resumed: tuple[dict, dict] | None = None, *, mode: Mode = "min", every: int = 1,
-                 epochs: int | None = None, patience: int | None = None):
+                 epochs: int | None = None, patience: int | None = None, time_budget: float | None = None,
+                 clock: Callable[[], float] | None = None):
         if mode not in ("min", "max"):
             raise MmworkError(f"mode must be 'min' or 'max', got {mode!r}")
         config = model.config
         self.model, self.valid, self.resumed, self.mode, self.every = model, valid, resumed, mode, every
         self.last_epoch = epochs if epochs is not None else config.epochs
         self.patience = patience if patience is not None else config.patience
+        self.time_budget = time_budget if time_budget is not None else getattr(config, "time_budget", None)
+        self.clock = clock or now  # injectable, so a test can run a budget without sleeping
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.key = f"valid_{getattr(valid, 'name', 'loss' if mode == 'min' else 'score')}"
         device = getattr(model, "device_", torch.device("cpu"))
@@ -99,17 +121,23 @@ class Training:
         if self.resumed is not None:
             start = self._resume(*self.resumed, load_extra)
         self.good = (start - 1, model._tensors_copy()) if start > 1 else None
-        self.stop = False
+        self.stop = self.final = False
+        self.started, self.longest = self.clock(), 0.0
         bar = tqdm(total=self.last_epoch, initial=start - 1, desc=f"{model.name} epochs", unit="epoch",
                    leave=False, disable=None)  # tqdm turns itself off when stderr is no terminal
         try:
             for epoch in range(start, self.last_epoch + 1):
-                self.epoch = epoch
+                began = self.clock()
+                if epoch > start:  # the whole previous epoch: training, validation, checkpoint
+                    self.longest = max(self.longest, began - self.epoch_started)
+                self.epoch, self.epoch_started = epoch, began
                 yield epoch
-                bar.set_postfix({k: f"{v:.4g}" for k, v in model.history_[-1].items() if k in ("loss", self.key)},
-                                refresh=False)
+                shown = {k: f"{v:.4g}" for k, v in model.history_[-1].items() if k in ("loss", self.key)}
+                if self.time_budget is not None:
+                    shown["left"] = f"{max(0.0, self.time_budget - (self.clock() - self.started)):.0f}s"
+                bar.set_postfix(shown, refresh=False)
                 bar.update()
-                if self.stop:
+                if self.stop or self.final:
                     break
         finally:
             bar.close()
@@ -118,9 +146,19 @@ class Training:
             model._load_tensors(self.best_state)
 
     def due(self, epoch: int | None = None) -> bool:
-        """Whether ``valid`` is called at this epoch: every ``every`` epochs and at the last."""
+        """Whether ``valid`` is called at this epoch: every ``every`` epochs and at the last (the last
+        ``epochs`` asks for, or the last the time budget leaves room for)."""
         epoch = self.epoch if epoch is None else epoch
-        return self.valid is not None and (epoch % self.every == 0 or epoch == self.last_epoch)
+        last = epoch == self.last_epoch or (epoch == getattr(self, "epoch", None) and self.final)
+        return self.valid is not None and (epoch % self.every == 0 or last)
+
+    def _check_time(self) -> None:
+        """Whether another epoch would overrun the time budget, judged by the longest epoch so far
+        (this one's training included)."""
+        if self.time_budget is not None:
+            at = self.clock()
+            needed = max(self.longest, at - self.epoch_started)
+            self.final = at - self.started + needed > self.time_budget
 
     def end_epoch(self, row: dict, after: Callable[[dict], None] | None = None) -> dict:
         """Record the epoch: evaluate when due (skipped on a non-finite loss), call ``after(row)``
@@ -128,6 +166,7 @@ class Training:
         decide on early stopping, write the checkpoint. Returns the row as ``history_`` holds it."""
         model, epoch = self.model, self.epoch
         row = {"epoch": epoch} | row
+        self._check_time()
         evaluated = self.due(epoch) and np.isfinite(row.get("loss", 0.0))
         if evaluated:
             row[self.key] = float(self.valid(model))
@@ -139,6 +178,10 @@ class Training:
                 not torch.isfinite(v).all()][:1]
         if bad:
             self._fail(epoch, bad)
+        if self.final and epoch < self.last_epoch:
+            row["stopped"] = "time budget"
+            log.info("%s: time budget of %gs reached after epoch %d (%.0fs spent, the longest epoch took %.0fs)",
+                     model.name, self.time_budget, epoch, self.clock() - self.started, self.longest)
         model.history_.append(row)
         if evaluated:
             if self.better(row[self.key], self.best):
@@ -212,8 +255,8 @@ class Training:
         return training["epoch"] + 1
 
 
-def read_checkpoint(path: str | Path, model: TrainedModel, free: tuple[str, ...] = ("epochs", "patience", "device")
-                    ) -> tuple[dict, dict]:
+def read_checkpoint(path: str | Path, model: TrainedModel,
+                    free: tuple[str, ...] = ("epochs", "patience", "device", "time_budget")) -> tuple[dict, dict]:
     """A training checkpoint that ``model`` can resume from: same class, same parameters except
     ``free``, fewer epochs than asked for."""
     path = Path(path)

@@ -182,3 +182,45 @@ def test_audio_vae_conditional_prior_is_an_option(tmp_path):
     assert with_prior.marginal_nll(patches[:2], one_hot(range(2), 2), k=3).shape == (2,)
     loaded = mmwork.load(with_prior.save(tmp_path / "p"), device="cpu")
     assert torch.equal(loaded.sample(2, condition=c[0], seed=1), with_prior.sample(2, condition=c[0], seed=1))
+
+
+class TenSecondsACall:
+    """A clock that moves 10 s each time it is read: a budget then runs out after a few epochs."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        self.t += 10.0
+        return self.t
+
+
+def test_a_time_budget_stops_training_and_validates_its_last_epoch(train, monkeypatch):
+    from mmwork.models import training
+    monkeypatch.setattr(training, "now", TenSecondsACall())
+    seen = []
+
+    def valid(model):
+        seen.append(len(model.history_) + 1)  # the epoch being validated
+        return 0.1 * len(seen)
+    model = BPR(device="cpu", epochs=50, eval_every=7, patience=50, factors=4, time_budget="2m")
+    model.fit(train, valid=valid)
+    last = model.history_[-1]
+    assert 1 < len(model.history_) < 50 and last["stopped"] == "time budget"
+    assert seen[-1] == last["epoch"] and "valid_score" in last  # off the every-7 schedule, still validated
+    assert model.best_epoch_ == last["epoch"]  # the best validated epoch is kept (scores rise)
+
+
+def test_without_a_budget_the_clock_changes_nothing(train, monkeypatch):
+    from mmwork.models import training
+    plain = BPR(device="cpu", epochs=6, eval_every=2, factors=4).fit(train)
+    monkeypatch.setattr(training, "now", TenSecondsACall())
+    timed = BPR(device="cpu", epochs=6, eval_every=2, factors=4).fit(train)
+    assert len(timed.history_) == 6 and torch.equal(timed.user_factors_, plain.user_factors_)
+
+
+@pytest.mark.parametrize("budget, message", [("2x", "no duration"), (0, "greater than 0"), ("-5s", "no duration")])
+def test_a_bad_time_budget_fails_before_compute(budget, message):
+    from mmwork.models.generators import VAE
+    with pytest.raises(MmworkError, match=message):
+        VAE(time_budget=budget)

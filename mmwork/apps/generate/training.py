@@ -52,7 +52,7 @@ def progress_log(enabled: bool):
 
 def train(dataset: str, model: str, *, epochs: int | None = None, limit: int | None = None,
           params: dict | None = None, device: str = "auto", seed: int = 0, resume: bool = False,
-          progress: bool = True):
+          progress: bool = True, time_budget: float | str | None = None):
     """Fit the named ``model`` on ``dataset``'s training data and save it (see
     :func:`mmwork.apps.generate.folders.model_dir`).
 
@@ -63,12 +63,15 @@ def train(dataset: str, model: str, *, epochs: int | None = None, limit: int | N
     ``params`` are the model's config fields (``VAEConfig`` etc.), validated with ``epochs``,
     ``device`` and ``seed`` before any data is read. After every epoch a checkpoint is written to
     ``checkpoint_dir``; ``resume=True`` continues it (an interrupted run, or a finished one given
-    more ``epochs``). The saved model is replaced only once the new one is complete. Returns the fitted generator.
+    more ``epochs``). The saved model is replaced only once the new one is complete. ``time_budget``
+    (seconds, or ``"90s"``, ``"2m"``) stops training after the last epoch that fits in it and keeps the
+    best validated epoch (the data reading and the GAN's classifier come on top). Returns the fitted
+    generator.
     """
     found = spec(dataset, model)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise MmworkError(f"limit must be a positive number of training examples, got {limit!r}")
-    config = make_config(found, model, params, epochs=epochs, device=device, seed=seed)
+    config = make_config(found, model, params, epochs=epochs, device=device, seed=seed, time_budget=time_budget)
     checkpoint = checkpoint_dir(dataset, model)
     if resume:
         if not (checkpoint / "run.json").exists():

@@ -16,13 +16,14 @@ from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from mmwork.core.errors import MmworkError
 from mmwork.store.interactions import Interactions
 from mmwork.models.recommenders.base import Recommender, RecommenderConfig
+from mmwork.models.training import BudgetedConfig
 from mmwork.models.training import Training
 from mmwork.models.recommenders.optim import Adam
 
 log = logging.getLogger("mmwork.models.recommenders")
 
 
-class BPRConfig(RecommenderConfig):
+class BPRConfig(RecommenderConfig, BudgetedConfig):
     """Parameters of :class:`BPR`; L2 and patience were picked on ML-100K's RecBole validation part."""
 
     factors: PositiveInt = 64

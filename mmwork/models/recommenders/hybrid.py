@@ -31,6 +31,7 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 from torch import nn
 
 from mmwork.models.recommenders.base import Recommender, RecommenderConfig
+from mmwork.models.training import BudgetedConfig
 from mmwork.models.training import Training
 from mmwork.models.recommenders.content import centre, centring_means
 from mmwork.store.item_features import as_modalities, l2_normalise
@@ -90,7 +91,7 @@ class _Net(nn.Module):
         return out[0], out[1], squares, content_squares
 
 
-class MultimodalHybridConfig(RecommenderConfig):
+class MultimodalHybridConfig(RecommenderConfig, BudgetedConfig):
     """Parameters of :class:`MultimodalHybrid`; defaults tuned on the validation parts of ML-100K's
     RecBole and cold-item splits."""
 

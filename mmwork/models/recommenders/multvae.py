@@ -23,6 +23,7 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 from mmwork.core.errors import MmworkError
 from mmwork.store.interactions import Interactions
 from mmwork.models.recommenders.base import Recommender, RecommenderConfig
+from mmwork.models.training import BudgetedConfig
 from mmwork.models.training import Training
 from mmwork.models.layers import seeded_dropout
 from mmwork.models.recommenders.optim import Adam
@@ -30,7 +31,7 @@ from mmwork.models.recommenders.optim import Adam
 log = logging.getLogger("mmwork.models.recommenders")
 
 
-class MultVAEConfig(RecommenderConfig):
+class MultVAEConfig(RecommenderConfig, BudgetedConfig):
     """Parameters of :class:`MultVAE`; binarize, noise_std and patience were picked on ML-100K's
     RecBole validation part."""
 
