@@ -10,8 +10,8 @@ import pytest
 from mmwork.apps import reports
 from mmwork.apps.reports import run_report
 
-TINY = {"train_limit": 300, "epochs": 1, "classifier_epochs": 1, "samples": 150, "effnet_samples": 0,
-        "likelihood_examples": 40, "nll_k": 10, "audio_dataset": "speech-prompts", "audio_epochs": 1,
+TINY = {"train_limit": 300, "epochs": 1, "classifier_epochs": 1, "classifier_limit": 300, "samples": 150,
+        "effnet_samples": 0, "likelihood_examples": 40, "nll_k": 10, "audio_dataset": "speech-prompts", "audio_epochs": 1,
         "audio_samples": 0, "seed": 0, "device": "cpu"}
 
 
