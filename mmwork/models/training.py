@@ -157,8 +157,8 @@ class Training:
         (this one's training included)."""
         if self.time_budget is not None:
             at = self.clock()
-            needed = max(self.longest, at - self.epoch_started)
-            self.final = at - self.started + needed > self.time_budget
+            self.needed = max(self.longest, at - self.epoch_started)
+            self.final = at - self.started + self.needed > self.time_budget
 
     def end_epoch(self, row: dict, after: Callable[[dict], None] | None = None) -> dict:
         """Record the epoch: evaluate when due (skipped on a non-finite loss), call ``after(row)``
@@ -180,8 +180,8 @@ class Training:
             self._fail(epoch, bad)
         if self.final and epoch < self.last_epoch:
             row["stopped"] = "time budget"
-            log.info("%s: time budget of %gs reached after epoch %d (%.0fs spent, the longest epoch took %.0fs)",
-                     model.name, self.time_budget, epoch, self.clock() - self.started, self.longest)
+            log.info("%s: time budget of %gs reached after epoch %d (%.0fs spent, an epoch takes up to %.0fs)",
+                     model.name, self.time_budget, epoch, self.clock() - self.started, self.needed)
         model.history_.append(row)
         if evaluated:
             if self.better(row[self.key], self.best):
