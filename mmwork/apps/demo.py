@@ -22,7 +22,8 @@ DEMO_DATASETS = ["movielens-100k", "fashion-mnist", "speech-prompts", "instrumen
 # audio VAE itself and writes a few sounds. Full-size figures: benchmarks/fashion_generators.py
 DEMO_GENERATORS = {"train_limit": 1000, "limits": {"cvae": None}, "epochs": 2, "classifier_limit": None,
                    "classifier_budget": "90s", "classifier_epochs": 20,
-                   "model_params": {"cvae": {"time_budget": "90s"}}, "samples": 300, "effnet_samples": 0, "likelihood_examples": 100, "nll_k": 10, "audio_dataset": None}
+                   "model_params": {"cvae": {"time_budget": "90s"}}, "samples": 300, "effnet_samples": 0,
+                   "likelihood_examples": 100, "nll_k": 10, "audio_dataset": None}
 DEMO_AUDIO = {"dataset": "speech-prompts", "epochs": 3}
 # 05-personalised on all of MovieLens-100K with a small profile-conditioned language model (one epoch) over
 # TF-IDF/LSA text vectors (a generated text embeds in microseconds; MiniLM took 80 s for the 1,000 evaluated
