@@ -19,10 +19,6 @@ augmentation: mirroring a spectrogram would play the sound backwards.
 """
 from __future__ import annotations
 
-import time
-
-import torch
-import torch.nn.functional as F
 from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
@@ -31,7 +27,6 @@ from mmwork.models.data.audio import MelParams
 from mmwork.models.judges.base import Judge, JudgeConfig
 from mmwork.models.layers import seeded_dropout
 from mmwork.models.network import Preset
-from mmwork.models.training import Training
 
 
 class AudioClassifierConfig(JudgeConfig):
@@ -105,28 +100,6 @@ class AudioClassifier(Judge):
             raise MmworkError(f"{self.name} needs at least two classes, got {self.config.classes!r}; build it "
                               "with classes=clips.classes")
         return super().fit(patches, labels, valid, checkpoint=checkpoint, resume_from=resume_from)
-
-    def _fit(self, x: torch.Tensor, y: torch.Tensor, training: Training) -> None:
-        config, device = self.config, self.device_
-        generator = torch.Generator(device).manual_seed(config.seed)
-        optimizer = torch.optim.Adam(self.net_.parameters(), lr=config.lr)
-        n = len(x)
-        for _ in training.epochs(optimizer, generator):
-            started = time.perf_counter()
-            self.net_.train()
-            order = torch.randperm(n, generator=generator, device=device)
-            sums = torch.zeros(2, device=device)  # cross-entropy and correct predictions, summed
-            for start in range(0, n, config.batch_size):
-                batch = order[start:start + config.batch_size]
-                with training.autocast():
-                    logits = self.net_(x[batch], generator)
-                    loss = F.cross_entropy(logits.float(), y[batch])
-                training.step(loss)
-                sums += torch.stack([loss.detach() * len(batch), (logits.argmax(1) == y[batch]).sum()])
-            self.net_.eval()
-            seconds = time.perf_counter() - started
-            loss, accuracy = (sums / n).tolist()
-            training.end_epoch({"loss": loss, "accuracy": accuracy, "seconds": seconds, "images_per_s": n / seconds})
 
 
 class _ConvAudioClassifier(nn.Module):

@@ -16,6 +16,8 @@ torch.Size([2])
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import ClassVar
 
 import numpy as np
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 
 from mmwork.core.errors import MmworkError
 from mmwork.models.network import NetworkConfig, NetworkModel
+from mmwork.models.training import Training
 
 
 class JudgeConfig(NetworkConfig):
@@ -40,6 +43,43 @@ class Judge(NetworkModel):
     conditions = ("label",)
     example: ClassVar[tuple[str, str]] = ("example", "examples")  # what examples are called in messages
     _state = ("net_",)
+
+    # -- training ------------------------------------------------------------------------------------
+    def _fit(self, x: torch.Tensor, y: torch.Tensor, training: Training) -> None:
+        """Cross-entropy with Adam over shuffled batches, each batch through ``_augment`` and at the
+        learning rate ``_lr`` gives; the shared loop validates, stops and keeps the best epoch."""
+        config, device = self.config, self.device_
+        generator = torch.Generator(device).manual_seed(config.seed)
+        optimizer = torch.optim.Adam(self.net_.parameters(), lr=config.lr)
+        n, steps_per_epoch = len(x), math.ceil(len(x) / config.batch_size)
+        for epoch in training.epochs(optimizer, generator):
+            started = time.perf_counter()
+            self.net_.train()
+            order = torch.randperm(n, generator=generator, device=device)
+            sums = torch.zeros(2, device=device)  # cross-entropy and correct predictions, summed
+            for i, start in enumerate(range(0, n, config.batch_size)):
+                batch = order[start:start + config.batch_size]
+                lr = self._lr((epoch - 1) * steps_per_epoch + i, config.epochs * steps_per_epoch)
+                if lr is not None:
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                with training.autocast():
+                    logits = self.net_(self._augment(x[batch], generator), generator)
+                    loss = F.cross_entropy(logits.float(), y[batch])
+                training.step(loss)
+                sums += torch.stack([loss.detach() * len(batch), (logits.argmax(1) == y[batch]).sum()])
+            self.net_.eval()
+            seconds = time.perf_counter() - started
+            loss, accuracy = (sums / n).tolist()
+            training.end_epoch({"loss": loss, "accuracy": accuracy, "seconds": seconds, "images_per_s": n / seconds})
+
+    def _lr(self, step: int, total: int) -> float | None:
+        """The learning rate of optimizer step ``step`` of ``total`` (None: Adam's ``lr`` throughout)."""
+        return None
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A training batch as the network sees it (no augmentation unless a judge adds one)."""
+        return x
 
     @property
     def n_classes(self) -> int:

@@ -17,19 +17,16 @@ checkpoints and resuming, amp), safetensors + JSON save/load, and predict/featur
 from __future__ import annotations
 
 import math
-import time
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from typing import Literal
-
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
 from mmwork.models.judges.base import Judge, JudgeConfig
 from mmwork.models.layers import seeded_dropout
 from mmwork.models.network import Preset
-from mmwork.models.training import Training
 
 
 class ClassifierConfig(JudgeConfig):
@@ -94,30 +91,6 @@ class Classifier(Judge):
         ``(images, labels)`` held out (early stopping on their cross-entropy) or a callback
         ``valid(model) -> float``; ``checkpoint``/``resume_from`` as for every trained network. Returns self."""
         return super().fit(images, labels, valid, checkpoint=checkpoint, resume_from=resume_from)
-
-    def _fit(self, x: torch.Tensor, y: torch.Tensor, training: Training) -> None:
-        config, device = self.config, self.device_
-        generator = torch.Generator(device).manual_seed(config.seed)
-        optimizer = torch.optim.Adam(self.net_.parameters(), lr=config.lr)
-        n, steps_per_epoch = len(x), math.ceil(len(x) / config.batch_size)
-        for epoch in training.epochs(optimizer, generator):
-            started = time.perf_counter()
-            self.net_.train()
-            order = torch.randperm(n, generator=generator, device=device)
-            sums = torch.zeros(2, device=device)  # cross-entropy and correct predictions, summed
-            for i, start in enumerate(range(0, n, config.batch_size)):
-                batch = order[start:start + config.batch_size]
-                for group in optimizer.param_groups:
-                    group["lr"] = self._lr((epoch - 1) * steps_per_epoch + i, config.epochs * steps_per_epoch)
-                with training.autocast():
-                    logits = self.net_(self._augment(x[batch], generator), generator)
-                    loss = F.cross_entropy(logits.float(), y[batch])
-                training.step(loss)
-                sums += torch.stack([loss.detach() * len(batch), (logits.argmax(1) == y[batch]).sum()])
-            self.net_.eval()
-            seconds = time.perf_counter() - started
-            loss, accuracy = (sums / n).tolist()
-            training.end_epoch({"loss": loss, "accuracy": accuracy, "seconds": seconds, "images_per_s": n / seconds})
 
     def _lr(self, step: int, total: int) -> float:
         peak, warmup = self.config.lr, 0.25 * total
