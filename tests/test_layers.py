@@ -186,8 +186,8 @@ def tiny_store(tmp_path):
 
 
 def test_query_and_similar_start_without_the_heavy_libraries(tiny_store):
-    """They print Arrow tables and import no model or cluster library. pandas is the one exception,
-    and not by choice: pyarrow imports it when it is installed, at the first array it builds."""
+    """They import no model or cluster library. pandas is the one exception, and not by choice:
+    pyarrow imports it when it is installed, at the first array it builds."""
     printed, loaded = _run(["query", "tiny", "items", "--limit", "2", "--json"], tiny_store)
     assert [row["title"] for row in json.loads(printed)] == ["A", "B"]
     assert loaded <= {"pandas"}

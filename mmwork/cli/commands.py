@@ -21,35 +21,14 @@ def _is_frame(obj) -> bool:
     return type(obj).__name__ == "DataFrame" and type(obj).__module__.startswith("pandas")
 
 
-def _is_arrow(obj) -> bool:
-    return type(obj).__name__ == "Table" and type(obj).__module__.startswith("pyarrow")
-
-
-def _arrow_text(table) -> str:
-    """An Arrow table as right-aligned text columns (what pandas' ``to_string`` shows, without pandas)."""
-    def cell(value) -> str:
-        if isinstance(value, float):
-            return f"{value:.6g}"
-        if isinstance(value, list):
-            return f"[{', '.join(map(cell, value))}]"
-        return str(value)
-
-    columns = [[name] + [cell(v) for v in table.column(name).to_pylist()] for name in table.column_names]
-    widths = [max(map(len, column)) for column in columns]
-    return "\n".join(" ".join(c[row].rjust(w) for c, w in zip(columns, widths)) for row in range(table.num_rows + 1))
-
-
 def show(obj, as_json: bool) -> None:
-    """Print a table (pandas or Arrow) as text columns (or records), a dict as aligned key-value
-    lines (or an object)."""
-    frame, arrow = _is_frame(obj), _is_arrow(obj)
+    """Print a frame as a table (or records), a dict as aligned key-value lines (or an object)."""
+    frame = _is_frame(obj)
     if as_json:
-        payload = obj.to_dict(orient="records") if frame else obj.to_pylist() if arrow else obj
+        payload = obj.to_dict(orient="records") if frame else obj
         print(json.dumps(payload, indent=2, default=str))
     elif frame:
         print(obj.to_string(index=False) if not obj.empty else "(none)")
-    elif arrow:
-        print(_arrow_text(obj) if obj.num_rows else "(none)")
     else:
         for key, value in obj.items():
             print(f"{key:>12}: {value}")
@@ -126,8 +105,7 @@ def recommend(args) -> None:
 def query(args) -> None:
     from mmwork.search.queries import query
     result = query(args.dataset, args.table, columns=args.columns.split(",") if args.columns else None,
-                   where=args.where, limit=args.limit, output=args.output, scheduler=args.scheduler,
-                   as_frame=False)
+                   where=args.where, limit=args.limit, output=args.output, scheduler=args.scheduler)
     if args.output:
         print(f"{len(result):,} row(s) written to {args.output}")
     else:
@@ -138,11 +116,11 @@ def similar(args) -> None:
     from mmwork.search.similar import similar, similar_to_text
     if args.text:
         result = similar_to_text(args.dataset, " ".join(args.item_id), features=args.features, k=args.k,
-                                 scheduler=args.scheduler, index=args.index, as_frame=False)
+                                 scheduler=args.scheduler, index=args.index)
     else:
         result = similar(args.dataset, args.item_id[0] if len(args.item_id) == 1 else args.item_id,
                          features=args.features, k=args.k, standardize=args.standardize, scheduler=args.scheduler,
-                         index=args.index, as_frame=False)
+                         index=args.index)
     show(result, args.json)
 
 

@@ -138,18 +138,12 @@ def _arrow_to_pandas(data: pa.Table) -> pd.DataFrame:
 
 def select(dataset: str, table: str, columns: list[str] | None = None, filters: list | None = None,
            limit: int | None = None) -> pd.DataFrame:
-    """:func:`select_table` as the pandas frame a Dask read would give."""
-    return _arrow_to_pandas(select_table(dataset, table, columns, filters, limit))
-
-
-def select_table(dataset: str, table: str, columns: list[str] | None = None, filters: list | None = None,
-                 limit: int | None = None) -> pa.Table:
-    """Eager, in-process counterpart of :func:`open`, as an Arrow table: pyarrow's dataset scanner reads only ``columns``,
+    """Eager, in-process counterpart of :func:`open`: pyarrow's dataset scanner reads only ``columns``,
     skips the row groups whose statistics rule ``filters`` out (pyarrow DNF: a list of tuples ANDed,
     or a list of such lists ORed), filters the rest row by row and stops after ``limit`` rows.
     No Dask: for an answer that fits in memory this is many times faster than building a graph.
 
-    >>> select_table("speech-prompts", "items", ["item_id"], [("category", "==", "digits")], limit=3)  # doctest: +SKIP
+    >>> select("speech-prompts", "items", ["item_id"], [("category", "==", "digits")], limit=3)  # doctest: +SKIP
     """
     import pyarrow.dataset as ds
     schema = _check(dataset, table, columns, filters)
@@ -160,7 +154,7 @@ def select_table(dataset: str, table: str, columns: list[str] | None = None, fil
     lean = {"fragment_readahead": 1, "batch_readahead": 1, "batch_size": ROW_GROUP_SIZE} if limit else {}
     scanner = ds.dataset(files, schema=schema, format="parquet").scanner(
         columns=columns, filter=pq.filters_to_expression(filters) if filters else None, **lean)
-    return scanner.head(limit) if limit else scanner.to_table()
+    return _arrow_to_pandas(scanner.head(limit) if limit else scanner.to_table())
 
 
 def _write_output(result: pd.DataFrame, output: Path, provenance: dict) -> None:
@@ -180,14 +174,13 @@ def _write_output(result: pd.DataFrame, output: Path, provenance: dict) -> None:
 
 def query(dataset: str, table: str, columns: list[str] | None = None, where: list[str] | None = None,
           limit: int | None = None, output: str | Path | None = None, scheduler: str | None = None,
-          filters: list | None = None, as_frame: bool = True):
-    """Projection + filter query; returns pandas (``limit`` rows at most, in table order), or with
-    ``as_frame=False`` the Arrow table (no pandas loaded when it runs here), and optionally writes
-    ``output`` (.csv or .parquet).
+          filters: list | None = None) -> pd.DataFrame:
+    """Projection + filter query; returns pandas (``limit`` rows at most, in table order) and
+    optionally writes ``output`` (.csv or .parquet).
 
     where: clauses such as ``"duration_s > 2"`` (ANDed; see :func:`parse_where`); or give
     ``filters`` in pyarrow DNF instead, which can also OR groups of clauses.
-    Runs in this process with pyarrow's scanner (:func:`select_table`); with ``scheduler`` (a Dask
+    Runs in this process with pyarrow's scanner (:func:`select`); with ``scheduler`` (a Dask
     address) the same read runs on that cluster (:func:`open`).
 
     >>> query("speech-prompts", "items", ["item_id", "duration_s"], ["duration_s > 2"], limit=5)  # doctest: +SKIP
@@ -200,19 +193,16 @@ def query(dataset: str, table: str, columns: list[str] | None = None, where: lis
         raise MmworkError("give the filter as where clauses or as pyarrow filters, not both")
     filters = filters or parse_where(where or []) or None
     if scheduler is None:
-        answer = select_table(dataset, table, columns=columns, filters=filters, limit=limit)
-        if as_frame or output is not None:
-            result = _arrow_to_pandas(answer)
+        result = select(dataset, table, columns=columns, filters=filters, limit=limit)
     else:
         frame = open(dataset, table, columns=columns, filters=filters)
         with dask_client(scheduler):
             result = frame.head(limit, npartitions=-1) if limit else frame.compute()
         result = result.reset_index(drop=True)
-        answer = None if as_frame else pa.Table.from_pandas(result, preserve_index=False)
     if output is not None:
         _write_output(result, Path(output), {"dataset": dataset, "table": table, "columns": columns,
                                              "filters": filters, "limit": limit})
-    return result if as_frame else answer
+    return result
 
 
 def join_items(frame, dataset: str, columns: list[str]):

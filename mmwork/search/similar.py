@@ -1,7 +1,7 @@
 """Nearest items of an item, of a vector or of a free text, with the items' titles: exact by default
 (:mod:`mmwork.search.knn`), from a faiss index on request (:mod:`mmwork.search.index`), on a Dask
-cluster by address. The answer is built in Arrow; ``as_frame=False`` keeps it so (the command line
-prints it without converting it).
+cluster by address. The answer is built in Arrow (:func:`mmwork.search.knn.nearest_table`) and
+handed over as a pandas DataFrame.
 
 >>> import mmwork
 >>> mmwork.similar("speech-prompts", "digits/7", features="audio:mfcc_stats", k=5)   # doctest: +SKIP
@@ -10,6 +10,7 @@ prints it without converting it).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -20,15 +21,18 @@ from mmwork.core.errors import MmworkError
 from mmwork.search.columns import default_standardize, feature_column, vectors_of
 from mmwork.store.tables import table_path, table_schema
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 LABELS = ("title", "text", "label", "category")  # the items columns shown beside each neighbour (two at most)
 
 
 def similar(dataset: str, item_id: str | list[str], features: str, k: int = 10, standardize: bool | None = None,
-            scheduler: str | None = None, index: bool = False, as_frame: bool = True):
+            scheduler: str | None = None, index: bool = False) -> pd.DataFrame:
     """Exact cosine nearest neighbours of one item (or of each of a list of items, in one pass:
     then a ``query`` column holds the item each row is a neighbour of), leaving the item itself
-    out, with the items' titles. See :func:`similar_to_vector` for ``standardize``, ``scheduler``,
-    ``index`` and ``as_frame``. The item's vector is found from the ``item_id`` column alone.
+    out, with the items' titles. See :func:`similar_to_vector` for ``standardize``, ``scheduler``
+    and ``index``. The item's vector is found from the ``item_id`` column alone.
     """
     ids = [str(item_id)] if isinstance(item_id, (str, int)) else [str(i) for i in item_id]
     found = _neighbours(dataset, vectors_of(dataset, features, ids), features, k, ids, standardize, scheduler, index)
@@ -36,12 +40,12 @@ def similar(dataset: str, item_id: str | list[str], features: str, k: int = 10, 
         found = found.drop_columns(["query"])
     else:
         found = found.set_column(0, "query", pa.array(ids, pa.string()).take(found["query"]))
-    return _answer(_with_titles(dataset, found), as_frame)
+    return _with_titles(dataset, found).to_pandas()
 
 
 def similar_to_vector(dataset: str, vector: np.ndarray, features: str, k: int = 10,
                       exclude: str | list[str] | None = None, standardize: bool | None = None,
-                      scheduler: str | None = None, index: bool = False, as_frame: bool = True):
+                      scheduler: str | None = None, index: bool = False) -> pd.DataFrame:
     """The ``k`` items whose ``features`` vectors have the highest cosine similarity to ``vector``
     (a (d,) vector, or an (m, d) batch: then a ``query`` column says whose neighbour each row is).
 
@@ -52,22 +56,20 @@ def similar_to_vector(dataset: str, vector: np.ndarray, features: str, k: int = 
     standardize: z-score every dimension (over the whole table) before the cosine, so that one
     large-valued dimension (MFCC 0, HOG bins) does not decide alone. Default: on for audio and
     image features, off for text embeddings, which are made for plain cosine.
-    as_frame: a pandas DataFrame (default), or the Arrow table it is built from.
     """
     found = _neighbours(dataset, vector, features, k, exclude, standardize, scheduler, index)
-    return _answer(_with_titles(dataset, found if np.ndim(vector) == 2 else found.drop_columns(["query"])),
-                   as_frame)
+    return _with_titles(dataset, found if np.ndim(vector) == 2 else found.drop_columns(["query"])).to_pandas()
 
 
 def similar_to_text(dataset: str, text: str, features: str = "text:minilm", k: int = 10,
-                    scheduler: str | None = None, index: bool = False, as_frame: bool = True):
+                    scheduler: str | None = None, index: bool = False) -> pd.DataFrame:
     """Neighbours of a free-text query, embedded with the model that made the feature column
     (MiniLM, or the saved TF-IDF/LSA and skip-gram fits)."""
     if feature_column(dataset, features).table != "features/text":
         raise MmworkError("free-text queries need a text feature column, e.g. text:minilm")
     from mmwork.features.encoder import encode_texts
     vector = encode_texts(dataset, features.partition(":")[2], [text])[0]
-    return similar_to_vector(dataset, vector, features, k, scheduler=scheduler, index=index, as_frame=as_frame)
+    return similar_to_vector(dataset, vector, features, k, scheduler=scheduler, index=index)
 
 
 def _neighbours(dataset, queries, features, k, exclude, standardize, scheduler, index) -> pa.Table:
@@ -96,7 +98,3 @@ def _with_titles(dataset: str, found: pa.Table) -> pa.Table:
     for name in label:
         found = found.append_column(name, items[name].take(at))
     return found
-
-
-def _answer(table: pa.Table, as_frame: bool):
-    return table.to_pandas() if as_frame else table
