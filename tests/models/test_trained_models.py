@@ -211,6 +211,37 @@ def test_a_time_budget_stops_training_and_validates_its_last_epoch(train, monkey
     assert model.best_epoch_ == last["epoch"]  # the best validated epoch is kept (scores rise)
 
 
+def test_a_time_budget_keeps_the_best_epoch_not_the_last(train, monkeypatch):
+    from mmwork.models import training
+    monkeypatch.setattr(training, "now", TenSecondsACall())
+    scores = iter([0.2, 0.5, 0.3, 0.1] + [0.0] * 50)
+    model = BPR(device="cpu", epochs=50, eval_every=1, patience=50, factors=4, time_budget="100s", seed=3)
+    model.fit(train, valid=lambda m: next(scores))
+    assert [row["epoch"] for row in model.history_] == [1, 2, 3] and model.history_[-1]["stopped"] == "time budget"
+    again = BPR(device="cpu", epochs=2, factors=4, seed=3).fit(train)  # the same draws, stopped at epoch 2
+    assert model.best_epoch_ == 2 and torch.equal(model.user_factors_, again.user_factors_)
+
+
+def test_a_budgeted_fit_resumes_from_its_checkpoint(train, monkeypatch, tmp_path):
+    from mmwork.models import training
+    monkeypatch.setattr(training, "now", TenSecondsACall())
+    first = BPR(device="cpu", epochs=8, factors=4, seed=1, time_budget="45s").fit(train, checkpoint=tmp_path / "ck")
+    assert len(first.history_) == 2 and first.history_[-1]["stopped"] == "time budget"
+    resumed = BPR(device="cpu", epochs=8, factors=4, seed=1, time_budget="45s")
+    resumed.fit(train, resume_from=tmp_path / "ck")  # a fresh budget for the resumed session
+    assert [row["epoch"] for row in resumed.history_] == [1, 2, 3, 4]
+    plain = BPR(device="cpu", epochs=4, factors=4, seed=1).fit(train)
+    assert torch.equal(resumed.user_factors_, plain.user_factors_)
+
+
+def test_a_cpu_budget_counts_this_process_cpu_seconds(train, monkeypatch):
+    from mmwork.models import training
+    monkeypatch.setattr(training, "now", lambda: 0.0)  # the wall clock stands still: only the CPU clock moves
+    monkeypatch.setattr(training, "cpu_now", TenSecondsACall())
+    model = BPR(device="cpu", epochs=50, factors=4, time_budget="45s", budget_clock="cpu").fit(train)
+    assert len(model.history_) == 2 and model.history_[-1]["stopped"] == "time budget"
+
+
 def test_without_a_budget_the_clock_changes_nothing(train, monkeypatch):
     from mmwork.models import training
     plain = BPR(device="cpu", epochs=6, eval_every=2, factors=4).fit(train)
