@@ -189,6 +189,67 @@ def test_training_cuts_sequences_at_max_len(titles):
     assert all(len(s) == 3 for s in model.sample(20, seed=0, max_len=3))
 
 
+
+def test_adaptive_softmax_gives_exact_normalised_probabilities(titles):
+    """The adaptive softmax (frequent ids in the head, rare ones in a cluster) scores each target with
+    the log-probability its full distribution gives that id: the distribution sums to 1 over the
+    ids the model writes, and the perplexity is that of those log-probabilities."""
+    tokenizer, train, valid = titles
+    model = RNNLanguageModel(vocab_size=tokenizer.vocab_size_, softmax="adaptive", cutoffs=(20, 200), epochs=2,
+                             **SMALL).fit(train)
+    counts = torch.bincount(torch.tensor([t for s in train for t in s + [EOS]]), minlength=tokenizer.vocab_size_)
+    ranks = model.net_.class_of[2:][counts[2:].argsort(descending=True, stable=True)]
+    assert ranks.tolist() == list(range(len(ranks)))  # the most frequent ids first: EOS and common words in the head
+    x = torch.tensor([[BOS] + valid[0]])
+    with torch.no_grad():
+        log_p, _ = model.net_(x)
+    assert torch.isinf(log_p[..., :2]).all()  # PAD and BOS are never written
+    np.testing.assert_allclose(log_p.logsumexp(-1).numpy(), 0, atol=1e-5)
+    target = torch.tensor(valid[0] + [EOS])
+    nll, n = model.log_likelihood(valid[:1])
+    assert n[0] == len(target)
+    assert nll[0] == pytest.approx(-float(log_p[0].gather(1, target[:, None]).sum()), rel=1e-5)
+    assert "cutoffs=[20, 200]" in repr(model)
+
+
+def test_the_training_path_equals_the_full_logits(fitted, titles):
+    """Training and scoring compute the output only at real targets and over the ids the model writes:
+    the same per-token NLL as a cross-entropy over the whole logits with PAD and BOS at -inf."""
+    _, _, valid = titles
+    x = fitted._check_data(valid[:8])
+    with torch.no_grad():
+        logits, _ = fitted.net_(torch.cat([torch.full_like(x[:, :1], BOS), x[:, :-1]], 1))
+        reference = torch.nn.functional.cross_entropy(logits.flatten(0, 1), x.flatten(), ignore_index=0,
+                                                      reduction="none").view(x.shape)
+        np.testing.assert_allclose(fitted._token_nll(x, None).numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_an_added_condition_enters_once_and_steers(genre_titles, tmp_path):
+    tokenizer, ids, conditions, columns = genre_titles
+    model = RNNLanguageModel(vocab_size=tokenizer.vocab_size_, condition_dim=conditions.shape[1],
+                             condition_input="add", softmax="adaptive", cutoffs=(8,), epochs=20, lr=5e-3,
+                             **SMALL).fit(ids, conditions)
+    assert model.net_.rnn[0].input_size == SMALL["embedding_dim"]  # not widened by the condition
+    for genre, col in columns.items():
+        condition = conditions[conditions[:, col] == 1][0]
+        expected = tokenizer.encode([genre.lower()])[0][0]
+        assert np.mean([s[0] == expected for s in model.sample(30, condition, seed=0)]) >= 0.9, genre
+    model.save(tmp_path / "added")
+    loaded = RNNLanguageModel.load(tmp_path / "added")
+    assert loaded.sample(8, conditions[:8], seed=1) == model.sample(8, conditions[:8], seed=1)
+    assert loaded.perplexity(ids[:20], conditions[:20]) == model.perplexity(ids[:20], conditions[:20])
+
+
+def test_adaptive_fits_repeat_and_resume_exactly(titles, tmp_path):
+    tokenizer, train, valid = titles
+    params = dict(vocab_size=tokenizer.vocab_size_, softmax="adaptive", cutoffs=(50,), **SMALL)
+    whole = RNNLanguageModel(epochs=3, **params).fit(train, valid=valid)
+    assert torch.equal(whole.net_.class_of, RNNLanguageModel(epochs=3, **params).fit(train, valid=valid).net_.class_of)
+    RNNLanguageModel(epochs=2, **params).fit(train, valid=valid, checkpoint=tmp_path / "ck")
+    resumed = RNNLanguageModel(epochs=3, **params).fit(train, valid=valid, resume_from=tmp_path / "ck")
+    assert all(torch.equal(a, b) for a, b in zip(whole._tensors().values(), resumed._tensors().values()))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(n=0), r"n must be a positive integer, got 0"),
     (dict(n=2.0), r"n must be a positive integer, got 2\.0"),
@@ -231,6 +292,10 @@ def test_bad_data_fails_in_one_line(titles, data, message):
 
 
 def test_bad_parameters_fail_at_construction():
+    with pytest.raises(MmworkError, match=r"tie_weights needs softmax='full'"):
+        RNNLanguageModel(vocab_size=100, tie_weights=True, embedding_dim=8, hidden_dim=8, softmax="adaptive")
+    with pytest.raises(MmworkError, match=r"cutoffs must increase strictly"):
+        RNNLanguageModel(vocab_size=100, cutoffs=(50, 20))
     with pytest.raises(MmworkError, match=r"vocab_size: Input should be greater than 4"):
         RNNLanguageModel(vocab_size=4)
     with pytest.raises(MmworkError, match=r"vocab_size: Field required"):

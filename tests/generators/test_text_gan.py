@@ -9,6 +9,7 @@ from mmwork import MmworkError
 from mmwork.models.generators import Generator
 from mmwork.models.generators.rnn_lm import RecurrentNet, RNNLanguageModel, continue_sequences
 from mmwork.models.data.text import BOS, EOS, PAD, Tokenizer
+from mmwork.models.generators import recurrent
 from mmwork.models.generators.text_gan import SeqGAN
 
 SMALL = dict(embedding_dim=32, hidden_dim=64, batch_size=32, device="cpu")
@@ -74,6 +75,49 @@ def test_rewards_of_finished_sequences_are_the_discriminators_scores(two_titles)
     drawn = [[t for t in row if t > EOS] for row in y.tolist()]
     np.testing.assert_allclose(rewards[torch.arange(6), lengths - 1].numpy(), model.discriminate(drawn), rtol=1e-6)
     assert ((rewards > 0) == (y != PAD)).all()  # a reward for every drawn token, none after EOS
+
+
+
+def test_rollouts_run_as_one_batch_and_complete_each_prefix(two_titles, monkeypatch):
+    """All prefixes x rollouts go through the network together (one call per drawn position, not one
+    per prefix), and each completion continues its own prefix from its stored state: with greedy
+    drawing, every reward equals the discriminator's score of that prefix completed on its own."""
+    lm, star_wars, fargo = two_titles
+    model = SeqGAN(vocab_size=lm.config.vocab_size, epochs=1, g_steps=0, d_steps=0, d_pretrain_steps=5, rollouts=3,
+                   **D_SMALL, **SMALL).fit([star_wars] * 8, pretrained=lm)
+    generator = torch.Generator().manual_seed(0)
+    y, states = continue_sequences(model.net_, torch.full((16,), BOS), None, None, generator, model.config.max_len,
+                                   keep_states=True)
+    monkeypatch.setattr(recurrent, "draw", lambda logits, *args, **kwargs: logits.argmax(-1))
+    batches, forward = [], RecurrentNet.forward
+
+    def recording(net, tokens, *args, **kwargs):
+        batches.append(len(tokens))
+        return forward(net, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(RecurrentNet, "forward", recording)
+    rewards = model._rewards(y, states, None, generator)
+    monkeypatch.setattr(RecurrentNet, "forward", forward)
+    lengths = (y != PAD).sum(1)
+    assert len(batches) <= model.config.max_len  # the sequences' scores aside, one batch per step
+    assert batches[0] == 3 * int((lengths - 1).sum())  # every prefix that goes on, 3 times
+    with torch.no_grad():
+        for i in range(16):
+            for t in range(1, int(lengths[i])):
+                _, state = model.net_(torch.cat([torch.tensor([BOS]), y[i, :t - 1]])[None])
+                rest, _ = continue_sequences(model.net_, y[i, t - 1:t], state, None, generator,
+                                             model.config.max_len - t)
+                alone = model._real(torch.cat([y[i:i + 1, :t], rest], 1), None)
+                assert float(rewards[i, t - 1]) == pytest.approx(float(alone), abs=1e-5), (i, t)
+
+
+def test_continue_sequences_stops_each_row_at_its_limit(two_titles):
+    lm = two_titles[0]
+    limit = torch.tensor([1, 2, 3, 50])
+    y, _ = continue_sequences(lm.net_, torch.full((4,), BOS), None, None, torch.Generator().manual_seed(1), 50,
+                              limit=limit)
+    lengths = (y != PAD).sum(1)
+    assert (lengths <= limit).all() and lengths[:3].tolist() == [1, 2, 3]
 
 
 def test_the_policy_gradient_scores_the_policy_that_sampled(titles, monkeypatch):

@@ -32,15 +32,16 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 
 from mmwork.core.errors import MmworkError
-from mmwork.models.generators.base import Generator, GeneratorConfig, Training
-from mmwork.models.layers import seeded_dropout
-
 from mmwork.models.data.text import BOS, EOS, PAD, UNK
+from mmwork.models.generators.base import Generator, GeneratorConfig, Training
+from mmwork.models.generators.recurrent import RecurrentNet, continue_sequences, draw
+
+__all__ = ["RNNLanguageModel", "RNNLanguageModelConfig", "RecurrentNet", "check_sampling", "clipped_step",
+           "continue_sequences", "draw", "length_batches"]
 
 SORT_CHUNK = 32  # batches per chunk whose sequences are sorted by length
 SAMPLE_CHUNK = 1024  # sequences drawn per batch by ``sample``
@@ -73,6 +74,20 @@ class RNNLanguageModelConfig(GeneratorConfig):
     often a lower perplexity; needs embedding_dim == hidden_dim."""
     condition_dim: NonNegativeInt = 0
     """Width of the condition vector (e.g. genres multi-hot + scaled year); 0 = unconditional."""
+    condition_input: Literal["concat", "add"] = "concat"
+    """How the condition enters the first layer besides the initial state: "concat": appended to
+    the embedding at every step; "add": projected once per sequence to the embedding size and added to
+    every embedding (the recurrent layer's input stays embedding_dim wide)."""
+    softmax: Literal["full", "adaptive"] = "full"
+    """Output layer: "full" (one linear layer over the vocabulary) or "adaptive" (Grave et al., 2017:
+    tokens ranked by training frequency, the ``cutoffs[0]`` most frequent in the head, the rest in
+    clusters of ``hidden_dim / div_value**i`` dimensions that run only for their own tokens). Both give
+    exact, normalised probabilities."""
+    cutoffs: list[PositiveInt] = [500, 2000]
+    """Adaptive softmax only: the frequency ranks where the head and each cluster end (those at or
+    beyond the vocabulary are dropped)."""
+    div_value: PositiveFloat = 4.0
+    """Adaptive softmax only: each cluster's width is the previous one's divided by this."""
     max_len: PositiveInt = 64
     """Token positions per sequence, EOS included: training cuts longer sequences to their first
     max_len tokens (without an EOS target), and ``sample`` draws at most max_len tokens by default."""
@@ -84,6 +99,10 @@ class RNNLanguageModelConfig(GeneratorConfig):
 
     @model_validator(mode="after")
     def _tying_needs_equal_sizes(self):
+        if self.tie_weights and self.softmax == "adaptive":
+            raise ValueError("tie_weights needs softmax='full' (the adaptive softmax has its own output layers)")
+        if list(self.cutoffs) != sorted(set(self.cutoffs)):
+            raise ValueError(f"cutoffs must increase strictly, got {self.cutoffs}")
         if self.tie_weights and self.embedding_dim != self.hidden_dim:
             raise ValueError(f"tie_weights needs embedding_dim == hidden_dim (got {self.embedding_dim} and "
                              f"{self.hidden_dim}); set them equal or tie_weights=False")
@@ -161,6 +180,8 @@ class RNNLanguageModel(Generator):
         x = x[:, :config.max_len]
         lengths = (x != PAD).sum(1).cpu()
         tokens = int(lengths.sum())
+        if training.resumed is None:  # a resumed fit has the ranking in its checkpoint
+            self.net_.rank(torch.bincount(x[x != PAD].cpu(), minlength=config.vocab_size).to(device))
         generator = torch.Generator(device).manual_seed(config.seed)
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=config.lr)
         for _ in training.epochs(optimizer, generator):
@@ -183,9 +204,7 @@ class RNNLanguageModel(Generator):
                    generator: torch.Generator | None = None) -> torch.Tensor:
         """-log p(target_t | BOS, target_<t) per position (B, T), float32, 0 at PAD."""
         bos = torch.full_like(target[:, :1], BOS)
-        logits, _ = self.net_(torch.cat([bos, target[:, :-1]], 1), c, generator=generator)
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=PAD, reduction="none")
-        return nll.view(target.shape)
+        return self.net_(torch.cat([bos, target[:, :-1]], 1), c, generator=generator, targets=target).float()
 
     @torch.no_grad()
     def _valid_loss(self, x: torch.Tensor, c: torch.Tensor | None) -> float:
@@ -261,118 +280,6 @@ def check_sampling(n, temperature, top_k, top_p, max_len) -> None:
         raise MmworkError(f"top_p must lie in (0, 1] (the probability mass kept) or be None, got {top_p!r}")
     if max_len is not None and (not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1):
         raise MmworkError(f"max_len must be a positive integer or None, got {max_len!r}")
-
-
-class RecurrentNet(nn.Module):
-    """The network of :class:`RNNLanguageModel` (and SeqGAN's generator): ``forward(tokens, c,
-    state)`` returns logits (B, T, vocab), with PAD and BOS at -inf, and the state after the last
-    token; with ``state=None`` it starts from the condition."""
-
-    def __init__(self, config: RNNLanguageModelConfig):
-        super().__init__()
-        k, vocab = config.condition_dim, config.vocab_size
-        self.parts = 2 if config.cell == "lstm" else 1  # LSTM state: (h, c)
-        self.hidden_dim, self.dropout = config.hidden_dim, config.dropout
-        self.embedding = nn.Embedding(vocab, config.embedding_dim, padding_idx=PAD)
-        cell = nn.LSTM if config.cell == "lstm" else nn.GRU
-        # one module per layer, so the dropout between layers is drawn from the model's generator
-        self.rnn = nn.ModuleList(cell(config.embedding_dim + k if i == 0 else config.hidden_dim, config.hidden_dim,
-                                      batch_first=True) for i in range(config.layers))
-        self.init = nn.Linear(k, self.parts * config.layers * config.hidden_dim) if k else None
-        # tied: the embedding matrix is the output weight, so only a bias is added (and saved once)
-        self.out = None if config.tie_weights else nn.Linear(config.hidden_dim, vocab)
-        self.out_bias = nn.Parameter(torch.zeros(vocab)) if config.tie_weights else None
-        self.register_buffer("never", torch.tensor([PAD, BOS]), persistent=False)
-
-    def start(self, c: torch.Tensor | None, n: int):
-        """The initial state for ``n`` sequences: zeros (None) without a condition, else tanh(linear(c))."""
-        if c is None:
-            return None
-        h = torch.tanh(self.init(c)).view(n, -1, self.hidden_dim).transpose(0, 1)
-        parts = tuple(p.contiguous() for p in h.chunk(self.parts, 0))
-        return parts if self.parts == 2 else parts[0]
-
-    def forward(self, tokens: torch.Tensor, c: torch.Tensor | None = None, state=None,
-                generator: torch.Generator | None = None):
-        if state is None:
-            state = self.start(c, len(tokens))
-        e = self._drop(self.embedding(tokens), generator)
-        if c is not None:
-            e = torch.cat([e, c[:, None, :].to(e.dtype).expand(-1, tokens.shape[1], -1)], 2)
-        out, states = e, []
-        for i, rnn in enumerate(self.rnn):
-            if i:
-                out = self._drop(out, generator)
-            layer = None if state is None else tuple(s[i:i + 1] for s in state) if self.parts == 2 else state[i:i + 1]
-            out, layer = rnn(out, layer)
-            states.append(layer)
-        if len(states) > 1:
-            state = tuple(torch.cat(s) for s in zip(*states)) if self.parts == 2 else torch.cat(states)
-        else:
-            state = states[0]
-        out = self._drop(out, generator)
-        logits = self.out(out) if self.out is not None else F.linear(out, self.embedding.weight, self.out_bias)
-        return logits.index_fill(-1, self.never, float("-inf")), state
-
-    def _drop(self, h: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Dropout drawn from the model's generator (nn.Dropout would use torch's global one)."""
-        return seeded_dropout(h, self.dropout, generator, active=self.training)
-
-
-def continue_sequences(net: RecurrentNet, token: torch.Tensor, state, c: torch.Tensor | None,
-                       generator: torch.Generator, steps: int, *, temperature: float = 1.0,
-                       top_k: int | None = None, top_p: float | None = None, keep_states: bool = False):
-    """Feed ``token`` (B,) with ``state`` and draw up to ``steps`` further tokens per row, each row
-    stopping after its EOS (PAD after it). Returns the tokens (B, <= steps) and, with ``keep_states``,
-    the state before each fed token (states[0] is the given one). Without ``keep_states`` finished
-    rows leave the batch, so the network runs on the unfinished ones only."""
-    n = len(token)
-    out = torch.full((n, steps), PAD, dtype=torch.int64, device=token.device)
-    rows = torch.arange(n, device=token.device)  # the rows still drawing
-    done = torch.zeros(n, dtype=torch.bool, device=token.device)
-    states = []
-    for t in range(steps):
-        if keep_states:
-            states.append(state)
-        logits, state = net(token[:, None], c, state)
-        token = draw(logits[:, -1].float(), generator, temperature, top_k, top_p)
-        if keep_states:  # every row stays in the batch, so the states line up with the rows
-            token = token.masked_fill(done, PAD)
-            out[:, t] = token
-            done |= token == EOS
-            if bool(done.all()):
-                return out[:, :t + 1], states
-            continue
-        out[rows, t] = token
-        going = token != EOS
-        if not bool(going.all()):
-            if not bool(going.any()):
-                return out[:, :t + 1], states
-            rows, token = rows[going], token[going]
-            c = None if c is None else c[going]
-            state = tuple(s[:, going] for s in state) if isinstance(state, tuple) else state[:, going]
-    return out, states
-
-
-def draw(logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0, top_k: int | None = None,
-         top_p: float | None = None) -> torch.Tensor:
-    """One token per row of ``logits`` (B, V), after temperature, top-k and nucleus filtering."""
-    # shifting by the maximum first keeps a tiny temperature from producing inf - inf = NaN
-    if temperature != 1:
-        logits = (logits - logits.amax(-1, keepdim=True)) / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, -1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1:
-        ordered, index = logits.sort(-1, descending=True)
-        probs = ordered.softmax(-1)
-        beyond = probs.cumsum(-1) - probs >= top_p  # mass before this token already reaches top_p
-        logits = logits.scatter(-1, index, ordered.masked_fill(beyond, float("-inf")))
-    # inverse-CDF sampling: one uniform per row (torch.multinomial is several times slower on CPU at
-    # thousands of tokens); a token of probability 0 is never drawn
-    cdf = logits.softmax(-1).cumsum(-1)
-    u = torch.rand(len(cdf), 1, generator=generator, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=cdf.shape[1] - 1)
 
 
 def length_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:

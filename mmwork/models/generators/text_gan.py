@@ -219,24 +219,40 @@ class SeqGAN(RNNLanguageModel):
     def _rewards(self, y: torch.Tensor, states: list, cond, generator: torch.Generator) -> torch.Tensor:
         """Q(t) for each drawn token (B, T), 0 after EOS: the discriminator's mean probability of "real"
         over ``rollouts`` completions of the prefix ending at t; for the last token, that of the
-        sequence itself."""
+        sequence itself. Every prefix's completions run as one batch: all prefixes x rollouts stacked,
+        each continuing from its stored state, each stopping at EOS or at ``max_len`` tokens in all."""
         config, D = self.config, self.discriminator_
         D.eval()
         n, width = y.shape
         lengths = (y != PAD).sum(1)
         rewards = torch.zeros(n, width, device=y.device)
         rewards[torch.arange(n, device=y.device), lengths - 1] = self._real(y, cond)
-        for t in range(1, width):
-            active = (lengths > t).nonzero().squeeze(1)  # sequences that go on after their first t tokens
-            if len(active) == 0:
-                break
-            rows = active.repeat(config.rollouts)
-            c_rows = None if cond is None else cond[rows]
-            # states[t] is the state before the t-th drawn token y[:, t - 1] was fed back in
-            state = tuple(s[:, rows] for s in states[t]) if isinstance(states[t], tuple) else states[t][:, rows]
-            rest, _ = continue_sequences(self.net_, y[rows, t - 1], state, c_rows, generator, config.max_len - t)
-            scores = self._real(torch.cat([y[rows, :t], rest], 1), c_rows)
-            rewards[active, t - 1] = scores.view(config.rollouts, -1).mean(0)
+        # prefix lengths t = 1 .. width - 1 of the sequences that go on after their first t tokens
+        t = torch.arange(1, width, device=y.device).expand(n, -1)
+        row, t = (t < lengths[:, None]).nonzero(as_tuple=True)
+        if len(row) == 0:
+            return rewards
+        t = t + 1
+        row, t = row.repeat(config.rollouts), t.repeat(config.rollouts)
+        # states[t] is the state before the t-th drawn token y[:, t - 1] was fed back in
+        net = self.net_
+        zeros = torch.zeros(net.parts, len(net.rnn), n, net.hidden_dim, device=y.device)  # a None state
+        stacked = torch.stack([zeros if s is None else torch.stack(s) if isinstance(s, tuple) else s[None]
+                               for s in states])  # (T, parts, layers, n, hidden)
+        state = stacked[t, :, :, row].permute(1, 2, 0, 3).contiguous()  # (parts, layers, rows, hidden)
+        state = tuple(state) if net.parts == 2 else state[0]
+        c_rows = None if cond is None else cond[row]
+        rest, _ = continue_sequences(net, y[row, t - 1], state, c_rows, generator, config.max_len - 1,
+                                     limit=config.max_len - t)
+        rest = F.pad(rest, (0, config.max_len - rest.shape[1]), value=PAD)
+        at = torch.arange(config.max_len, device=y.device)
+        prefix = self._pad(y)[row]
+        after = rest.gather(1, (at[None] - t[:, None]).clamp(min=0))
+        sequences = torch.where(at[None] < t[:, None], prefix, after)
+        size = 4 * config.batch_size * config.rollouts
+        scores = torch.cat([self._real(sequences[s:s + size], None if c_rows is None else c_rows[s:s + size])
+                            for s in range(0, len(row), size)])
+        rewards.index_put_((row, t - 1), scores / config.rollouts, accumulate=True)
         return rewards
 
     def _real(self, tokens: torch.Tensor, cond) -> torch.Tensor:
