@@ -138,3 +138,39 @@ def test_audio_report_refuses_mismatched_inputs(speech, judge):
         audio_report(model, test, judge, n_mfcc=13)
     with pytest.raises(MmworkError, match="only 3 training patches"):
         audio_report(model, test, judge, clips_train=train._replace(patches=train.patches[:3]), n_mfcc=1)
+
+
+# -- recognition: are conditioned samples heard as their category? ------------------------------------
+def test_recognition_sets_samples_beside_chance_and_the_real_ceiling(speech, judge):
+    from mmwork.apps.generate.evaluation import recognition
+    train, test = speech
+    model = AudioVAE(mel=train.mel, classes=train.classes, epochs=2, latent=4, channels=4, hidden=16,
+                     device="cpu").fit(train.patches, one_hot(train.labels, 4))
+    balanced = recognition(model, judge, test, 8, vocoder=False)
+    assert balanced["samples"] == 8 and balanced["majority_share"] == 0.25  # the categories in turn
+    assert set(balanced["by_category"]) == set(train.classes)
+    present = test.labels.unique()
+    hits = judge.predict(test.patches) == test.labels
+    assert balanced["real_recognised"] == pytest.approx(float(torch.stack([hits[test.labels == c].float().mean()
+                                                                            for c in present]).mean()))
+    held = recognition(model, judge, test, requests="held-out", vocoder=False)
+    assert held["samples"] == len(test.patches) and held["real_recognised"] == pytest.approx(
+        judge.accuracy(test.patches, test.labels))
+    assert held["majority_share"] == held["real_majority_share"] == pytest.approx(
+        np.bincount(test.labels.numpy()).max() / len(test.labels))
+    heard = recognition(model, judge, test, 4, n_iter=2)  # through Griffin-Lim and back
+    assert heard["vocoder"] == "Griffin-Lim, 2 iterations" and 0 <= heard["recognised"] <= 1
+    assert recognition(model, judge, test, 8, vocoder=False) == balanced  # seeded
+    with pytest.raises(MmworkError, match="requests must be 'balanced' or 'held-out'"):
+        recognition(model, judge, test, requests="uniform")
+    with pytest.raises(MmworkError, match="share one category list"):
+        recognition(model, judge, test._replace(classes=["a", "b", "c", "d"]), vocoder=False)
+
+
+def test_audio_recognition_trains_nothing_and_says_what_to_train(tmp_path, monkeypatch):
+    from mmwork.apps.generate.evaluation import audio_recognition
+    monkeypatch.setenv("MMWORK_DATA", str(tmp_path))
+    with pytest.raises(MmworkError, match="no saved audio-classifier for instrument-samples; train it first"):
+        audio_recognition("instrument-samples")
+    with pytest.raises(MmworkError, match="scores a category-conditioned audio generator"):
+        audio_recognition("instrument-samples", "audio-classifier")

@@ -101,3 +101,24 @@ def test_bad_input_is_refused_before_training(clips):
         AudioVAE(classes=clips.classes, condition_dim=3)
     with pytest.raises(MmworkError, match="no category names"):
         AudioVAE(condition_dim=2).condition("digits")
+
+
+def test_the_condition_reaches_every_decoder_resolution_and_the_prior(clips, fitted):
+    net = fitted.net_
+    assert fitted.config.conditional_prior and fitted.config.condition_channels == 8  # the defaults
+    assert net.encoder[0].in_channels == 1 + 8 and [up.in_channels for up in net.up] == [16 + 8, 8 + 8, 4 + 8]
+    z = torch.zeros(2, fitted.config.latent)
+    a, b = fitted.decode(z, fitted.condition(["digits", "digits"])), fitted.decode(z, fitted.condition(["general"] * 2))
+    assert not torch.allclose(a, b)  # the same z, another category: another patch
+    mu, logvar = fitted.prior(fitted.condition(["digits", "general"]))
+    assert not torch.allclose(mu[0], mu[1])  # the prior learned where each category puts z
+    # the options off: the condition enters the linear layers only, and the prior is N(0, I)
+    plain = tiny(clips, epochs=1, condition_channels=0, conditional_prior=False).fit(clips.patches, condition(clips))
+    assert plain.net_.embed is None and plain.net_.prior_net is None and plain.net_.encoder[0].in_channels == 1
+    assert all(torch.equal(t, torch.zeros_like(t)) for t in plain.prior(plain.condition(["digits"])))
+    assert torch.isfinite(plain.elbo(clips.patches[:4], condition(clips)[:4])).all()
+
+
+def test_a_time_budget_caps_training(clips):
+    budgeted = tiny(clips, epochs=50, time_budget=0.001).fit(clips.patches, condition(clips))
+    assert len(budgeted.history_) == 1  # the first epoch already overran the budget

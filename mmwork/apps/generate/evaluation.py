@@ -219,3 +219,89 @@ def _evaluate_audio(dataset, model, found, generator, scorer, recorded, n, seed,
     setup |= {"scorer_test_accuracy_vocoder": out["classifier_accuracy_vocoder"], "nll_k": k, "samples": n,
               "griffin_lim_iterations": out["griffin_lim_iterations"]}
     return _report(pd.DataFrame(rows, columns=TABLE_COLUMNS), model, setup, started)
+
+
+def audio_recognition(dataset: str, model: str = "audio-vae", n: int | None = None, *, requests: str = "balanced",
+                      seed: int = 0, vocoder: bool = True, n_iter: int = 32, device: str = "auto") -> dict:
+    """Whether a saved category-conditioned audio generator's samples sound like the category they
+    were asked for, by the saved in-project audio classifier (a judge trained on real training
+    patches, early-stopped on held-out training clips, never shown the generator's samples or the
+    test clips). It trains nothing: train both first (``train(dataset, "audio-classifier")``,
+    ``train(dataset, "audio-vae")``). The figures are :func:`recognition`'s on the test clips.
+
+    >>> audio_recognition("instrument-samples")["recognised"]                  # doctest: +SKIP
+    """
+    from mmwork.apps.generate.folders import info, load
+    from mmwork.apps.generate.registry import train_command
+    from mmwork.models.data import audio_clips
+    found = spec(dataset, model)
+    if found.data != "audio" or found.condition != "class":
+        raise MmworkError(f"audio_recognition scores a category-conditioned audio generator, not {model}")
+    scorer_name = SCORER["audio"]
+    if info(dataset, scorer_name) is None:
+        raise MmworkError(f"no saved {scorer_name} for {dataset}; train it first: {train_command(dataset, scorer_name)}")
+    generator, _ = load_with_info(dataset, model, device)
+    scorer = load(dataset, scorer_name, device=device)
+    test = audio_clips(dataset, "test", mel=generator.config.mel)
+    return {"dataset": dataset, "model": model} | recognition(generator, scorer, test, n, requests=requests, seed=seed,
+                                                               vocoder=vocoder, n_iter=n_iter)
+
+
+def recognition(generator, scorer, real, n: int | None = None, *, requests: str = "balanced", seed: int = 0,
+                vocoder: bool = True, n_iter: int = 32) -> dict:
+    """The share of ``n`` conditioned samples of ``generator`` that ``scorer`` (an
+    :class:`~mmwork.models.judges.AudioClassifier`) labels as the category asked for, next to the
+    two figures that say what it means, on held-out ``real`` patches (``LabelledPatches``):
+
+    - ``requests="balanced"`` (default ``n``: 4 per category): the categories in turn, so a generator
+      that ignored its condition would score ``majority_share`` = 1/categories whatever the
+      classifier's bias; ``real_recognised`` is the classifier's mean recall over the categories the
+      real patches hold (balanced, like the requests);
+    - ``"held-out"``: one sample per real patch (the first ``n``), for its category, so
+      ``majority_share`` is the largest category's share of those patches (the score of a generator
+      that always made that category's sound, heard by a classifier that always says it);
+      ``real_recognised`` is the classifier's plain accuracy on them.
+
+    ``real_recognised`` is the classifier's ceiling on real sound. With ``vocoder`` the samples and
+    the real patches are heard first (Griffin-Lim, ``n_iter`` iterations, ``seed``; then analysed
+    into patches again), as ``evaluate`` does; without it the classifier reads the patches.
+    """
+    import numpy as np
+
+    from mmwork.models.data import one_hot
+    from mmwork.models.data.audio import audio_to_patch, patches_to_audio
+    if requests not in ("balanced", "held-out"):
+        raise MmworkError(f"requests must be 'balanced' or 'held-out', got {requests!r}")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise MmworkError(f"n must be a positive integer or None, got {n!r}")
+    classes, mel = list(generator.config.classes), generator.config.mel
+    if list(scorer.config.classes) != classes or list(real.classes) != classes:
+        raise MmworkError(f"the generator, the classifier and the real patches must share one category list; got "
+                          f"{classes}, {list(scorer.config.classes)} and {list(real.classes)}")
+
+    def heard(patches):
+        if not vocoder:
+            return patches
+        sound = patches_to_audio(patches, mel, n_iter=n_iter, seed=seed)
+        return torch.from_numpy(np.stack([audio_to_patch(y, mel.sr, mel) for y in sound]))
+
+    k, labels = len(classes), real.labels
+    if requests == "balanced":
+        n = 4 * k if n is None else n
+        wanted, kept = torch.arange(n) % k, labels
+    else:
+        n = len(labels) if n is None else min(n, len(labels))
+        wanted = kept = labels[:n]
+    real_hit = (scorer.predict(heard(real.patches[:len(kept)])).cpu() == kept).double()
+    present = kept.unique()
+    real_share = float(torch.stack([real_hit[kept == c].mean() for c in present]).mean()) \
+        if requests == "balanced" else float(real_hit.mean())
+    samples = generator.sample(n, one_hot(wanted, k), seed=seed).cpu()
+    hit = (scorer.predict(heard(samples)).cpu() == wanted).double()
+    counts = torch.bincount(wanted, minlength=k)
+    return {"requests": requests, "samples": n, "seed": seed,
+            "vocoder": f"Griffin-Lim, {n_iter} iterations" if vocoder else None,
+            "recognised": float(hit.mean()), "majority_share": float(counts.max() / n),
+            "real_recognised": real_share, "real_patches": len(kept), "real_categories": len(present),
+            "real_majority_share": float(torch.bincount(kept).max() / len(kept)),
+            "by_category": {c: float(hit[wanted == i].mean()) for i, c in enumerate(classes) if counts[i]}}
