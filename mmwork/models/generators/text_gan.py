@@ -18,6 +18,8 @@ generator updates and ``d_steps`` discriminator updates:
   (with dropout on it would be another, randomly thinned policy, and the gradient would not be
   REINFORCE's); dropout acts in the maximum-likelihood pre-training only. The paper rolls out with a
   delayed copy of the generator; here it is the current one.
+  All prefixes x rollouts are completed together, as one batch continuing from the generator's
+  stored states, not one call per prefix.
 - discriminator: ``batch_size`` real sequences against as many generated ones, binary cross-entropy.
 
 The discriminator is Yu et al.'s: a CNN over token embeddings with several filter widths and max
@@ -65,8 +67,9 @@ class SeqGANConfig(RNNLanguageModelConfig):
 
     epochs: PositiveInt = 10
     """Adversarial epochs (``g_steps`` generator and ``d_steps`` discriminator updates each). At the
-    defaults with 8,000 BPE tokens and Austen-length sentences one takes 1-1.5 minutes on 2 otherwise
-    idle CPU cores, most of it drawing the rollouts."""
+    defaults with 8,000 BPE tokens and Austen-length sentences one took 1-1.5 minutes on 2 otherwise
+    idle CPU cores, most of it drawing the rollouts; since issue 21 the rollouts run as one batch
+    (benchmarks/text_speed.py gives the speed-up)."""
     pretrain_epochs: PositiveInt = 10
     """Maximum-likelihood epochs of the generator before the adversarial ones (early stopping on
     ``valid`` with ``patience``); unused when ``fit`` gets ``pretrained=``."""
