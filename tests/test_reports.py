@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from mmwork import MmworkError, datasets
-from mmwork.apps import reports
+from mmwork.apps import report_index, reports
 from mmwork.models.recommenders import MODELS
 from mmwork.apps.reports import check_parameters, find_notebook, run_report
 
@@ -93,6 +93,10 @@ def test_every_notebook_is_stored_clean_with_a_parameters_cell():
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets]
         assert list(reports.notebook_parameters(path)) == assigned, f"Papermill skips a line of {path.name}'s parameters"
+        # the first screen reads the figures against chance; the index shows the 3-6 metrics a notebook declares
+        assert "chance" in nb.cells[0].source, f"{path.name}'s first cell does not say what chance is"
+        declared = [c for c in nb.cells if "headline" in c.metadata.get("tags", [])]
+        assert len(declared) == 1 and "headline(" in declared[0].source, f"{path.name} declares no headline"
     defaults = reports.notebook_parameters(find_notebook("02-recommenders"))
     assert defaults["k"] == 10 and defaults["features"] is None and defaults["model_params"] == {}
     assert set(defaults["models"]) <= set(MODELS), "the nightly report's default models must all exist"
@@ -169,8 +173,8 @@ def test_two_concurrent_runs_never_share_outputs(env, tmp_path):
 def test_concurrent_processes_never_lose_ledger_rows(env):
     """Four processes append five rows each under the ledger lock: all twenty rows are kept."""
     before = len(reports.ledger())
-    code = ("import sys\nfrom mmwork.apps import reports\nfor i in range(5):\n    with reports._ledger_lock():\n"
-            "        reports._append({c: '' for c in reports.LEDGER_COLUMNS} | {'run_id': f'{sys.argv[1]}-{i}', "
+    code = ("import sys\nfrom mmwork.apps import report_index\nfor i in range(5):\n    with report_index.ledger_lock():\n"
+            "        report_index.append_run({c: '' for c in report_index.LEDGER_COLUMNS} | {'run_id': f'{sys.argv[1]}-{i}', "
             "'duration_s': 0.0, 'parameters': '{}', 'metrics': '{}'})")
     workers = [subprocess.Popen([sys.executable, "-c", code, f"p{n}"]) for n in range(4)]
     assert all(w.wait(timeout=120) == 0 for w in workers)
@@ -184,8 +188,8 @@ def test_the_index_escapes_what_runs_recorded(env):
         "run_id": "r-<b>1</b>", "notebook": "evil", "status": "failed", "duration_s": 1.0, "html": "evil/x.html",
         "folder": "evil", "parameters": json.dumps({"q": "</code><script>alert(1)</script>"}), "metrics": "{}",
         "error": "ValueError: <img src=x onerror=alert(2)>"}
-    with reports._ledger_lock():
-        reports._append(row)
+    with report_index.ledger_lock():
+        report_index.append_run(row)
         page = reports.write_index().read_text()
     assert "<script>alert" not in page and "<img src=x" not in page and "<b>1</b>" not in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page and "r-&lt;b&gt;1&lt;/b&gt;" in page

@@ -5,7 +5,9 @@
 HTML, figures), appends a row to ``reports/runs.parquet`` and refreshes ``reports/index.html``.
 A failing cell still yields the HTML with the error visible, a run marked failed, and an exception.
 
-Inside a notebook, ``mmwork.apps.reports.record("ndcg@10", 0.33)`` records a key metric of the run.
+Inside a notebook, ``mmwork.apps.reports.record("ndcg@10", 0.33)`` records a metric of the run, and
+``headline("ndcg@10", ...)`` declares the 3-6 of them the index shows (and plots across runs; the
+ledger and the pages are :mod:`mmwork.apps.report_index`).
 
 >>> run = run_report("04-explore", {"dataset": "speech-prompts"})     # doctest: +SKIP
 >>> run["status"], run["metrics"]                                     # doctest: +SKIP
@@ -20,28 +22,27 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
+from mmwork.apps.report_index import (LEDGER_COLUMNS, append_run, compare, ledger, ledger_lock,  # noqa: F401
+                                      reports_dir, write_index)
 from mmwork.core.errors import MmworkError
 from mmwork.core.paths import CHECKOUT
 
 METRIC_MIME = "application/vnd.mmwork.metric+json"
+HEADLINE_MIME = "application/vnd.mmwork.headline+json"
+HEADLINE_MOST = 6
 KERNEL_NAME = "mmwork"
-LEDGER_COLUMNS = ["run_id", "notebook", "status", "started", "duration_s", "parameters", "metrics", "data_hash",
-                  "code_version", "error", "html", "folder"]
 
 
 def notebooks_dir() -> Path:
     return Path(os.environ.get("MMWORK_NOTEBOOKS", CHECKOUT / "notebooks"))
-
-
-def reports_dir() -> Path:
-    return Path(os.environ.get("MMWORK_REPORTS", CHECKOUT / "reports"))
 
 
 # -- inside notebooks ----------------------------------------------------------------------------
@@ -51,6 +52,21 @@ def record(name: str, value) -> None:
     if hasattr(value, "item"):
         value = value.item()
     display({METRIC_MIME: {"name": str(name), "value": value}, "text/plain": f"{name} = {value}"}, raw=True)
+
+
+def headline(*names: str) -> None:
+    """Declare the run's headline metrics (names given to :func:`record`, at most six): the reports
+    index shows only these per run, with their change and a trend across runs, and links to the rest.
+    A name the run never records is left out; a run that declares none shows its first few metrics.
+
+    >>> headline("classifier/test_accuracy", "cvae/conditional_accuracy")       # doctest: +SKIP
+    """
+    from IPython.display import display
+    names = tuple(names[0]) if len(names) == 1 and isinstance(names[0], (list, tuple)) else names
+    if not names or len(names) > HEADLINE_MOST or not all(isinstance(n, str) for n in names):
+        raise MmworkError(f"headline takes 1 to {HEADLINE_MOST} metric names, got {names!r}")
+    display({HEADLINE_MIME: {"names": list(names)},
+             "text/plain": "headline metrics (on reports/index.html): " + ", ".join(names)}, raw=True)
 
 
 # -- parameters ----------------------------------------------------------------------------------
@@ -199,22 +215,25 @@ def _new_run_folder(notebook: str) -> tuple[str, Path]:
             continue
 
 
-def _harvest(executed: Path, folder: Path) -> tuple[dict, list[str]]:
-    """Metrics recorded with :func:`record`, and every PNG figure written out to ``figures/``."""
+def _harvest(executed: Path, folder: Path) -> tuple[dict, list[str], list[str]]:
+    """Metrics recorded with :func:`record`, the headline declared with :func:`headline` (the last
+    declaration counts), and every PNG figure written out to ``figures/``."""
     import nbformat
     nb = nbformat.read(executed, as_version=4)
-    metrics, figures = {}, []
+    metrics, declared, figures = {}, [], []
     for index, cell in enumerate(nb.cells):
         for number, output in enumerate(cell.get("outputs", [])):
             data = output.get("data", {})
             if METRIC_MIME in data:
                 metrics[data[METRIC_MIME]["name"]] = data[METRIC_MIME]["value"]
+            if HEADLINE_MIME in data:
+                declared = list(data[HEADLINE_MIME]["names"])
             if "image/png" in data:
                 (folder / "figures").mkdir(exist_ok=True)
                 name = f"figures/cell{index:03d}-{number}.png"
                 (folder / name).write_bytes(base64.b64decode(data["image/png"]))
                 figures.append(name)
-    return metrics, figures
+    return metrics, declared, figures
 
 
 def _export_html(executed: Path, target: Path) -> None:
@@ -222,6 +241,21 @@ def _export_html(executed: Path, target: Path) -> None:
     from nbconvert import HTMLExporter
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(executed, as_version=4))
     target.write_text(body, encoding="utf-8")
+
+
+@contextmanager
+def _kernel_config():
+    """The kernel manager's configuration for one run. On POSIX the kernel talks over Unix domain
+    sockets in a private (0700) temporary folder: nothing listens on a TCP port, and ipykernel (7+)
+    has no reason to print "Kernel is running over TCP without encryption" to the terminal once per
+    notebook. Windows has no IPC transport; neither has a socket path too long for the OS."""
+    from traitlets.config import Config
+    with tempfile.TemporaryDirectory(prefix="mmwork-kernel-") as folder:
+        ip = os.path.join(folder, "kernel")
+        if os.name != "posix" or len(ip) > 90:  # sun_path holds 104 (macOS) to 108 (Linux) bytes; "-N" follows
+            yield Config()
+        else:
+            yield Config({"KernelManager": {"transport": "ipc", "ip": ip}})
 
 
 def run_report(notebook: str | Path, parameters: dict | None = None, progress: bool = True,
@@ -237,100 +271,28 @@ def run_report(notebook: str | Path, parameters: dict | None = None, progress: b
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     error = ""
     try:
-        papermill.execute_notebook(str(path), str(executed), parameters=parameters or {}, kernel_name=kernel,
-                                   language="python", progress_bar=progress, log_output=progress, cwd=str(path.parent),
-                                   execution_timeout=timeout)
+        with _kernel_config() as config:
+            papermill.execute_notebook(str(path), str(executed), parameters=parameters or {}, kernel_name=kernel,
+                                       language="python", progress_bar=progress, log_output=progress,
+                                       cwd=str(path.parent), execution_timeout=timeout, config=config)
         status = "ok"
     except papermill.PapermillExecutionError as exc:
         status, error = "failed", f"{exc.ename}: {exc.evalue}"
     except Exception as exc:  # noqa: BLE001 - a dead kernel, a timeout: still a failed run on record
         status, error = "failed", f"{type(exc).__name__}: {exc}"
-    metrics, figures = ({}, [])
+    metrics, declared, figures = {}, [], []
     if executed.exists():
-        metrics, figures = _harvest(executed, folder)
+        metrics, declared, figures = _harvest(executed, folder)
         _export_html(executed, folder / f"{path.stem}.html")
     row = {"run_id": run_id, "notebook": path.stem, "status": status, "started": started.isoformat(timespec="seconds"),
            "duration_s": round(time.perf_counter() - clock, 2), "parameters": json.dumps(full, default=str),
            "metrics": json.dumps(metrics, default=str), "data_hash": data_hash(full), "code_version": code_version(),
            "error": error, "html": str((folder / f"{path.stem}.html").relative_to(reports_dir())),
-           "folder": str(folder.relative_to(reports_dir()))}
+           "folder": str(folder.relative_to(reports_dir())), "headline": json.dumps(declared)}
     (folder / "run.json").write_text(json.dumps(row | {"figures": figures}, indent=2))
-    with _ledger_lock():
-        _append(row)
+    with ledger_lock():
+        append_run(row)
         write_index()
     if status != "ok":
         raise MmworkError(f"{path.stem} failed ({error}); the report with the error is {folder / (path.stem + '.html')}")
     return row | {"figures": figures, "folder": str(folder)}
-
-
-# -- ledger and index ------------------------------------------------------------------------------
-def _ledger_lock():
-    """A file lock around the ledger: concurrent runs (threads or processes) append one at a time."""
-    from filelock import FileLock
-    reports_dir().mkdir(parents=True, exist_ok=True)
-    return FileLock(reports_dir() / ".ledger.lock")
-
-
-def ledger() -> pd.DataFrame:
-    """Every run so far, oldest first (``reports/runs.parquet``)."""
-    from mmwork.store.tables import read_table
-    path = reports_dir() / "runs.parquet"
-    return read_table(path) if path.exists() else pd.DataFrame(columns=LEDGER_COLUMNS)
-
-
-def _append(row: dict) -> None:
-    from mmwork.store.tables import write_table
-    table = pd.concat([ledger(), pd.DataFrame([row])], ignore_index=True)[LEDGER_COLUMNS]
-    write_table(table.astype({"duration_s": float}), reports_dir() / "runs.parquet", producer="mmwork.apps.reports")
-
-
-def compare(run_a: str, run_b: str) -> pd.DataFrame:
-    """Metrics of two runs side by side with their difference (b - a)."""
-    runs = ledger().set_index("run_id")
-    for run in (run_a, run_b):
-        if run not in runs.index:
-            raise MmworkError(f"no run {run!r} in the ledger; see `mmwork report list`")
-    a, b = (json.loads(runs.loc[r, "metrics"]) for r in (run_a, run_b))
-    rows = []
-    for name in sorted(set(a) | set(b)):
-        va, vb = a.get(name), b.get(name)
-        diff = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
-        rows.append({"metric": name, run_a: va, run_b: vb, "difference": diff})
-    return pd.DataFrame(rows)
-
-
-def _metric_rows(metrics: dict, previous: dict | None) -> list[dict]:
-    """Each metric with its change since ``previous`` (None when either side is not a number)."""
-    rows = []
-    for name, value in metrics.items():
-        before = (previous or {}).get(name)
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, before))
-        rows.append({"name": name, "value": f"{value:.4g}" if isinstance(value, float) else value,
-                     "change": value - before if numbers else None})
-    return rows
-
-
-def write_index() -> Path:
-    """``reports/index.html`` (from ``templates/index.html.j2``): every run, newest first, with status,
-    parameters, key metrics (and their change since the previous successful run of the same
-    notebook) and links.
-
-    >>> write_index()                                   # doctest: +SKIP
-    PosixPath('reports/index.html')
-    """
-    from jinja2 import Environment, PackageLoader
-    runs, previous = [], {}
-    for run in ledger().to_dict("records"):
-        metrics = json.loads(run["metrics"] or "{}")
-        runs.append(run | {"parameters": json.loads(run["parameters"] or "{}"),
-                           "metrics": _metric_rows(metrics, previous.get(run["notebook"]))})
-        if run["status"] == "ok":
-            previous[run["notebook"]] = metrics
-    templates = Environment(loader=PackageLoader("mmwork", "templates"), autoescape=True, trim_blocks=True,
-                            lstrip_blocks=True)
-    page = templates.get_template("index.html.j2").render(runs=runs[::-1])
-    target = reports_dir() / "index.html"
-    tmp = target.with_name(".index.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(target)
-    return target
