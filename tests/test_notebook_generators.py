@@ -60,7 +60,10 @@ def test_generators_notebook_records_finite_metrics(env):
     assert 0 <= metrics["gan/share_below_test_p1"] <= 1 and metrics["test/nn_train_median_pixels"] > 0
     assert metrics["audio-vae/valid_loss"] > 0  # negative ELBO of held-out speech patches, nats
     assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
-    # curves, two class grids, interpolations, class shares, neighbours, distance histogram, spectrograms
+    # every declared headline metric is recorded, but the sound scores (audio_samples=0 here)
+    assert set(json.loads(run["headline"])) - set(metrics) == {"audio-vae/conditional_accuracy"}
+    # curves, two class grids beside their nearest training images, interpolations, text grid, class shares,
+    # distance histogram, spectrograms
     assert len(run["figures"]) >= 8
     html = (reports.reports_dir() / run["html"]).read_text()
     assert html.count("<audio") >= 1, "generated sound comes with players"

@@ -93,6 +93,7 @@ def test_personalised_notebook_records_the_lift_with_baselines_and_perplexities(
         assert 1 < metrics[f"austen/perplexity_{model}"] < TINY["austen_vocab"] * 2, model
     assert 0 <= metrics["austen/mle_better_share"] <= 1 and math.isfinite(metrics["austen/mle_minus_gan_bleu"])
     assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
+    assert set(json.loads(run["headline"])) <= set(metrics), "a declared headline metric was never recorded"
     assert len(run["figures"]) >= 3  # generator curve, lift figure, quality-diversity curves
     nb = _executed(run)
     outputs = "".join(o.get("text", "") + "".join(map(str, o.get("data", {}).values())) for c in nb.cells
@@ -121,7 +122,7 @@ def test_a_bad_parameter_stops_the_notebook_at_its_first_code_cell(env, bad, mes
     last = reports.ledger().iloc[-1]
     assert last["status"] == "failed" and "MmworkError" in last["error"] and message in last["error"]
     nb = nbformat.read(reports.reports_dir() / last["folder"] / "05-personalised.ipynb", as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
-            and "injected-parameters" not in c.metadata.get("tags", [])]
+    code = [c for c in nb.cells if c.cell_type == "code"
+            and not {"parameters", "injected-parameters", "headline"} & set(c.metadata.get("tags", []))]
     failed = [i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.outputs)]
     assert failed == [0], "the error must come from the first code cell, before any training"
