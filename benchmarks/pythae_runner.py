@@ -9,6 +9,11 @@ Trains pythae's ``VAE`` with its own MNIST networks (``Encoder_Conv_VAE_MNIST`` 
 of one image would be meaningless), pythae's ``get_nll`` image by image on valid.npy (validation
 images carved from the training split) and on test.npy, negated to nats.
 Writes DIR/result.json.
+
+With ``"budget"`` in args.json (CPU-seconds; benchmarks/quality_vs_compute.py) the same model and loss
+train instead in a plain step loop (Adam, shuffled batches) that stops once this process has used the
+budget, since pythae's trainer stops only at epoch ends; then ``get_nll`` on valid.npy and
+``"samples"`` images decoded from z ~ N(0, I) (its decoder's sigmoid output) into DIR/samples.npy.
 """
 import json
 import os
@@ -21,9 +26,46 @@ import numpy as np
 import torch
 
 
+def budgeted(folder: str, args: dict) -> None:
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.nn.benchmarks.mnist import Decoder_Conv_AE_MNIST, Encoder_Conv_VAE_MNIST
+    train = torch.from_numpy(np.load(os.path.join(folder, "train.npy")))
+    valid = torch.from_numpy(np.load(os.path.join(folder, "valid.npy")))
+    torch.manual_seed(args["seed"])
+    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=args["latent"], reconstruction_loss="bce")
+    model = VAE(config, encoder=Encoder_Conv_VAE_MNIST(config), decoder=Decoder_Conv_AE_MNIST(config))
+    optimizer = torch.optim.Adam(model.parameters(), lr=args["lr"])
+    started, steps, epochs = time.process_time(), 0, 0.0
+    model.train()
+    while time.process_time() - started < args["budget"]:
+        order = torch.randperm(len(train))
+        for begin in range(0, len(train), args["batch_size"]):
+            loss = model({"data": train[order[begin:begin + args["batch_size"]]]}).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            epochs += min(args["batch_size"], len(train) - begin) / len(train)
+            if time.process_time() - started >= args["budget"]:
+                break
+    cpu = time.process_time() - started
+    model.eval()
+    torch.manual_seed(args["seed"])
+    with torch.no_grad():
+        nll = [-float(model.get_nll(valid[i:i + 1], n_samples=args["k"], batch_size=min(100, args["k"])))
+               for i in range(len(valid))]
+        samples = model.decoder(torch.randn(args["samples"], args["latent"]))["reconstruction"]
+    np.save(os.path.join(folder, "samples.npy"), samples.numpy().astype(np.float32))
+    json.dump({"library": f"pythae {version('pythae')}", "torch": torch.__version__, "fit_cpu_s": cpu,
+               "steps": steps, "epochs_done": epochs, "valid_nll_per_image": nll},
+              open(os.path.join(folder, "result.json"), "w"))
+
+
 def main(folder: str) -> None:
     args = json.load(open(os.path.join(folder, "args.json")))
     torch.set_num_threads(args["threads"])
+    if "budget" in args:
+        return budgeted(folder, args)
     from pythae.models import VAE, VAEConfig
     from pythae.models.nn.benchmarks.mnist import Decoder_Conv_AE_MNIST, Encoder_Conv_VAE_MNIST
     from pythae.data.preprocessors import DataProcessor
