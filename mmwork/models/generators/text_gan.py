@@ -57,7 +57,8 @@ from mmwork.models.layers import seeded_dropout
 from mmwork.models.generators.rnn_lm import (BOS, PAD, RNNLanguageModel, RNNLanguageModelConfig, clipped_step,
                                       continue_sequences)
 
-NETWORK = ("vocab_size", "cell", "embedding_dim", "hidden_dim", "layers", "condition_dim", "tie_weights")
+NETWORK = ("vocab_size", "cell", "embedding_dim", "hidden_dim", "layers", "condition_dim", "tie_weights",
+           "condition_input", "softmax", "cutoffs", "div_value")
 
 
 class SeqGANConfig(RNNLanguageModelConfig):
