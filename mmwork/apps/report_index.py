@@ -45,13 +45,12 @@ def ledger_lock():
 
 
 def ledger() -> pd.DataFrame:
-    """Every run so far, oldest first (``reports/runs.parquet``); a column added since a row was written
-    reads as ""."""
+    """Every run so far, oldest first (``reports/runs.parquet``); rows written before runs declared
+    headline metrics read ``headline`` as ""."""
     from mmwork.store.tables import read_table
     path = reports_dir() / "runs.parquet"
     table = read_table(path) if path.exists() else pd.DataFrame(columns=LEDGER_COLUMNS)
-    for column in LEDGER_COLUMNS:
-        table[column] = table[column].fillna("") if column in table else ""
+    table["headline"] = table["headline"].fillna("") if "headline" in table else ""  # rows from before it
     return table
 
 

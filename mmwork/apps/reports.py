@@ -63,6 +63,7 @@ def headline(*names: str) -> None:
     """
     from IPython.display import display
     names = tuple(names[0]) if len(names) == 1 and isinstance(names[0], (list, tuple)) else names
+    names = tuple(dict.fromkeys(names))  # a name given twice is shown once
     if not names or len(names) > HEADLINE_MOST or not all(isinstance(n, str) for n in names):
         raise MmworkError(f"headline takes 1 to {HEADLINE_MOST} metric names, got {names!r}")
     display({HEADLINE_MIME: {"names": list(names)},
