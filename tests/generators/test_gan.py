@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from mmwork import MmworkError
 from mmwork.models.generators import GAN, Generator
+from mmwork.models.generators.gan import _Discriminator
 from mmwork.models.data import one_hot
 
 QUICK = dict(device="cpu", epochs=2, batch_size=32, channels=8, noise_dim=16)  # 128 images: 4 steps per epoch
@@ -201,3 +202,27 @@ def test_trains_on_cuda_with_mixed_precision(images):
     model = GAN(device="cuda", amp=True, epochs=2, condition_dim=10).fit(x, c)
     assert model.ema_.linear.weight.device.type == "cuda" and np.isfinite(model.history_[-1]["loss"])
     assert model.sample(8, c[:8]).shape == (8, 1, 28, 28)
+
+
+def test_the_matrix_product_layers_equal_torch_convolutions():
+    from mmwork.models.generators.gan import _ConvAsMatmul, _ConvTransposeAsMatmul
+    torch.manual_seed(0)
+    for layer, reference, shape in ((_ConvAsMatmul(1, 8, 4, 2, 1), F.conv2d, (3, 1, 28, 28)),
+                                    (_ConvTransposeAsMatmul(8, 1, 4, 2, 1), F.conv_transpose2d, (3, 8, 14, 14))):
+        x = torch.randn(shape, requires_grad=True)
+        out, expected = layer(x), reference(x, layer.weight, layer.bias, 2, 1)
+        assert out.shape == expected.shape and torch.allclose(out, expected, atol=1e-5)
+        grads = torch.autograd.grad(out.square().sum(), (x, layer.weight))
+        assert all(torch.allclose(a, b, atol=1e-4) for a, b in
+                   zip(grads, torch.autograd.grad(expected.square().sum(), (x, layer.weight))))
+    x = torch.randn(3, 8, 14, 14).contiguous(memory_format=torch.channels_last)  # as the generator gives it
+    layer = _ConvTransposeAsMatmul(8, 1, 4, 2, 1)
+    assert torch.allclose(layer(x), F.conv_transpose2d(x, layer.weight, layer.bias, 2, 1), atol=1e-5)
+
+
+def test_real_and_generated_images_share_one_discriminator_pass(images, monkeypatch):
+    calls = []
+    scores = _Discriminator.scores
+    monkeypatch.setattr(_Discriminator, "scores", lambda self, x, c: (calls.append(len(x)), scores(self, x, c))[1])
+    GAN(condition_dim=10, **QUICK | {"epochs": 1}).fit(images[0][:64], one_hot(images[1][:64], 10))
+    assert calls == [64, 32, 64, 32]  # per batch of 32: real + generated together, then the generator's step
