@@ -120,7 +120,9 @@ def test_audio_report_puts_figures_next_to_their_floors(speech, judge):
     assert report["n_samples"] == report["n_test"] == len(test.patches) and report["n_train"] == len(train.patches)
     numbers = {k: v for k, v in report.items() if isinstance(v, float)}
     assert len(numbers) == 11 and all(np.isfinite(v) for v in numbers.values())
-    assert report["nll_test"] <= -report["elbo_test"] + 1e-6
+    # both are Monte-Carlo estimates (one z for the ELBO, k=5 for the NLL): the bound holds in expectation, so allow
+    # a hair (1e-4 of ~15,000 nats) for the draws
+    assert report["nll_test"] <= -report["elbo_test"] + 1e-4 * abs(report["elbo_test"])
     assert 0 <= report["conditional_accuracy"] <= 1 and 0 <= report["classifier_accuracy_vocoder"] <= 1
     assert report["fd_floor_real"] < report["fd_noise"] and report["fd_floor_vocoder"] < report["fd_noise"]
     assert 0 < report["mcd_floor_vocoder"] < report["mcd_reconstruction"]
