@@ -53,7 +53,8 @@ class AudioVAEConfig(GeneratorConfig):
     """Category names by condition index; with classes, condition_dim defaults to their number."""
     epochs: PositiveInt = 200
     """Maximum passes over the training patches: a cap; give ``time_budget`` (the demo: 45 s) and
-    training stops after the last epoch that fits, keeping the best validated one."""
+    training stops after the last epoch that fits, keeping the best validated one. On instrument-samples
+    early stopping came first: after 43-51 epochs (seeds 0-2, about 45 CPU-seconds on 1 thread)."""
     patience: PositiveInt = 10
     """Epochs without a lower validation loss before training stops (3 stopped runs on instrument-samples'
     56 validation patches at epoch 14-21, before the samples differed by category)."""
@@ -82,7 +83,9 @@ class AudioVAEConfig(GeneratorConfig):
     (False: the prior N(0, I)). With ``condition_channels`` 8 (both off before issue 21): on
     instrument-samples' validation clips, samples requested for the 14 categories in turn (8 each) were
     recognised by the audio classifier at 0.170 and 0.170 (seeds 0, 1; 40 epochs, patches read
-    directly), against 0.116 and 0.107 without (chance 1/14 = 0.071)."""
+    directly), against 0.116 and 0.107 without (chance 1/14 = 0.071); with all the defaults and heard
+    through Griffin-Lim, 0.125, 0.125 and 0.196 (seeds 0-2, 56 samples each;
+    benchmarks/audio_generators.py)."""
     condition_channels: NonNegativeInt = 8
     """Width of learned condition embeddings broadcast as extra channels over the encoder's input and
     the decoder's feature maps before each transposed convolution (as the image VAE does), so z need
