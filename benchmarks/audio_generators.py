@@ -94,7 +94,8 @@ def main() -> None:
     out = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
                        "cpus": os.cpu_count(), "cuda": torch.cuda.is_available(), "load_average_at_start": _load()},
            "protocol": " ".join(__doc__.split("\n\n")[1].split()), "config": args.config, "dataset": args.dataset,
-           "time_budget_s": budget, "budget_clock": args.budget_clock, "seeds": seeds, "mel": train.mel.model_dump(), "classes": train.classes,
+           "time_budget_s": budget, "budget_clock": args.budget_clock, "seeds": seeds,
+           "mel": train.mel.model_dump(), "classes": train.classes,
            "clips": {"train": len(set(train.item_ids)), "valid": len(set(valid.item_ids)),
                      "test": len(set(test.item_ids))},
            "patches": {"train": len(train.patches), "valid": len(valid.patches), "test": len(test.patches)},
@@ -115,7 +116,8 @@ def main() -> None:
         load_before = _load()
         vae, seconds = _timed(lambda: AudioVAE(**(params | {"mel": train.mel, "classes": train.classes, "seed": seed,
                                                             "time_budget": budget, "budget_clock": args.budget_clock}))
-                              .fit(train.patches, one_hot(train.labels, k), valid=(valid.patches, one_hot(valid.labels, k))))
+                              .fit(train.patches, one_hot(train.labels, k),
+                                   valid=(valid.patches, one_hot(valid.labels, k))))
         run = {"seed": seed, "fit_s": seconds, "load_before": load_before, "load_after": _load(),
                "epochs_run": len(vae.history_), "best_epoch": vae.best_epoch_,
                "patches_per_s": round(len(train.patches) * len(vae.history_) / seconds, 1),

@@ -239,7 +239,8 @@ def audio_recognition(dataset: str, model: str = "audio-vae", n: int | None = No
         raise MmworkError(f"audio_recognition scores a category-conditioned audio generator, not {model}")
     scorer_name = SCORER["audio"]
     if info(dataset, scorer_name) is None:
-        raise MmworkError(f"no saved {scorer_name} for {dataset}; train it first: {train_command(dataset, scorer_name)}")
+        raise MmworkError(f"no saved {scorer_name} for {dataset}; train it first: "
+                          f"{train_command(dataset, scorer_name)}")
     generator, _ = load_with_info(dataset, model, device)
     scorer = load(dataset, scorer_name, device=device)
     test = audio_clips(dataset, "test", mel=generator.config.mel)
