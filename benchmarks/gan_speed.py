@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -147,7 +148,7 @@ def main() -> None:
     parser.add_argument("--classifier", default=str(ROOT / "data/models/generators/fashion-mnist/classifier"))
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
-    out = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": __import__("os").cpu_count()}}
+    out = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count()}}
     path = Path(args.output)
     before = json.loads(path.read_text()) if path.exists() else {}
     parts = args.parts.split(",")

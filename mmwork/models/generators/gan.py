@@ -49,7 +49,8 @@ class GANConfig(GeneratorConfig):
     0-54,999, seed 0, 1,000 samples against training images 55,000-55,999, FD in the in-project
     classifier's space, never the test split): after one epoch lr/d_lr 2e-4/4e-4 reached FD 36.1 and
     conditional accuracy 0.645, 4e-4/8e-4 24.0 and 0.792, 1e-3/2e-3 17.3 and 0.876, 2e-3/4e-3 10.6
-    and 0.921, 4e-3/8e-3 10.0 and 0.880 (after two epochs: 1e-3 8.1, 2e-3 6.4). One seed."""
+    and 0.921, 4e-3/8e-3 10.0 and 0.880 (after two epochs: 1e-3 8.1, 2e-3 6.4); seed 1 agrees (one
+    epoch: 1e-3 17.4 and 0.866, 2e-3 12.0 and 0.906)."""
     d_lr: PositiveFloat = 4e-3
     """Adam learning rate of the discriminator: twice the generator's, the two time-scale update
     rule (Heusel et al., 2017); chosen with ``lr`` (see there)."""
@@ -91,8 +92,9 @@ class GAN(Generator):
     layer, not the input alone. Discriminator (spectral norm on every layer): 4x4 stride-2
     convolutions 1 -> channels -> 2 x channels (leaky ReLU 0.1), flattened features phi(x); score =
     linear(phi(x)) + <embed(condition), phi(x)>. Each real batch: one discriminator update on the hinge
-    loss relu(1 - D(real)) + relu(1 + D(fake)), real and generated images scored in one pass; every ``n_critic``-th batch also a generator update on
-    -D(fake) with the same fakes (generated for the real batch's conditions), then the moving average.
+    loss relu(1 - D(real)) + relu(1 + D(fake)), real and generated images scored in one pass; every
+    ``n_critic``-th batch also a generator update on -D(fake) with the same fakes (generated for the
+    real batch's conditions), then the moving average.
     The seed drives initialisation, shuffling and noise, so fits on CPU repeat exactly. For speed on CPU
     (``benchmarks/gan_speed.py``) the one-channel layers (the discriminator's first, the generator's
     last) are im2col matrix products and the other convolutions run in channels-last memory.
