@@ -100,6 +100,7 @@ def test_the_terminal_and_the_report_stay_clean(reports_root, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "without encryption" not in result.stderr + result.stdout
+    assert "headline metrics {}" in result.stdout  # the terminal shows the headline, not every metric
     run = reports.ledger().iloc[-1]
     nb = nbformat.read(reports_root / run["folder"] / "bars.ipynb", as_version=4)
     outputs = [o for cell in nb.cells for o in cell.get("outputs", [])]

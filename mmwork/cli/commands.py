@@ -140,10 +140,13 @@ def report(args) -> None:
     from mmwork.apps import reports
     if args.action == "run":
         params = reports.read_parameters(args.parameter, args.parameters_file)
+        from mmwork.apps.report_index import headline_names
         row = reports.run_report(args.notebook, params, progress=not args.no_progress, timeout=args.timeout)
+        metrics = json.loads(row["metrics"] or "{}")
+        shown = {name: metrics[name] for name in headline_names(metrics, json.loads(row.get("headline") or "[]"))}
         print(f"{row['notebook']} run {row['run_id']}: {row['status']} in {row['duration_s']} s; "
-              f"metrics {row['metrics']}\n  report: {reports.reports_dir() / row['html']}\n"
-              f"  index:  {reports.reports_dir() / 'index.html'}")
+              f"headline metrics {json.dumps(shown)} ({len(metrics)} in all: `mmwork report list --json`)\n"
+              f"  report: {reports.reports_dir() / row['html']}\n  index:  {reports.reports_dir() / 'index.html'}")
     elif args.action == "list":
         runs = reports.ledger()
         show(runs if args.json else runs[["run_id", "notebook", "status", "duration_s", "metrics"]], args.json)
