@@ -21,7 +21,7 @@ patches (conditioned on their categories) against the real test segments, next t
     python benchmarks/audio_generators.py --config full --threads 1     # full size: 10 CPU-minutes of VAE training
 
 Measured (instrument-samples, 1 thread, load 5-15; benchmarks/results/audio_generators.json): early stopping
-on the validation clips ends training after 43-44 epochs (about 45 CPU-seconds; epoch 33-34 kept: the
+on the validation clips ends training after 45-50 epochs (about 45 CPU-seconds; epoch 35-40 kept: the
 259 training patches are overfitted after that), so the full configuration's 600 CPU-second budget is never
 reached and its seed 0 is the demo's seed 0, bit for bit (CPU fits repeat exactly for a seed).
 

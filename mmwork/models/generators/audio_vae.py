@@ -54,7 +54,7 @@ class AudioVAEConfig(GeneratorConfig):
     epochs: PositiveInt = 200
     """Maximum passes over the training patches: a cap; give ``time_budget`` (the demo: 45 s) and
     training stops after the last epoch that fits, keeping the best validated one. On instrument-samples
-    early stopping came first: after 43-51 epochs (seeds 0-2, about 45 CPU-seconds on 1 thread)."""
+    early stopping came first: after 45-50 epochs (seeds 0-2, 33-57 s on 1 thread at load 3-6)."""
     patience: PositiveInt = 10
     """Epochs without a lower validation loss before training stops (3 stopped runs on instrument-samples'
     56 validation patches at epoch 14-21, before the samples differed by category)."""
@@ -75,17 +75,19 @@ class AudioVAEConfig(GeneratorConfig):
     """Width of the condition vector (one-hot categories); 0 = unconditional."""
     likelihood: Literal["bernoulli", "gaussian"] = "gaussian"
     """p(x|z): "gaussian" (one learned scale; the default for dB levels) or "bernoulli"."""
-    warmup_epochs: NonNegativeFloat = 5.0
-    """Epochs over which the KL weight rises linearly from 0 to 1."""
+    warmup_epochs: NonNegativeFloat = 20.0
+    """Epochs over which the KL weight rises linearly from 0 to 1. 20, not 5: with the other defaults
+    and a 45 CPU-second budget (early stopping after 45-50 epochs) on instrument-samples, samples
+    requested for the 14 categories in turn and heard through Griffin-Lim were recognised at 0.179,
+    0.161, 0.196 (seeds 0-2, 56 each; chance 1/14 = 0.071) against 0.125, 0.125, 0.196 at 5; samples
+    for the validation clips' own categories at 0.232, 0.125, 0.232 against 0.268, 0.143, 0.179."""
     conditional_prior: bool = True
     """With a condition, learn the prior p(z|c) = N(m(c), diag s(c)^2) (linear in c, N(0, I) at
     initialisation) as the image VAE does, so samples are drawn where patches of category c put z
     (False: the prior N(0, I)). With ``condition_channels`` 8 (both off before issue 21): on
     instrument-samples' validation clips, samples requested for the 14 categories in turn (8 each) were
     recognised by the audio classifier at 0.170 and 0.170 (seeds 0, 1; 40 epochs, patches read
-    directly), against 0.116 and 0.107 without (chance 1/14 = 0.071); with all the defaults and heard
-    through Griffin-Lim, 0.125, 0.125 and 0.196 (seeds 0-2, 56 samples each;
-    benchmarks/audio_generators.py)."""
+    directly), against 0.116 and 0.107 without (chance 1/14 = 0.071)."""
     condition_channels: NonNegativeInt = 8
     """Width of learned condition embeddings broadcast as extra channels over the encoder's input and
     the decoder's feature maps before each transposed convolution (as the image VAE does), so z need
