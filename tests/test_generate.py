@@ -172,13 +172,15 @@ def test_resume_equals_an_uninterrupted_run(store):
 
 def test_demo_step_prints_the_table_and_writes_samples(store, tmp_path, capsys):
     from mmwork.apps.demo import DEMO_REPORTS, _generators
-    assert dict(DEMO_REPORTS)["03-generators"]["train_limit"] <= 5000
+    demo = dict(DEMO_REPORTS)["03-generators"]
+    assert demo["classifier_budget"] and all(params["time_budget"] for params in demo["model_params"].values())
+    assert {"cvae", "gan", "vae", "text-cvae"} <= set(demo["model_params"])  # every generator has a budget
     generate.train("fashion-mnist", "cvae", limit=50, params={"channels": 4, "hidden": 16}, **TINY)
     _generators({"cvae/conditional_accuracy": 0.5, "cvae/frechet_distance_classifier": 9.0,
                  "floor/frechet_distance_classifier_floor": 0.1, "cvae/seconds": 3.0}, tmp_path, audio=None)
     out = capsys.readouterr().out
     assert "conditional_accuracy" in out and "seconds" not in out and "audio-vae" not in out
-    assert Image.open(tmp_path / "cvae-by-class.png").size == (2 * (8 * 30 + 2), 2 * (10 * 30 + 2))
+    assert Image.open(tmp_path / "cvae-by-class.png").size == (3 * (8 * 30 + 2), 3 * (10 * 30 + 2))
 
 
 def test_text_cvae_takes_text_that_was_never_a_label(store, tmp_path, capsys):

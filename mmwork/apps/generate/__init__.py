@@ -16,12 +16,12 @@ progress), ``sampling`` (samples, PNG and WAV writers), ``evaluation`` (the metr
 >>> evaluate("fashion-mnist", "cvae", n=2000).metrics["conditional_accuracy"]      # doctest: +SKIP
 """
 from mmwork.apps.generate.data import VALID_SHARE, conditions
-from mmwork.apps.generate.evaluation import LABEL_METRICS, SOURCE_SUFFIX, GenerationReport, evaluate
+from mmwork.apps.generate.evaluation import LABEL_METRICS, SOURCE_SUFFIX, GenerationReport, audio_recognition, evaluate
 from mmwork.apps.generate.folders import checkpoint_dir, info, load, model_dir, models
 from mmwork.apps.generate.registry import DATASETS, MODELS, SCORER, ModelSpec, spec
 from mmwork.apps.generate.sampling import Samples, sample, save_grid, save_samples, save_wavs
 from mmwork.apps.generate.training import classifier, train
 
 __all__ = ["DATASETS", "LABEL_METRICS", "MODELS", "SCORER", "SOURCE_SUFFIX", "VALID_SHARE", "GenerationReport",
-           "ModelSpec", "Samples", "checkpoint_dir", "classifier", "conditions", "evaluate", "info", "load",
+           "ModelSpec", "Samples", "audio_recognition", "checkpoint_dir", "classifier", "conditions", "evaluate", "info", "load",
            "model_dir", "models", "sample", "save_grid", "save_samples", "save_wavs", "spec", "train"]
