@@ -143,35 +143,48 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def plot(result: dict, path: str) -> None:
+COLOURS = {"vae": "tab:blue", "cvae": "tab:orange", "gan": "tab:green", "pythae-vae": "tab:red"}
+
+
+def plot(result: dict, path: str, text: dict | None = None) -> None:
     """One panel per measure: each model's runs (dots) and seed medians (lines) against the CPU-minutes
-    they used, with the floor and the noise baseline where they apply."""
+    they used, with the floor and the noise baseline where they apply; with ``text``
+    (``results/text_speed.json``), a last panel: the Austen LSTM's test perplexity per epoch against its
+    cumulative CPU-minutes, next to the fair Kneser-Ney 5-gram."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     panels = [("valid_nll", "validation NLL, nats/image (lower is better)", ("vae", "cvae", "pythae-vae")),
               ("conditional_accuracy", "conditional accuracy (judge's labels)", ("cvae", "gan")),
               ("fd_classifier", "FD in the judge's feature space (lower is better)", ("vae", "cvae", "gan", "pythae-vae"))]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+    fig, axes = plt.subplots(1, len(panels) + bool(text), figsize=(4.6 * (len(panels) + bool(text)), 3.6))
     for ax, (metric, title, models) in zip(axes, panels):
         for model in models:
             rows = [r for r in result["rows"] if r["model"] == model and metric in r]
             if not rows:
                 continue
-            ax.scatter([r["cpu_s"] / 60 for r in rows], [r[metric] for r in rows], s=12, alpha=0.5)
+            colour = COLOURS[model]
+            ax.scatter([r["cpu_s"] / 60 for r in rows], [r[metric] for r in rows], s=12, alpha=0.5, color=colour)
             medians = sorted((m for m in result["medians"] if m["model"] == model and metric in m), key=lambda m: m["minutes"])
-            ax.plot([m["cpu_s"] / 60 for m in medians], [m[metric] for m in medians], marker="o", label=model)
+            ax.plot([m["cpu_s"] / 60 for m in medians], [m[metric] for m in medians], marker="o", label=model, color=colour)
         if metric == "fd_classifier":
             ax.axhline(result["baselines"]["fd_classifier_floor"], ls="--", c="grey", lw=1, label="floor (real vs real)")
-            ax.axhline(result["baselines"]["fd_classifier_noise"] / 10, ls=":", c="red", lw=1, label="noise / 10")
+            ax.axhline(result["baselines"]["fd_classifier_noise"] / 10, ls=":", c="black", lw=1, label="noise / 10")
             ax.set_yscale("log")
         if metric == "conditional_accuracy":
             ax.axhline(result["baselines"]["valid_accuracy_of_judge"], ls="--", c="grey", lw=1, label="real images")
-            ax.axhline(0.1, ls=":", c="red", lw=1, label="chance")
+            ax.axhline(0.1, ls=":", c="black", lw=1, label="chance")
         ax.set(title=title, xlabel="CPU-minutes used (one thread)", xscale="log")
+    if text:
+        ax, curve = axes[-1], text["full_curve"]["curve"]
+        ax.plot([c["cpu_s"] / 60 for c in curve], [c["test"] for c in curve], marker="o", color="tab:purple",
+                label="LSTM 128/256, adaptive softmax")
+        ax.axhline(70.51, ls="--", c="grey", lw=1, label="fair Kneser-Ney 5-gram")
+        ax.set(title="Austen test perplexity per BPE piece (4,000)", xlabel="CPU-minutes used (one thread)")
+    for ax in axes:
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Fashion-MNIST, trained on 55,000 images, scored on the 5,000 validation images; "
+    fig.suptitle(f"Fashion-MNIST: trained on 55,000 images, scored on the 5,000 validation images, "
                  f"{result['samples']} samples; dots: seeds, lines: medians", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -191,7 +204,8 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     if args.plot:
-        return plot(json.loads(out.read_text()), args.plot)
+        text = HERE / "results" / "text_speed.json"
+        return plot(json.loads(out.read_text()), args.plot, json.loads(text.read_text()) if text.exists() else None)
     torch.set_num_threads(args.threads)
     done = json.loads(out.read_text()) if out.exists() else {"rows": []}
     train, valid = load_data()
