@@ -205,10 +205,10 @@ def test_trains_on_cuda_with_mixed_precision(images):
 
 
 def test_the_matrix_product_layers_equal_torch_convolutions():
-    from mmwork.models.generators.gan import _ConvAsMatmul, _ConvTransposeAsMatmul
+    from mmwork.models.layers import ConvAsMatmul, ConvTransposeAsMatmul
     torch.manual_seed(0)
-    for layer, reference, shape in ((_ConvAsMatmul(1, 8, 4, 2, 1), F.conv2d, (3, 1, 28, 28)),
-                                    (_ConvTransposeAsMatmul(8, 1, 4, 2, 1), F.conv_transpose2d, (3, 8, 14, 14))):
+    for layer, reference, shape in ((ConvAsMatmul(1, 8, 4, 2, 1), F.conv2d, (3, 1, 28, 28)),
+                                    (ConvTransposeAsMatmul(8, 1, 4, 2, 1), F.conv_transpose2d, (3, 8, 14, 14))):
         x = torch.randn(shape, requires_grad=True)
         out, expected = layer(x), reference(x, layer.weight, layer.bias, 2, 1)
         assert out.shape == expected.shape and torch.allclose(out, expected, atol=1e-5)
@@ -216,7 +216,7 @@ def test_the_matrix_product_layers_equal_torch_convolutions():
         assert all(torch.allclose(a, b, atol=1e-4) for a, b in
                    zip(grads, torch.autograd.grad(expected.square().sum(), (x, layer.weight))))
     x = torch.randn(3, 8, 14, 14).contiguous(memory_format=torch.channels_last)  # as the generator gives it
-    layer = _ConvTransposeAsMatmul(8, 1, 4, 2, 1)
+    layer = ConvTransposeAsMatmul(8, 1, 4, 2, 1)
     assert torch.allclose(layer(x), F.conv_transpose2d(x, layer.weight, layer.bias, 2, 1), atol=1e-5)
 
 

@@ -154,7 +154,7 @@ def test_conditional_vae_samples_follow_their_condition(images):
 
 def test_pythae_mnist_architecture_is_pythaes_layer_for_layer(images):
     from torch import nn
-    from mmwork.models.generators.vae import _GemmConv2d, _GemmConvTranspose2d
+    from mmwork.models.layers import ConvAsMatmul, ConvTransposeAsMatmul
     model = VAE(architecture="pythae-mnist", device="cpu", epochs=1, batch_size=8, warmup_epochs=0).fit(images[0][:16])
     net = model.net_
     assert sum(p.numel() for p in net.parameters()) == 17_232_033  # pythae 0.1.2's VAE at latent 16
@@ -170,9 +170,9 @@ def test_pythae_mnist_architecture_is_pythaes_layer_for_layer(images):
     assert torch.equal(model.sample(4, seed=3), model.sample(4, seed=3))  # eval mode: batch norm's running stats
     assert model.importance_nll(held_out, k=10).mean() < -model.elbo(held_out).mean()
     # the matrix-product layers compute exactly what torch's convolutions do, gradients included
-    for gemm, plain, x in [(_GemmConv2d(8, 6, 4, 2, padding=1), nn.Conv2d(8, 6, 4, 2, padding=1),
+    for gemm, plain, x in [(ConvAsMatmul(8, 6, 4, 2, padding=1), nn.Conv2d(8, 6, 4, 2, padding=1),
                             torch.rand(3, 8, 3, 3)),
-                           (_GemmConvTranspose2d(8, 6, 3, 2, padding=1, output_padding=1),
+                           (ConvTransposeAsMatmul(8, 6, 3, 2, padding=1, output_padding=1),
                             nn.ConvTranspose2d(8, 6, 3, 2, padding=1, output_padding=1), torch.rand(3, 8, 4, 4))]:
         plain.load_state_dict(gemm.state_dict())
         a, b = gemm(x), plain(x)

@@ -34,6 +34,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from mmwork.core.errors import MmworkError
 from mmwork.models.generators.base import Generator, GeneratorConfig, Training
+from mmwork.models.layers import ConvAsMatmul, ConvTransposeAsMatmul
 from mmwork.models.network import Preset
 
 
@@ -227,7 +228,7 @@ class _Generator(nn.Module):
         self.linear = nn.Linear(config.noise_dim + k, 2 * ch * 49, bias=False)
         self.norm1, self.norm2 = _Norm(2 * ch, k), _Norm(ch, k)
         self.up1 = nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False)  # 7 -> 14
-        self.up2 = _ConvTransposeAsMatmul(ch, 1, 4, 2, 1)              # 14 -> 28
+        self.up2 = ConvTransposeAsMatmul(ch, 1, 4, 2, 1)              # 14 -> 28
 
     def forward(self, z, c):
         c = None if c is None else c.to(z.dtype)
@@ -262,7 +263,7 @@ class _Discriminator(nn.Module):
         super().__init__()
         ch, width = config.channels, 2 * config.channels * 49
         self.features = nn.Sequential(
-            spectral_norm(_ConvAsMatmul(1, ch, 4, 2, 1)), nn.LeakyReLU(0.1),       # 28 -> 14
+            spectral_norm(ConvAsMatmul(1, ch, 4, 2, 1)), nn.LeakyReLU(0.1),       # 28 -> 14
             spectral_norm(nn.Conv2d(ch, 2 * ch, 4, 2, 1)), nn.LeakyReLU(0.1),      # 14 -> 7
             nn.Flatten())
         self.linear = spectral_norm(nn.Linear(width, 1))
@@ -280,32 +281,6 @@ class _Discriminator(nn.Module):
         if self.embed is not None:  # projection: <embed(condition), phi(x)>
             score = score + (self.embed(c.to(phi.dtype)) * phi).sum(1)
         return score, None if self.aux is None else self.aux(phi)
-
-
-class _ConvAsMatmul(nn.Conv2d):
-    """``nn.Conv2d`` (same weights, same state) computed as im2col and one matrix product, returned in
-    channels-last memory (which the next convolution runs faster in): for the one-channel input layer
-    this is faster on CPU than the oneDNN kernel, whose small-channel path is slow
-    (``benchmarks/gan_speed.py``)."""
-
-    def forward(self, x):
-        (k, _), (s, _), (p, _) = self.kernel_size, self.stride, self.padding
-        cols = F.unfold(x, k, padding=p, stride=s)                          # N, C*k*k, L
-        out = cols.transpose(1, 2) @ self.weight.flatten(1).T + self.bias   # N, L, C_out
-        size = ((x.shape[2] + 2 * p - k) // s + 1, (x.shape[3] + 2 * p - k) // s + 1)
-        return out.unflatten(1, size).permute(0, 3, 1, 2)                  # channels-last, no copy
-
-
-class _ConvTransposeAsMatmul(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` (same weights, same state) as one matrix product and col2im, reading
-    channels-last input without a copy: faster on CPU for the one-channel output layer."""
-
-    def forward(self, x):
-        (k, _), (s, _), (p, _) = self.kernel_size, self.stride, self.padding
-        rows = x.permute(0, 2, 3, 1).flatten(1, 2)                          # N, H*W, C_in
-        cols = (rows @ self.weight.flatten(1)).transpose(1, 2)              # N, C_out*k*k, H*W
-        size = ((x.shape[2] - 1) * s - 2 * p + k, (x.shape[3] - 1) * s - 2 * p + k)
-        return F.fold(cols, size, k, padding=p, stride=s) + self.bias[:, None, None]
 
 
 def _soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

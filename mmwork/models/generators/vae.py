@@ -38,6 +38,7 @@ from torch import nn
 
 from mmwork.models.generators.base import GeneratorConfig
 from mmwork.models.generators.vae_core import Likelihood, VAECore, conditional_prior
+from mmwork.models.layers import ConvAsMatmul, ConvTransposeAsMatmul
 from mmwork.models.network import Preset
 
 
@@ -176,41 +177,11 @@ class _ConvVAE(_Likelihood):
         return self.up2(_with_condition(h, e14))
 
 
-class _GemmConv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same parameters, same function) computed on the CPU as one matrix product over
-    unfolded patches: for layers with few output positions (3x3, 1x1) this was 2-10x faster than
-    torch 2.13's oneDNN kernels on the 2-core AVX2 machine (benchmarks/bench_generators.py)."""
-
-    def forward(self, x):
-        if x.device.type != "cpu":
-            return super().forward(x)
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        rows, cols = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1
-        patches = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)  # (N, C*k*k, L)
-        out = F.linear(patches.transpose(1, 2), self.weight.flatten(1), self.bias)          # (N, L, out)
-        return out.transpose(1, 2).reshape(len(x), -1, rows, cols)
-
-
-class _GemmConvTranspose2d(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` (same parameters, same function) computed on the CPU as one matrix
-    product followed by ``fold`` (the adjoint of unfolding): faster than oneDNN here for a 4x4 input."""
-
-    def forward(self, x):
-        if x.device.type != "cpu":
-            return super().forward(x)
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        rows = (x.shape[2] - 1) * sh - 2 * ph + kh + self.output_padding[0]
-        cols = (x.shape[3] - 1) * sw - 2 * pw + kw + self.output_padding[1]
-        blocks = x.flatten(2).transpose(1, 2) @ self.weight.flatten(1)  # (N, H*W, out*k*k)
-        out = F.fold(blocks.transpose(1, 2), (rows, cols), self.kernel_size, padding=self.padding, stride=self.stride)
-        return out + self.bias[:, None, None]
-
-
 class _PythaeMnistVAE(_Likelihood):
     """pythae 0.1.2's ``Encoder_Conv_VAE_MNIST`` and ``Decoder_Conv_AE_MNIST``, the same layers in the
     same order and with the same parameters (its decoder ends in a sigmoid; here the sigmoid is folded
     into the Bernoulli likelihood's logits, the same model computed more stably). The three layers
-    with at most 16 spatial positions run as plain matrix products on the CPU (see ``_GemmConv2d``)."""
+    with at most 16 spatial positions run as plain matrix products on the CPU (``mmwork.models.layers.ConvAsMatmul``)."""
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
@@ -218,13 +189,13 @@ class _PythaeMnistVAE(_Likelihood):
         self.encoder = nn.Sequential(
             *block(nn.Conv2d(1, 128, 4, 2, padding=1), 128),          # 28 -> 14
             *block(nn.Conv2d(128, 256, 4, 2, padding=1), 256),        # 14 -> 7
-            *block(_GemmConv2d(256, 512, 4, 2, padding=1), 512),      # 7 -> 3
-            *block(_GemmConv2d(512, 1024, 4, 2, padding=1), 1024),    # 3 -> 1
+            *block(ConvAsMatmul(256, 512, 4, 2, padding=1), 512),      # 7 -> 3
+            *block(ConvAsMatmul(512, 1024, 4, 2, padding=1), 1024),    # 3 -> 1
             nn.Flatten())
         self.embedding, self.log_var = nn.Linear(1024, config.latent), nn.Linear(1024, config.latent)
         self.decoder = nn.Sequential(
             nn.Linear(config.latent, 1024 * 4 * 4), nn.Unflatten(1, (1024, 4, 4)),
-            *block(_GemmConvTranspose2d(1024, 512, 3, 2, padding=1), 512),                  # 4 -> 7
+            *block(ConvTransposeAsMatmul(1024, 512, 3, 2, padding=1), 512),                  # 4 -> 7
             *block(nn.ConvTranspose2d(512, 256, 3, 2, padding=1, output_padding=1), 256),   # 7 -> 14
             nn.ConvTranspose2d(256, 1, 3, 2, padding=1, output_padding=1))                  # 14 -> 28
 
