@@ -55,13 +55,12 @@ def load_data():
     return train_valid_split(fashion_mnist("train"))
 
 
-def judge(train, path: Path, threads: int):
+def judge(train, path: Path):
     """The classifier that labels samples and gives the feature space: trained once on the 55,000."""
     from mmwork.models.judges import Classifier
     from mmwork.models.persistence import load
     if path.exists():
         return load(path)
-    torch.set_num_threads(threads)
     model = Classifier(epochs=3, device="cpu", seed=0).fit(train.images, train.labels)
     model.save(path)
     return model
@@ -82,7 +81,6 @@ def score_images(samples, wanted, clf, valid) -> dict:
 def train_mmwork(name: str, minutes: float, seed: int, train, valid, clf, args) -> dict:
     from mmwork.models.data import one_hot
     from mmwork.models.generators import GAN, VAE
-    torch.set_num_threads(args.threads)
     common = {"epochs": 1000, "time_budget": minutes * 60, "budget_clock": "cpu", "seed": seed, "device": "cpu"}
     c = one_hot(train.labels, 10)
     started = time.process_time()
@@ -209,7 +207,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     done = json.loads(out.read_text()) if out.exists() else {"rows": []}
     train, valid = load_data()
-    args.clf = judge(train, HERE / ".cache" / "judge-55k", args.threads)
+    args.clf = judge(train, HERE / ".cache" / "judge-55k")
     rows = done["rows"]
     plan = [(m, s) for m in args.minutes for s in args.seeds]
     for i, (minutes, seed) in enumerate(plan):

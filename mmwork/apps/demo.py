@@ -79,8 +79,9 @@ def _generators(metrics: dict, out, audio: dict | None = DEMO_AUDIO) -> None:
     if rows:
         print(pd.DataFrame(rows).T.round(4).to_string(na_rep="-"))
     for model in CONDITIONAL_IMAGE_MODELS:
-        if generate.info("fashion-mnist", model):
-            classes = generate.info("fashion-mnist", model)["classes"]
+        recorded = generate.info("fashion-mnist", model)
+        if recorded:
+            classes = recorded["classes"]
             wanted = [c for c in classes for _ in range(8)]
             grid = generate.save_grid(generate.sample("fashion-mnist", model, len(wanted), condition=wanted).data,
                                       out / f"{model}-by-class.png", ncols=8, scale=3)

@@ -139,8 +139,8 @@ def index(args) -> None:
 def report(args) -> None:
     from mmwork.apps import reports
     if args.action == "run":
-        params = reports.read_parameters(args.parameter, args.parameters_file)
         from mmwork.apps.report_index import headline_names
+        params = reports.read_parameters(args.parameter, args.parameters_file)
         row = reports.run_report(args.notebook, params, progress=not args.no_progress, timeout=args.timeout)
         metrics = json.loads(row["metrics"] or "{}")
         shown = {name: metrics[name] for name in headline_names(metrics, json.loads(row.get("headline") or "[]"))}

@@ -65,7 +65,8 @@ class BudgetedConfig(ModelConfig):
     """Parameters of every model trained by :class:`Training`."""
 
     time_budget: Duration | None = None
-    """Wall-clock budget of ``fit`` (seconds, or ``"90s"``, ``"2m"``): training stops after the last
+    """Time budget of ``fit`` (seconds, or ``"90s"``, ``"2m"``; wall-clock unless ``budget_clock="cpu"``):
+    training stops after the last
     epoch that fits in it (or at ``epochs``, or on early stopping, whichever comes first), that epoch
     is validated, and the best validated epoch is kept. None: no budget."""
     budget_clock: Literal["wall", "cpu"] = "wall"
@@ -80,17 +81,16 @@ class Training:
 
     def __init__(self, model: TrainedModel, valid: Validation | None = None, checkpoint: str | Path | None = None,
                  resumed: tuple[dict, dict] | None = None, *, mode: Mode = "min", every: int = 1,
-                 epochs: int | None = None, patience: int | None = None, time_budget: float | None = None,
-                 clock: Callable[[], float] | None = None):
+                 epochs: int | None = None, patience: int | None = None):
         if mode not in ("min", "max"):
             raise MmworkError(f"mode must be 'min' or 'max', got {mode!r}")
         config = model.config
         self.model, self.valid, self.resumed, self.mode, self.every = model, valid, resumed, mode, every
         self.last_epoch = epochs if epochs is not None else config.epochs
         self.patience = patience if patience is not None else config.patience
-        self.time_budget = time_budget if time_budget is not None else getattr(config, "time_budget", None)
-        # injectable, so a test can run a budget without sleeping
-        self.clock = clock or (cpu_now if getattr(config, "budget_clock", "wall") == "cpu" else now)
+        self.time_budget = getattr(config, "time_budget", None)
+        # looked up here, not bound at import, so a test can swap the clock and run a budget without sleeping
+        self.clock = cpu_now if getattr(config, "budget_clock", "wall") == "cpu" else now
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.key = f"valid_{getattr(valid, 'name', 'loss' if mode == 'min' else 'score')}"
         device = getattr(model, "device_", torch.device("cpu"))

@@ -39,7 +39,7 @@ from torch import nn
 from mmwork.core.errors import MmworkError
 from mmwork.models.data.audio import MelParams, patches_to_audio
 from mmwork.models.generators.base import GeneratorConfig
-from mmwork.models.generators.vae_core import Likelihood, VAECore, conditional_prior
+from mmwork.models.generators.vae_core import Likelihood, VAECore, conditional_prior, with_condition
 from mmwork.models.network import Preset
 from mmwork.models.data.images import class_condition
 
@@ -52,7 +52,7 @@ class AudioVAEConfig(GeneratorConfig):
     classes: list[str] = []
     """Category names by condition index; with classes, condition_dim defaults to their number."""
     epochs: PositiveInt = 200
-    """Maximum passes over the training patches: a cap; give ``time_budget`` (the demo: 45 s) and
+    """Maximum passes over the training patches: a cap; give ``time_budget`` (the demo: 30 s) and
     training stops after the last epoch that fits, keeping the best validated one. On instrument-samples
     early stopping came first: after 45-50 epochs (seeds 0-2, 33-57 s on 1 thread at load 3-6)."""
     patience: PositiveInt = 10
@@ -186,7 +186,7 @@ class _ConvAudioVAE(Likelihood):
                                  nn.ConvTranspose2d(2 * ch + e, ch, 4, 2, 1),
                                  nn.ConvTranspose2d(ch + e, 1, 4, 2, 1)])
         self.log_scale = nn.Parameter(torch.tensor(math.log(0.1))) if config.likelihood == "gaussian" else None
-        # created last, and only when asked for: the default network's initialisation draws stay as they were
+        # created after the networks, and only when asked for: a network without them keeps its initialisation draws
         self.prior_net = conditional_prior(cond, config.latent) if cond and config.conditional_prior else None
         # one embedding per place the condition enters as channels (encoder input, then each upsampling)
         self.embed = nn.Linear(cond, 4 * e) if e else None
@@ -200,20 +200,13 @@ class _ConvAudioVAE(Likelihood):
         return (None,) * 4 if self.embed is None or c is None else self.embed(c.to(dtype)).chunk(4, dim=1)
 
     def encode(self, x, c):
-        h = self.encoder(_with_condition(x, self._embed(c, x.dtype)[0]))
+        h = self.encoder(with_condition(x, self._embed(c, x.dtype)[0]))
         return self.posterior(h if c is None else torch.cat([h, c.to(h.dtype)], 1)).chunk(2, dim=1)
 
     def decode(self, z, c):
         embedded = self._embed(c, z.dtype)[1:]
         h = self.decoder(z if c is None else torch.cat([z, c.to(z.dtype)], 1))
         for i, (up, e) in enumerate(zip(self.up, embedded)):
-            h = up(_with_condition(h, e))
+            h = up(with_condition(h, e))
             h = torch.relu(h) if i < len(self.up) - 1 else h
         return h
-
-
-def _with_condition(h, e):
-    """Feature maps ``h`` (N, C, H, W) with the condition embedding ``e`` (N, E) as E constant channels."""
-    if e is None:
-        return h
-    return torch.cat([h, e.to(h.dtype)[:, :, None, None].expand(-1, -1, *h.shape[2:])], 1)

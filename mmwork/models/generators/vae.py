@@ -37,7 +37,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt, model_valida
 from torch import nn
 
 from mmwork.models.generators.base import GeneratorConfig
-from mmwork.models.generators.vae_core import Likelihood, VAECore, conditional_prior
+from mmwork.models.generators.vae_core import Likelihood, VAECore, conditional_prior, with_condition
 from mmwork.models.layers import ConvAsMatmul, ConvTransposeAsMatmul
 from mmwork.models.network import Preset
 
@@ -128,13 +128,6 @@ class _Likelihood(Likelihood):
         return torch.zeros_like(like), torch.zeros_like(like)
 
 
-def _with_condition(h, e):
-    """Feature maps ``h`` (N, C, H, W) with the condition embedding ``e`` (N, E) as E constant channels."""
-    if e is None:
-        return h
-    return torch.cat([h, e.to(h.dtype)[:, :, None, None].expand(-1, -1, *h.shape[2:])], 1)
-
-
 class _ConvVAE(_Likelihood):
     def __init__(self, config: VAEConfig):
         super().__init__(config)
@@ -166,15 +159,15 @@ class _ConvVAE(_Likelihood):
 
     def encode(self, x, c):
         e, _, _ = self._embed(c, x.dtype)
-        h = self.encoder(_with_condition(x, e))
+        h = self.encoder(with_condition(x, e))
         mu, logvar = self.posterior(h if c is None else torch.cat([h, c.to(h.dtype)], 1)).chunk(2, dim=1)
         return mu, logvar
 
     def decode(self, z, c):
         _, e7, e14 = self._embed(c, z.dtype)
         h = self.decoder_in(z if c is None else torch.cat([z, c.to(z.dtype)], 1))
-        h = F.relu(self.up1(_with_condition(h, e7)))
-        return self.up2(_with_condition(h, e14))
+        h = F.relu(self.up1(with_condition(h, e7)))
+        return self.up2(with_condition(h, e14))
 
 
 class _PythaeMnistVAE(_Likelihood):

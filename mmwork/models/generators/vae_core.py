@@ -51,6 +51,14 @@ class Likelihood(nn.Module):
         return None
 
 
+def with_condition(h: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+    """Feature maps ``h`` (N, C, H, W) with the condition embedding ``e`` (N, E) as E constant channels
+    (``h`` itself without one): how both VAEs feed a condition to their convolutions."""
+    if e is None:
+        return h
+    return torch.cat([h, e.to(h.dtype)[:, :, None, None].expand(-1, -1, *h.shape[2:])], 1)
+
+
 def conditional_prior(cond: int, latent: int) -> nn.Linear:
     """The conditional prior's network p(z|c) = N(m(c), diag s(c)^2), m and s linear in c, starting as
     N(0, I) (Sohn et al., 2015)."""

@@ -16,8 +16,7 @@ from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from mmwork.core.errors import MmworkError
 from mmwork.store.interactions import Interactions
 from mmwork.models.recommenders.base import Recommender, RecommenderConfig
-from mmwork.models.training import BudgetedConfig
-from mmwork.models.training import Training
+from mmwork.models.training import BudgetedConfig, Training
 from mmwork.models.recommenders.optim import Adam
 
 log = logging.getLogger("mmwork.models.recommenders")

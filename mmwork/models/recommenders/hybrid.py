@@ -31,8 +31,7 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 from torch import nn
 
 from mmwork.models.recommenders.base import Recommender, RecommenderConfig
-from mmwork.models.training import BudgetedConfig
-from mmwork.models.training import Training
+from mmwork.models.training import BudgetedConfig, Training
 from mmwork.models.recommenders.content import centre, centring_means
 from mmwork.store.item_features import as_modalities, l2_normalise
 

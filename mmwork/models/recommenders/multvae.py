@@ -23,8 +23,7 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 from mmwork.core.errors import MmworkError
 from mmwork.store.interactions import Interactions
 from mmwork.models.recommenders.base import Recommender, RecommenderConfig
-from mmwork.models.training import BudgetedConfig
-from mmwork.models.training import Training
+from mmwork.models.training import BudgetedConfig, Training
 from mmwork.models.layers import seeded_dropout
 from mmwork.models.recommenders.optim import Adam
 
