@@ -18,7 +18,7 @@ def _split(requirement: str) -> tuple[str, str]:
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = dict(_split(r) for r in project["dependencies"])
-    for extra in ("embeddings", "cnn", "lab", "test"):
+    for extra in ("embeddings", "cnn", "language", "lab", "test"):
         wanted.update(_split(r) for r in project["optional-dependencies"][extra])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
     conda = dict(_split(d) for d in env if isinstance(d, str) and not d.startswith(("python", "pip")))
