@@ -1,6 +1,7 @@
 """The ``mmwork`` command line: a thin layer over the library.
 
     mmwork data list | get NAME [--source PATH] [--force] | info NAME | import NAME SOURCE
+    mmwork models list | get smollm2|piper-voice|whisper-tiny|all [--force]
     mmwork tables
     mmwork extract DATASET [--modalities text,image,audio] [--scheduler ADDRESS] [--workers N]
     mmwork cluster start [--workers N] | status | stop

@@ -49,6 +49,16 @@ def data(args) -> None:
                                          users=args.users), args.json)
 
 
+def models(args) -> None:
+    from mmwork.datasets import pretrained
+    if args.action == "list":
+        show(pretrained.list_models(), args.json)
+    elif args.action == "get":
+        for name in pretrained.names() if args.name == "all" else [args.name]:
+            target = pretrained.get(name, force=args.force)
+            show({"model": name, "folder": str(target), "file": pretrained.spec(name).main}, args.json)
+
+
 def tables(args) -> None:
     from mmwork.store.tables import list_tables
     tables = list_tables()

