@@ -1,0 +1,18 @@
+"""The cross-modal generator: :class:`MultimodalVAE`, one latent space over a data set's modalities
+(image, sound as MFCC frames, text as characters, feature vectors), fused by attention or by the
+published baselines (product of experts, mixture, mixture of products), generating any modality from
+any subset of the others.
+
+- ``networks``: the per-modality encoders, decoders and likelihoods (pure torch);
+- ``fusion``: the four fusions;
+- ``config``: :class:`MultimodalVAEConfig`;
+- ``model``: :class:`MultimodalVAE`.
+
+>>> from mmwork.models.generators.multimodal import MultimodalVAE
+>>> MultimodalVAE(fusion="mopoe").config.fusion
+'mopoe'
+"""
+from mmwork.models.generators.multimodal.config import ModalityConfig, MultimodalVAEConfig
+from mmwork.models.generators.multimodal.model import MultimodalNet, MultimodalVAE
+
+__all__ = ["ModalityConfig", "MultimodalNet", "MultimodalVAE", "MultimodalVAEConfig"]
