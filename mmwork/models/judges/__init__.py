@@ -6,5 +6,7 @@
 """
 from mmwork.models.judges.audio_classifier import AudioClassifier, AudioClassifierConfig
 from mmwork.models.judges.classifier import Classifier, ClassifierConfig
+from mmwork.models.judges.modality_classifier import ModalityClassifier, ModalityClassifierConfig
 
-__all__ = ["AudioClassifier", "AudioClassifierConfig", "Classifier", "ClassifierConfig"]
+__all__ = ["AudioClassifier", "AudioClassifierConfig", "Classifier", "ClassifierConfig", "ModalityClassifier",
+           "ModalityClassifierConfig"]
