@@ -72,10 +72,14 @@ def expand(value: str, macros: dict[str, str], depth: int = 0) -> str:
 def preprocess(text: str) -> list[str]:
     """The lines the game would see with no symbol defined: ``#define`` bodies, comments and the
     false branches of ``#ifdef``/``#ifndef``/``#ifhave``/``#ifver`` removed (each of those is taken as
-    false, ``#ifndef``/``#ifnhave`` as true)."""
-    out, stack, in_define = [], [], False
+    false, ``#ifndef``/``#ifnhave`` as true); lines inside a quoted string are kept as they are."""
+    out, stack, in_define, in_string = [], [], False, False
     for line in text.splitlines():
         word = line.strip().split(maxsplit=1)[0] if line.strip() else ""
+        if in_string:  # a line inside a quoted string is text, even one starting with "#"
+            out.append(line)
+            in_string = line.count('"') % 2 == 0
+            continue
         if in_define:
             in_define = "#enddef" not in line
             continue
@@ -90,6 +94,7 @@ def preprocess(text: str) -> list[str]:
             stack.pop()
         elif all(stack) and not word.startswith("#"):
             out.append(line)
+            in_string = line.count('"') % 2 == 1
     return out
 
 
