@@ -8,7 +8,7 @@ classifiers trained on the training split judge what a model generates.
 - :func:`joint_coherence`: n samples from the prior, the share whose modalities all get one class.
 - :func:`modality_fd`: Fréchet distance per modality in its classifier's feature space ("FD-clf-image"),
   next to the real-vs-real floor (two disjoint real halves at equal counts) and a noise baseline.
-- :func:`latent_probe`: logistic regression on the latent means of training rows, scored on test rows.
+- :func:`latent_probe`: logistic regression on the latent means of training rows, scored on test rows'.
 - :func:`mean_elbo`: the mean ELBO per example (nats) of a model's ``elbo`` (on the test rows: test ELBO).
 
 ``generate(targets, given) -> dict`` and ``sample(n) -> dict`` are plain callables, so a peer's outputs
@@ -165,22 +165,31 @@ def modality_fd(generated: dict, real: dict, classifiers: dict, seed: int = 0) -
     return out
 
 
-def latent_probe(encode, train, test, train_labels=None, test_labels=None, max_iter: int = 2000) -> float:
-    """Test accuracy of a logistic regression fitted on the latent means of the training rows
-    (``encode(given) -> (mu, logvar)`` or ``mu``, all modalities given) and scored on the test rows'."""
+def latent_probe(train_z, train_labels, test_z, test_labels, max_iter: int = 2000) -> float:
+    """Test accuracy of a logistic regression (on standardised latents) fitted on the latent means of
+    the training rows and scored on the test rows' (e.g. ``model.encode(data.arrays)[0]``: every
+    modality given).
+
+    >>> z = torch.tensor([[-2.0], [-1.0], [1.0], [2.0]])
+    >>> latent_probe(z, [0, 0, 1, 1], -z, [1, 1, 0, 0])
+    1.0
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
-    train, y_train = _arrays_and_labels(train, train_labels)
-    test, y_test = _arrays_and_labels(test, test_labels)
 
-    def means(arrays):
-        out = encode(arrays)
-        mu = out[0] if isinstance(out, (tuple, list)) else out
-        return torch.as_tensor(np.asarray(mu.detach() if isinstance(mu, torch.Tensor) else mu)).double().numpy()
-    z_train = means(train)
-    scaler = StandardScaler().fit(z_train)
-    probe = LogisticRegression(max_iter=max_iter).fit(scaler.transform(z_train), y_train.numpy())
-    return float(probe.score(scaler.transform(means(test)), y_test.numpy()))
+    def rows(z, what):
+        z = np.asarray(z.detach().cpu() if isinstance(z, torch.Tensor) else z, dtype=np.float64)
+        if z.ndim != 2 or not np.isfinite(z).all():
+            raise MmworkError(f"{what} latents must be a finite (N, latent) array, got shape {z.shape}")
+        return z
+    train_z, test_z = rows(train_z, "training"), rows(test_z, "test")
+    y_train, y_test = np.asarray(train_labels).astype(int), np.asarray(test_labels).astype(int)
+    if len(y_train) != len(train_z) or len(y_test) != len(test_z):
+        raise MmworkError(f"one label per latent row: {len(train_z)} and {len(test_z)} rows, got "
+                          f"{len(y_train)} and {len(y_test)} labels")
+    scaler = StandardScaler().fit(train_z)
+    probe = LogisticRegression(max_iter=max_iter).fit(scaler.transform(train_z), y_train)
+    return float(probe.score(scaler.transform(test_z), y_test))
 
 
 def mean_elbo(elbo, data) -> float:

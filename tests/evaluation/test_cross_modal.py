@@ -88,9 +88,10 @@ def test_latent_probe_and_mean_elbo():
     rng = np.random.default_rng(0)
     labels = torch.arange(200) % 2
     z = torch.from_numpy(rng.normal(size=(200, 3))) + 4 * labels[:, None]
-    data = {"a": z, "b": z}
-    encode = lambda arrays: (arrays["a"], torch.zeros_like(arrays["a"]))  # noqa: E731
-    assert latent_probe(encode, data, data, labels, labels) == 1.0
+    assert latent_probe(z, labels, z, labels) == 1.0
+    assert latent_probe(z, labels, z, 1 - labels) == 0.0
+    with pytest.raises(MmworkError, match="one label per latent row"):
+        latent_probe(z, labels[:5], z, labels)
     assert mean_elbo(lambda arrays: -arrays["a"][:, 0], {"a": torch.tensor([[1.], [3.]])}) == -2.0
 
 
