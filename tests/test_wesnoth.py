@@ -74,3 +74,16 @@ def test_get_writes_items_and_skipped(data_root):
             "campaign"} <= set(items.columns)
     assert items["image"].str.startswith(str(raw_dir("wesnoth"))).all()
     assert "GPL-2+" in datasets.info("wesnoth")["license"]
+
+
+def test_sprite_decodes_with_transparent_pixels_black(scanned):
+    from PIL import Image
+    import numpy as np
+    from mmwork.features.image import decode_image
+    path = scanned[0].loc["Drake Arbiter", "image"]  # an RGBA sprite storing colours under alpha 0
+    rgba = np.asarray(Image.open(path).convert("RGBA"))
+    hidden = rgba[:, :, 3] == 0
+    assert (rgba[hidden][:, :3] != 0).any()
+    rgb = decode_image(path)
+    assert rgb.shape == (72, 72, 3) and (rgb[hidden] == 0).all()
+    assert (rgb[~hidden] == rgba[~hidden][:, :3]).all()
