@@ -277,7 +277,13 @@ def mfcc_to_waveform(frames, spec: ModalitySpec, n_iter: int = 32, seed: int = 0
     n_fft 1024, hop 256, 128 mels, power 2, dB re 1): inverse DCT to a 128-band log-mel envelope, dB to power,
     non-negative least squares to an STFT power (``nnls_iter`` multiplicative updates, as
     :func:`mmwork.models.data.audio.patches_to_audio` does, since librosa's L-BFGS-B solver is slow and stops
-    early), then Griffin-Lim (``n_iter``, seeded initial phase, so the result is deterministic). Length: (T - 1) * 256 samples (0.48 s for 16 frames).
+    early), then Griffin-Lim (``n_iter``, seeded initial phase, so the result is deterministic).
+    Length: (T - 1) * 256 samples (0.48 s for 16 frames). Cost: about 0.05 s a clip on one core (64 in
+    3.4 s at load 7), plus a one-off ~5 s the first time librosa's Griffin-Lim runs in a process.
+
+    Round trip, measured: librosa.feature.mfcc of the waveform against the frames it came from differs by
+    3.0 (c1..c12) and 9.7 (c0) on average over 64 test clips (on 8 of them 2.7 and 6.1, where librosa's own
+    mfcc_to_audio gives 2.8 and 6.2): the envelope survives, up to the limits below.
 
     Limits: 13 of 128 cepstral coefficients keep only the smooth spectral envelope (formants, loudness):
     the harmonic fine structure, hence pitch and voicing, is gone, and the phase is guessed, so the result
