@@ -12,9 +12,9 @@ from __future__ import annotations
 
 def model_classes() -> tuple[type, ...]:
     """Every generator and judge class that declares presets, in their listing order."""
-    from mmwork.models.generators import GAN, VAE, AudioVAE
+    from mmwork.models.generators import GAN, VAE, AudioVAE, MultimodalVAE
     from mmwork.models.judges import AudioClassifier, Classifier
-    return VAE, GAN, Classifier, AudioVAE, AudioClassifier
+    return VAE, GAN, Classifier, AudioVAE, AudioClassifier, MultimodalVAE
 
 
 def presets() -> dict:

@@ -12,7 +12,7 @@ any subset of the others.
 >>> MultimodalVAE(fusion="mopoe").config.fusion
 'mopoe'
 """
-from mmwork.models.generators.multimodal.config import ModalityConfig, MultimodalVAEConfig
+from mmwork.models.generators.multimodal.config import MultimodalVAEConfig
 from mmwork.models.generators.multimodal.model import MultimodalNet, MultimodalVAE
 
-__all__ = ["ModalityConfig", "MultimodalNet", "MultimodalVAE", "MultimodalVAEConfig"]
+__all__ = ["MultimodalNet", "MultimodalVAE", "MultimodalVAEConfig"]

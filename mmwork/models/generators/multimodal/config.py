@@ -4,55 +4,33 @@ kind, shape, vocabulary), the fusion, the networks' sizes and the objective.
 >>> from mmwork.models.generators.multimodal import MultimodalVAEConfig
 >>> config = MultimodalVAEConfig(modalities={"image": {"kind": "image", "shape": [1, 28, 28]},
 ...                                          "text": {"kind": "tokens", "shape": [8], "vocab": list("_?abc")}})
->>> config.modalities["text"].vocab_size, config.fusion
+>>> from mmwork.models.generators.multimodal.config import vocab_size
+>>> vocab_size(config.modalities["text"]), config.fusion
 (5, 'attention')
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
+from mmwork.models.data.multimodal import ModalitySpec
 from mmwork.models.generators.base import GeneratorConfig
 from mmwork.models.generators.multimodal.networks import IMAGE_SIZES
 
-Kind = Literal["image", "sequence", "tokens", "vector"]
-RANK = {"image": 3, "sequence": 2, "tokens": 1, "vector": 1}
 
-
-class ModalityConfig(BaseModel):
-    """One modality as the model sees it (the same fields as the data's ``ModalitySpec``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Kind
-    """"image" (C, H, W), "sequence" (T, D), "tokens" (L,) or "vector" (D,)."""
-    shape: tuple[PositiveInt, ...]
-    """The shape of one example."""
-    vocab: list[str] | None = None
-    """Tokens only: the symbol of each id (0 = padding), so a saved model can read and write text."""
-
-    @property
-    def vocab_size(self) -> int | None:
-        return len(self.vocab) if self.vocab else None
-
-    @model_validator(mode="after")
-    def _fits_kind(self):
-        if len(self.shape) != RANK[self.kind]:
-            raise ValueError(f"a {self.kind} modality has a shape of {RANK[self.kind]} numbers, got {self.shape}")
-        if self.kind == "image" and (self.shape[1] != self.shape[2] or self.shape[1] not in IMAGE_SIZES):
-            raise ValueError(f"image shape must be (C, S, S) with S in {sorted(IMAGE_SIZES)}, got {self.shape}")
-        if self.kind == "tokens" and not self.vocab:
-            raise ValueError("a tokens modality needs its vocab (the symbol of each id, 0 = padding)")
-        return self
+def vocab_size(spec: ModalitySpec) -> int | None:
+    """The number of token ids of a tokens modality (its vocab, padding and unknown included)."""
+    return len(spec.vocab) if spec.vocab else None
 
 
 class MultimodalVAEConfig(GeneratorConfig):
     """Parameters of :class:`~mmwork.models.generators.MultimodalVAE`. The defaults were chosen on
     digits-av's valid split for a fit of about 2-3 CPU-minutes on 1 thread (see each field)."""
 
-    modalities: dict[str, ModalityConfig] = {}
-    """Modality name -> kind, shape (and vocab); filled from the training data when left empty."""
+    modalities: dict[str, ModalitySpec] = {}
+    """Modality name -> its ``ModalitySpec`` (kind, shape, vocab, the data's scaling), as the training
+    data's specs say; filled from the training data when left empty."""
     dataset: str = ""
     """The data set the model is (to be) trained on; a model refuses another data set's inputs."""
     classes: list[str] = []
@@ -92,6 +70,10 @@ class MultimodalVAEConfig(GeneratorConfig):
 
     @model_validator(mode="after")
     def _subsets_known(self):
+        for name, spec in self.modalities.items():
+            if spec.kind == "image" and (spec.shape[1] != spec.shape[2] or spec.shape[1] not in IMAGE_SIZES):
+                raise ValueError(f"{name}: image shape must be (C, S, S) with S in {sorted(IMAGE_SIZES)}, "
+                                 f"got {spec.shape}")
         if self.attention_dim % self.heads:
             raise ValueError(f"attention_dim ({self.attention_dim}) must be a multiple of heads ({self.heads})")
         for subset in self.subsets or []:

@@ -33,7 +33,8 @@ from mmwork.core.device import resolve_device
 from mmwork.core.errors import MmworkError
 from mmwork.models.generators.base import Generator, Training
 from mmwork.models.generators.multimodal import fusion as F
-from mmwork.models.generators.multimodal.config import ModalityConfig, MultimodalVAEConfig
+from mmwork.models.data.multimodal import ModalitySpec, encode_text
+from mmwork.models.generators.multimodal.config import MultimodalVAEConfig, vocab_size
 from mmwork.models.generators.multimodal.networks import log_likelihood, make_decoder, make_encoder, mean, n_values
 from mmwork.models.network import Preset
 from mmwork.models.training import read_checkpoint
@@ -47,9 +48,9 @@ class MultimodalNet(nn.Module):
         self.names, self.fusion = list(config.modalities), config.fusion
         self.kinds = {n: s.kind for n, s in config.modalities.items()}
         sizes = dict(latent=config.latent, width=config.width, hidden=config.hidden)
-        self.encoders = nn.ModuleDict({n: make_encoder(s.kind, s.shape, vocab_size=s.vocab_size, **sizes)
+        self.encoders = nn.ModuleDict({n: make_encoder(s.kind, s.shape, vocab_size=vocab_size(s), **sizes)
                                        for n, s in config.modalities.items()})
-        self.decoders = nn.ModuleDict({n: make_decoder(s.kind, s.shape, vocab_size=s.vocab_size, **sizes)
+        self.decoders = nn.ModuleDict({n: make_decoder(s.kind, s.shape, vocab_size=vocab_size(s), **sizes)
                                        for n, s in config.modalities.items()})
         self.attention = F.AttentionFusion([e.features for e in self.encoders.values()], config.latent,
                                            config.attention_dim, config.heads) if config.fusion == "attention" else None
@@ -351,10 +352,14 @@ class MultimodalVAE(Generator):
         return {m: out[m] for m in self.names if m in out}
 
 
-def _check(name: str, spec: ModalityConfig, x, what: str) -> torch.Tensor:
+def _check(name: str, spec: ModalitySpec, x, what: str) -> torch.Tensor:
     """One modality's array as a CPU tensor of its kind's type, or an error naming what is wrong."""
+    if spec.kind == "tokens" and (isinstance(x, str) or (isinstance(x, (list, tuple)) and x
+                                                         and all(isinstance(t, str) for t in x))):
+        x = encode_text(x, spec)  # texts as strings: the model's own vocabulary
     if not isinstance(x, (torch.Tensor, np.ndarray)):
-        raise MmworkError(f"{what}: {name} must be a tensor or numpy array, got {type(x).__name__}")
+        raise MmworkError(f"{what}: {name} must be a tensor or numpy array"
+                          + (" (or a list of strings)" if spec.kind == "tokens" else "") + f", got {type(x).__name__}")
     x = torch.as_tensor(x).detach().cpu()
     if x.ndim != 1 + len(spec.shape) or tuple(x.shape[1:]) != tuple(spec.shape):
         raise MmworkError(f"{what}: {name} ({spec.kind}) must have shape (N, {', '.join(map(str, spec.shape))}), "
@@ -362,8 +367,8 @@ def _check(name: str, spec: ModalityConfig, x, what: str) -> torch.Tensor:
     if spec.kind == "tokens":
         if x.is_floating_point() or x.dtype == torch.bool:
             raise MmworkError(f"{what}: {name} must hold integer token ids, got {x.dtype}")
-        if len(x) and (x.min() < 0 or x.max() >= spec.vocab_size):
-            raise MmworkError(f"{what}: {name} holds ids outside 0..{spec.vocab_size - 1} (the vocabulary)")
+        if len(x) and (x.min() < 0 or x.max() >= vocab_size(spec)):
+            raise MmworkError(f"{what}: {name} holds ids outside 0..{vocab_size(spec) - 1} (the vocabulary)")
         return x.long()
     if not x.is_floating_point():
         raise MmworkError(f"{what}: {name} must hold floats, got {x.dtype}"
@@ -382,8 +387,7 @@ def _specs(data) -> dict[str, dict]:
     the ids themselves as the vocabulary)."""
     specs = getattr(data, "specs", None)
     if specs:
-        return {m: {"kind": s.kind, "shape": list(s.shape), "vocab": list(s.vocab) if s.vocab else None}
-                for m, s in specs.items()}
+        return {m: s.model_dump() if hasattr(s, "model_dump") else dict(s) for m, s in specs.items()}
     arrays = getattr(data, "arrays", data)
     if not isinstance(arrays, dict) or not arrays:
         raise MmworkError(f"data must be a non-empty dict modality name -> tensor (or a MultimodalData), "
@@ -392,7 +396,7 @@ def _specs(data) -> dict[str, dict]:
     for m, x in arrays.items():
         x = torch.as_tensor(x)
         if not x.is_floating_point() and x.ndim == 2:
-            out[m] = {"kind": "tokens", "shape": [x.shape[1]], "vocab": ["<pad>"] + [str(i) for i in range(1, int(x.max()) + 1)]}
+            out[m] = {"kind": "tokens", "shape": [x.shape[1]], "vocab": ["<pad>", "<unk>"] + [str(i) for i in range(2, int(x.max()) + 1)]}
         elif x.is_floating_point() and x.ndim in (2, 3, 4):
             out[m] = {"kind": {4: "image", 3: "sequence", 2: "vector"}[x.ndim], "shape": list(x.shape[1:])}
         else:
