@@ -159,7 +159,7 @@ def fine_tune_lora(lm: LanguageModel, train_pairs, valid_pairs, **params) -> Lan
                 (loss / max(count, 1)).backward()
                 optimizer.step()
                 step, tokens = step + 1, tokens + int(mask.sum())
-                running.append(float(loss) / max(count, 1))
+                running.append(float(loss.detach()) / max(count, 1))
                 bar.update()
                 over = config.time_budget is not None and time.perf_counter() - started > config.time_budget
                 last = epoch == config.epochs and start + config.batch_size >= len(order)

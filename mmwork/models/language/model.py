@@ -96,7 +96,8 @@ class LanguageModel:
 
     # -- scoring -------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def perplexity(self, texts: list[str], prefix: str | list[str] | None = None, *, batch_size: int = 16) -> np.ndarray:
+    def perplexity(self, texts: list[str], prefix: str | list[str] | None = None, *,
+                   batch_size: int = 16) -> np.ndarray:
         """Perplexity of each text (exp of its mean negative log-likelihood per token, in nats), conditioned
         on ``prefix`` (one string for all, or one per text; its tokens are read, not scored). An empty text
         scores NaN."""

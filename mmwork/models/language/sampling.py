@@ -12,7 +12,7 @@ False
 >>> SamplingConfig.make(top_p=1.5)
 Traceback (most recent call last):
 ...
-mmwork.core.errors.MmworkError: bad parameter for SamplingConfig: top_p: Input should be less than or equal to 1 (got 1.5)
+mmwork.core.errors.MmworkError: bad parameter for Sampling: top_p: Input should be less than or equal to 1 (got 1.5)
 """
 from __future__ import annotations
 
