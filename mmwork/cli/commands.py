@@ -177,8 +177,11 @@ def generate(args) -> None:
     if not args.model:
         raise MmworkError(f"generate {args.action} needs --model; choose from {', '.join(generate.MODELS)}")
     generate.spec(args.dataset, args.model)
+    if generate.DATASETS[args.dataset] == "multimodal":
+        cross_modal(args)
+        return
     if args.action == "train":
-        params = parse_params(args.param, groups=[args.model], what="MODEL").get(args.model, {})
+        params = model_params(args)
         model = generate.train(args.dataset, args.model, epochs=args.epochs, limit=args.limit, params=params,
                                device=args.device, seed=args.seed, resume=args.resume, progress=not args.json,
                                time_budget=args.time_budget)
@@ -200,6 +203,43 @@ def generate(args) -> None:
         report = generate.evaluate(args.dataset, args.model, n=args.n, seed=args.seed, device=args.device,
                                    k=args.k, effnet_samples=args.effnet_samples, progress=not args.json)
         print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else repr(report))
+
+
+def model_params(args) -> dict:
+    """``--param`` of ``generate train``: ``NAME=VALUE`` or ``MODEL.NAME=VALUE`` for the trained model."""
+    pairs = [pair if "." in pair.partition("=")[0] else f"{args.model}.{pair}" for pair in args.param]
+    return parse_params(pairs, groups=[args.model], what="MODEL").get(args.model, {})
+
+
+def cross_modal(args) -> None:
+    """``generate train|sample|evaluate`` for a multimodal data set (digits-av)."""
+    from mmwork.apps.generate import cross_modal as cm, model_dir
+    if args.action == "train":
+        model = cm.train(args.dataset, args.model, epochs=args.epochs, limit=args.limit, params=model_params(args),
+                         device=args.device, seed=args.seed, progress=not args.json, time_budget=args.time_budget)
+        last = model.history_[-1]
+        show({"model": args.model, "dataset": args.dataset, "fusion": model.config.fusion,
+              "saved": str(model_dir(args.dataset, args.model)), "epochs_run": len(model.history_),
+              "best_epoch": model.best_epoch_, "device": str(model.device_)}
+             | {k: round(v, 4) for k, v in last.items() if k == "loss" or k.startswith("valid_")}, args.json)
+    elif args.action == "sample":
+        given = cm.parse_from(args.given)
+        if not given:
+            raise MmworkError("a multimodal model generates from given modalities: add --from, e.g. --from text=seven")
+        targets = [t.strip() for t in args.to.split(",") if t.strip()] if args.to else None
+        targets = targets or [m for m in cm.load_model(args.dataset).names if m not in given]
+        out = cm.generate_from(args.dataset, given, targets, n=args.n, seed=args.seed, device=args.device)
+        folder = cm.save_outputs(args.dataset, out, args.out or "cross-modal-samples",
+                                 {"given": given, "targets": targets, "n": args.n, "seed": args.seed})
+        show({"model": args.model, "given": given, "generated": targets, "samples": args.n,
+              "written": str(folder)}, args.json)
+    elif args.action == "evaluate":
+        report = cm.evaluate(args.dataset, args.model, n_joint=args.n_joint, seed=args.seed, device=args.device,
+                             progress=not args.json)
+        if args.json:
+            print(json.dumps(report, indent=2, default=str))
+        else:
+            print(cm.summary(report))
 
 
 def for_user(args) -> None:

@@ -168,11 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
                           ("evaluate", "score samples against real test data, with floors and baselines"),
                           ("list", "the generator models and which are trained here")]:
         p = gen_sub.add_parser(action, help=about)
-        p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, speech-prompts or instrument-samples")
+        p.add_argument("--dataset", default="fashion-mnist",
+                       help="fashion-mnist, speech-prompts, instrument-samples, or digits-av (multimodal)")
         p.add_argument("--json", action="store_true")
         if action == "list":
             continue
-        p.add_argument("--model", help="vae, cvae, text-cvae, gan, classifier (images); audio-vae, audio-classifier")
+        p.add_argument("--model", help="vae, cvae, text-cvae, gan, classifier (images); audio-vae, audio-classifier; "
+                                       "multimodal-vae (digits-av)")
         p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N, mps")
         p.add_argument("--seed", type=int, default=0)
         if action == "train":
@@ -180,20 +182,28 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--limit", type=int, help="train on the first N examples (a tenth more are held out)")
             p.add_argument("--time-budget", metavar="DURATION", help="stop after the last epoch that fits in this "
                            "wall-clock time (90s, 2m, 1.5h) and keep the best validated epoch")
-            p.add_argument("--param", action="append", default=[], metavar="MODEL.NAME=VALUE",
-                           help="a model parameter, e.g. vae.latent_dim=32 or gan.lr=0.0005 (repeatable)")
+            p.add_argument("--param", action="append", default=[], metavar="[MODEL.]NAME=VALUE",
+                           help="a model parameter, e.g. latent_dim=32, gan.lr=0.0005 or fusion=poe (repeatable)")
             p.add_argument("--resume", action="store_true", help="continue the checkpoint of an interrupted run "
                                                                  "(or a finished one, with more --epochs)")
         if action == "sample":
             p.add_argument("--n", type=int, default=64)
             p.add_argument("--condition", help="a class name (e.g. 'ankle boot'), any text for text-cvae; "
                                                "default: the classes in turn")
-            p.add_argument("--out", help="PNG file for images, folder for WAV files")
+            p.add_argument("--out", help="PNG file for images, folder for WAV files (multimodal: a folder with "
+                                         "image.png, audio/*.wav and manifest.json)")
+            p.add_argument("--from", dest="given", action="append", default=[], metavar="MODALITY=VALUE",
+                           help="multimodal models: a given modality, e.g. text=seven, image=digit.png, "
+                                "audio=clip.npy (MFCC frames) or audio=test:7 (repeatable)")
+            p.add_argument("--to", help="multimodal models: the modalities to generate, e.g. image,audio "
+                                        "(default: every one not given)")
         if action == "evaluate":
             p.add_argument("--n", type=int, default=2000, help="samples scored against as many real test examples")
             p.add_argument("--k", type=int, default=100, help="importance samples per test image for the VAEs' NLL")
             p.add_argument("--effnet-samples", type=int, default=0,
                            help="also score this many in EfficientNet-Lite0 space (slow on CPU; 0 skips it)")
+            p.add_argument("--n-joint", type=int, default=10000,
+                           help="multimodal models: prior samples for the joint coherence")
     p = gen_sub.add_parser("for-user", help="generate items for one user: a language model conditioned on their "
                                             "profile, reranked by a guide recommender (trains first if needed)")
     p.add_argument("user_id")

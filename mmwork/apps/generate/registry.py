@@ -25,7 +25,8 @@ class ModelSpec:
 
     klass: type
     data: str
-    """"image" (Fashion-MNIST) or "audio" (log-mel patches of clips): the class's ``data_kind``."""
+    """"image" (Fashion-MNIST), "audio" (log-mel patches of clips) or "multimodal" (digits-av: image, audio and
+    text of one class): the class's ``data_kind``."""
     condition: str
     """"none", "class" (one-hot), "text" (a sentence embedding) or "label" (a classifier's labels)."""
     defaults: dict = field(default_factory=dict)
@@ -40,7 +41,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {name: ModelSpec(klass, klass.data_kind, p.condition, dict(p.defaults), p.about)
                                 for name, (klass, p) in presets().items()}
-DATASETS = {"fashion-mnist": "image", "speech-prompts": "audio", "instrument-samples": "audio"}
+DATASETS = {"fashion-mnist": "image", "speech-prompts": "audio", "instrument-samples": "audio", "digits-av": "multimodal"}
 SCORER = {"image": "classifier", "audio": "audio-classifier"}  # the model evaluate() labels samples with
 
 
