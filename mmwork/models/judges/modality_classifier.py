@@ -78,7 +78,7 @@ class ModalityClassifier(Judge):
     """A small body per ``kind`` (image: two 3x3 conv blocks with batch norm, ReLU and 2x2 max pooling;
     sequence: two 1-d convolutions over time with ReLU, then mean and max over time; tokens: a
     32-wide embedding, two 1-d convolutions, max over the non-padding positions; vector: a two-layer
-    MLP), a ``features``-wide layer (batch norm, ReLU: the feature space), dropout and a linear head;
+    MLP), a ``features``-wide layer (layer norm, ReLU: the feature space), dropout and a linear head;
     Adam on the cross-entropy.
 
     Learned state: ``net_``; ``history_`` (per epoch: loss, accuracy on the training batches, seconds
@@ -151,8 +151,8 @@ class _ModalityNet(nn.Module):
         else:
             self.body = nn.Sequential(nn.Linear(shape[0], 4 * w), nn.ReLU(), nn.Linear(4 * w, 4 * w), nn.ReLU())
             width = 4 * w
-        self.hidden = nn.Sequential(nn.Linear(width, config.features, bias=False), nn.BatchNorm1d(config.features),
-                                    nn.ReLU())
+        # layer norm, not batch norm: a last batch of one example (57 training words, batch 8) must train
+        self.hidden = nn.Sequential(nn.Linear(width, config.features), nn.LayerNorm(config.features), nn.ReLU())
         self.out = nn.Linear(config.features, config.n_classes)
 
     def _pooled(self, x):
