@@ -3,7 +3,7 @@
 A clip is resampled once to 16 kHz (``librosa.resample``, soxr high quality), cut into consecutive
 30-second windows (Whisper's input; a word that straddles a cut may be lost or doubled), turned into
 80 log-mel bands by transformers' ``WhisperFeatureExtractor`` and decoded by ``ctranslate2`` without
-timestamps: greedy by default (``beam_size=1``), beam search with ``beam_size > 1``. The windows of many
+timestamps: beam search (``beam_size=5`` by default; ``beam_size=1`` is greedy). The windows of many
 clips are decoded together in batches (:meth:`Transcriber.transcribe_many`). Decoding is deterministic.
 
 >>> asr = Transcriber.load()                                     # doctest: +SKIP
@@ -39,9 +39,10 @@ class TranscriberConfig(Config):
     5
     """
 
-    beam_size: PositiveInt = 1
-    """1 = greedy. Greedy: about half the time of beam 5 on CPU, and the Asterisk prompts lose little
-    with it (benchmarks/results/speech_speed.json gives both)."""
+    beam_size: PositiveInt = 5
+    """1 = greedy. 5: the default of Whisper's command line and of faster-whisper; on CPU it costs about
+    what greedy does (x1.02 time on 30 Asterisk prompts: the encoder's 30-second pass dominates);
+    benchmarks/results/speech_speed.json gives both WERs."""
     max_new_tokens: PositiveInt = 224
     """Longest transcript of one 30-second window, in tokens (Whisper's own limit is 224)."""
     batch_size: PositiveInt = 8
