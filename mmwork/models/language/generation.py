@@ -79,24 +79,61 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
     return encoded
 
 
+SHARED_PREFIX_MIN = 8
+"""Shortest common prompt prefix (tokens) worth computing once for the whole batch."""
+
+
+def shared_prefix(encoded: list[list[int]]) -> int:
+    """Length of the token prefix all prompts share (chat prompts share the system turn and the instruction),
+    leaving every prompt at least one token of its own."""
+    if len(encoded) < 2:
+        return 0
+    first, n = encoded[0], min(len(ids) for ids in encoded) - 1
+    for ids in encoded[1:]:
+        n = next((i for i in range(n) if ids[i] != first[i]), n)
+    return n if n >= SHARED_PREFIX_MIN else 0
+
+
+def prefill(model, encoded: list[list[int]], pad_id: int, device: torch.device):
+    """Run the prompts through the model: ``(output, attention mask, positions of the last column)``.
+
+    The prefix all prompts share is computed once and its KV cache copied to every row; the rest of each
+    prompt is left-padded after it (``[shared prefix][padding][own tokens]``), the mask hiding the padding
+    and each row's positions counting its own tokens only."""
+    shared = shared_prefix(encoded)
+    rows, width = len(encoded), max(len(ids) for ids in encoded) - shared
+    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((rows, shared + width), dtype=torch.long)
+    mask[:, :shared] = 1
+    for row, ids in enumerate(encoded):
+        own = ids[shared:]
+        input_ids[row, width - len(own):] = torch.tensor(own, dtype=torch.long)
+        mask[row, shared + width - len(own):] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, shared:]
+    cache = None
+    if shared:
+        head = torch.tensor([encoded[0][:shared]], dtype=torch.long, device=device)
+        cache = _cache(model(input_ids=head, use_cache=True, logits_to_keep=1))
+        cache.batch_repeat_interleave(rows)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                logits_to_keep=1)
+    return out, mask, positions[:, -1]
+
+
+def _cache(out):
+    return out.cache if hasattr(out, "cache") else out.past_key_values
+
+
 @torch.inference_mode()
 def decode_batch(model, encoded: list[list[int]], config: SamplingConfig, generators: list[torch.Generator],
                  end_ids: list[int], pad_id: int, device: torch.device) -> list[list[int]]:
     """Generate for one batch of token-id prompts; returns the new ids per prompt (the end token included)."""
-    width = max(len(ids) for ids in encoded)
-    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, ids in enumerate(encoded):
-        input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-        mask[row, width - len(ids):] = 1
-    input_ids, mask = input_ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    cache = out.cache if hasattr(out, "cache") else out.past_key_values
+    out, mask, last = prefill(model, encoded, pad_id, device)
+    cache = _cache(out)
     rows = list(range(len(encoded)))  # which prompt each row of the batch is, as rows finish and leave
     new: list[list[int]] = [[] for _ in encoded]
     ends = torch.tensor(end_ids, dtype=torch.long)
-    last = positions[:, -1]
     for step in range(config.max_new_tokens):
         tokens = next_tokens(out.logits[:, -1, :], config, generators)
         for row, token in zip(rows, tokens.tolist()):

@@ -145,7 +145,7 @@ def fine_tune_lora(lm: LanguageModel, train_pairs, valid_pairs, **params) -> Lan
     eval_every = config.eval_every or steps_per_epoch
     history: list[dict] = []
     best, best_state, since_best = np.inf, None, 0
-    started, step, tokens, running = time.perf_counter(), 0, 0, []
+    started, step, tokens, running, valid_spent = time.perf_counter(), 0, 0, [], 0.0
     stop = None
     bar = tqdm(total=config.epochs * steps_per_epoch, desc="LoRA steps", unit="step", leave=False,
                disable=None if config.progress is None else not config.progress)
@@ -165,9 +165,12 @@ def fine_tune_lora(lm: LanguageModel, train_pairs, valid_pairs, **params) -> Lan
                 last = epoch == config.epochs and start + config.batch_size >= len(order)
                 if step % eval_every and not over and not last:
                     continue
+                began = time.perf_counter()
                 score = _valid_loss(model, valid, config.batch_size, pad_id, device)
+                valid_spent += time.perf_counter() - began
                 row = {"step": step, "epoch": epoch, "loss": float(np.mean(running)), "valid_loss": score,
-                       "seconds": round(time.perf_counter() - started, 2), "train_tokens": tokens}
+                       "seconds": round(time.perf_counter() - started, 3), "valid_seconds": round(valid_spent, 3),
+                       "train_tokens": tokens}
                 running = []
                 history.append(row)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", valid=f"{score:.3f}", refresh=False)

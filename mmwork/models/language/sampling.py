@@ -60,15 +60,37 @@ def row_generators(seed: int, indices) -> list[torch.Generator]:
     return generators
 
 
+CANDIDATES = 64
+"""Likeliest tokens sorted first when looking for the nucleus; a row whose 64 likeliest tokens fall short of
+``top_p`` sorts its whole vocabulary instead (same result, slower)."""
+
+
 def next_tokens(logits: torch.Tensor, config: SamplingConfig, generators: list[torch.Generator]) -> torch.Tensor:
-    """The next token of every row of ``logits`` (rows x vocabulary) under ``config``; a CPU long tensor."""
+    """The next token of every row of ``logits`` (rows x vocabulary) under ``config``; a CPU long tensor.
+
+    A sampled token is found by inverting the cumulative distribution of the kept tokens (the nucleus, in
+    decreasing probability) at one uniform draw from the row's generator, so one draw per token whatever
+    the vocabulary size or how the nucleus was found."""
     logits = logits.float()
     if config.greedy:
         return logits.argmax(-1).cpu()
     probs = torch.softmax(logits / config.temperature, dim=-1).cpu()
-    if config.top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        before = sorted_probs.cumsum(-1) - sorted_probs  # probability of the likelier tokens
-        sorted_probs[before >= config.top_p] = 0.0  # keep the smallest set that reaches top_p (the first always)
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-    return torch.cat([torch.multinomial(row, 1, generator=g) for row, g in zip(probs, generators)])
+    chosen = []
+    if config.top_p >= 1.0:
+        for row, g in zip(probs, generators):
+            cdf = row.cumsum(0)
+            u = torch.rand(1, generator=g, dtype=torch.float64).item() * float(cdf[-1])
+            chosen.append(min(int(torch.searchsorted(cdf, torch.tensor([u], dtype=cdf.dtype), right=True)),
+                              row.numel() - 1))
+        return torch.tensor(chosen, dtype=torch.long)
+    values, indices = probs.topk(min(CANDIDATES, probs.shape[-1]), dim=-1)
+    for row, g, vals, idx in zip(probs, generators, values, indices):
+        if float(vals.sum()) < config.top_p:
+            vals, idx = row.sort(descending=True)
+        before = vals.cumsum(0) - vals  # probability of the likelier tokens
+        kept = vals[before < config.top_p]  # the smallest set that reaches top_p (the likeliest always)
+        cdf = kept.double().cumsum(0)
+        u = torch.rand(1, generator=g, dtype=torch.float64).item() * float(cdf[-1])
+        pick = min(int(torch.searchsorted(cdf, torch.tensor([u], dtype=torch.float64), right=True)), kept.numel() - 1)
+        chosen.append(int(idx[pick]))
+    return torch.tensor(chosen, dtype=torch.long)
