@@ -53,11 +53,11 @@ def test_show_completions_retrieves_real_descriptions():
     vectors = {"text": x, "image": x.copy(), "audio": x.copy()}
     items = pd.DataFrame({"item_id": [f"u{i}" for i in range(20)], "text": [f"t{i}" for i in range(20)],
                           "image": [f"i{i}.png" for i in range(20)]})
-    shown = show_completions(items["item_id"], vectors, items, lambda given, target: given["audio"], ["u3", "u7"],
-                             dims=4)
+    copy_audio = lambda train: (lambda given, target: given["audio"])  # noqa: E731
+    shown = show_completions(items["item_id"], vectors, items, copy_audio, ["u3", "u7"], dims=4)
     assert shown["retrieved_text"].tolist() == ["t3", "t7"] and shown["retrieved_image"].tolist() == ["i3.png", "i7.png"]
     with pytest.raises(MmworkError, match="no vectors"):
-        show_completions(items["item_id"], vectors, items, lambda g, t: g["audio"], ["nope"], dims=4)
+        show_completions(items["item_id"], vectors, items, copy_audio, ["nope"], dims=4)
 
 
 def test_bad_inputs():
