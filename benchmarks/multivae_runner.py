@@ -11,7 +11,7 @@ modality-specific latent size and importance samples).
 
 Each model gets the very networks mmwork's MultimodalVAE trains (``make_encoder`` / ``make_decoder``,
 loaded by file path), wrapped as MultiVae encoders/decoders; the likelihoods are MultiVae's own
-("bernoulli" on the image decoder's logits, "normal" with scale 1 on sequences and vectors,
+("bernoulli" on the image decoder's logits, grey levels as targets: the binary cross-entropy, "normal" with scale 1 on sequences and vectors,
 "categorical" on token logits; token ids travel one-hot, as MultiVae's categorical expects) and
 weighted as mmwork's ``rescale="dimension"`` (the largest modality's value count over each one's).
 MMVAE+ has modality-specific latents: its encoders and decoders are the same networks built for
@@ -205,6 +205,9 @@ def run(name, folder, args, data, networks):
 def main(folder):
     args = json.load(open(os.path.join(folder, "args.json")))
     torch.set_num_threads(args["threads"])
+    # MNIST pixels are grey levels in [0, 1]: torch's Bernoulli refuses them as values when it validates,
+    # while its log_prob is the binary cross-entropy mmwork uses on the same logits
+    torch.distributions.Distribution.set_default_validate_args(False)
     import logging
     logging.getLogger("multivae").setLevel(logging.WARNING)
     networks = load_networks(args["networks"])
