@@ -79,7 +79,8 @@ def classifiers(train, valid, test, cache: Path) -> tuple[dict, dict]:
         if path.exists():
             clf = load(path)
         else:
-            clf = ModalityClassifier.for_spec(spec, len(train.classes), device="cpu", seed=0, **JUDGE_PARAMS.get(spec.kind, {}))
+            clf = ModalityClassifier.for_spec(spec, len(train.classes), device="cpu", seed=0,
+                                              **JUDGE_PARAMS.get(spec.kind, {}))
             clf.fit(x, y, valid=unique_rows(valid, m))
             clf.save(path)
         judges[m] = clf
@@ -135,9 +136,9 @@ def run_multivae(models: list[str], seed: int, data, judges, args) -> list[dict]
              for m, s in train.specs.items()}
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        arrays = {f"{name}/{m}": x.numpy() for name, d in (("train", train), ("valid", valid), ("test", test))
-                  for m, x in d.arrays.items()}
-        arrays |= {f"{name}/labels": d.labels.numpy() for name, d in (("train", train), ("valid", valid), ("test", test))}
+        splits = (("train", train), ("valid", valid), ("test", test))
+        arrays = {f"{name}/{m}": x.numpy() for name, d in splits for m, x in d.arrays.items()}
+        arrays |= {f"{name}/labels": d.labels.numpy() for name, d in splits}
         np.savez(f"{folder}/data.npz", **arrays)
         for name in models:  # one child per model, so each load reading belongs to its model
             json.dump(MMWORK_DEFAULTS | {"models": [name], "specs": specs, "networks": str(NETWORKS), "seed": seed,
@@ -232,7 +233,8 @@ def table(result: dict) -> str:
     base = result["baselines"]
     lines.append("floor (real vs real)".ljust(20) + "".ljust(20 * (len(sizes) + 2))
                  + "".join(f"{base[k]['floor']:.2f}".ljust(20) for k in fds))
-    lines.append("noise".ljust(20) + "".ljust(20 * (len(sizes) + 2)) + "".join(f"{base[k]['noise']:.2f}".ljust(20) for k in fds))
+    lines.append("noise".ljust(20) + "".ljust(20 * (len(sizes) + 2))
+                 + "".join(f"{base[k]['noise']:.2f}".ljust(20) for k in fds))
     lines.append("classifier test accuracy (pool samples): " + ", ".join(
         f"{m} {a['test']:.3f} (n={a['test_samples']})" for m, a in result["classifier_test_accuracy"].items()))
     return "\n".join(lines)
@@ -278,7 +280,8 @@ def main() -> None:
                   "test_rows": len(test.labels), "joint_samples": args.joint_n, "threads": args.threads,
                   "networks": MMWORK_DEFAULTS, "mmvae_plus": {"style_dim": args.style_dim, "K": args.mmvae_k},
                   "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                  "torch": torch.__version__, "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+                  "torch": torch.__version__,
+                  "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
                   "classifier_test_accuracy": accuracy, "baselines": baselines, "summary": summary,
                   "goals": goals(summary), "rows": rows}
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ modality-specific latent size and importance samples).
 
 Each model gets the very networks mmwork's MultimodalVAE trains (``make_encoder`` / ``make_decoder``,
 loaded by file path), wrapped as MultiVae encoders/decoders; the likelihoods are MultiVae's own
-("bernoulli" on the image decoder's logits, grey levels as targets: the binary cross-entropy, "normal" with scale 1 on sequences and vectors,
+("bernoulli" on the image decoder's logits, grey levels as targets: the binary cross-entropy,
+"normal" with scale 1 on sequences and vectors,
 "categorical" on token logits; token ids travel one-hot, as MultiVae's categorical expects) and
 weighted as mmwork's ``rescale="dimension"`` (the largest modality's value count over each one's).
 MMVAE+ has modality-specific latents: its encoders and decoders are the same networks built for
