@@ -61,7 +61,8 @@ def test_save_and_load_give_identical_generations(models, digits, fusion, tmp_pa
     model, given = models[fusion], {"text": digits[0].arrays["text"][:4]}
     model.save(tmp_path / fusion)
     loaded = MultimodalVAE.load(tmp_path / fusion, device="cpu", dataset="digits-av")
-    before, after = model.generate(["image", "audio"], given, seed=5), loaded.generate(["image", "audio"], given, seed=5)
+    before = model.generate(["image", "audio"], given, seed=5)
+    after = loaded.generate(["image", "audio"], given, seed=5)
     assert all(torch.equal(before[m], after[m]) for m in before)
     assert torch.equal(model.sample(3, seed=0)["text"], loaded.sample(3, seed=0)["text"])
 

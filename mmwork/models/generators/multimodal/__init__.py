@@ -6,6 +6,7 @@ any subset of the others.
 - ``networks``: the per-modality encoders, decoders and likelihoods (pure torch);
 - ``fusion``: the four fusions;
 - ``config``: :class:`MultimodalVAEConfig`;
+- ``inputs``: the checks of its inputs;
 - ``model``: :class:`MultimodalVAE`.
 
 >>> from mmwork.models.generators.multimodal import MultimodalVAE

@@ -54,11 +54,15 @@ class MultimodalVAEConfig(GeneratorConfig):
     """Weight of the KL term."""
     warmup_epochs: NonNegativeFloat = 0.0
     """Epochs over which the KL weight rises linearly from 0 to ``beta`` (0 = none)."""
-    rescale: Literal["dimension", "none"] = "dimension"
-    """Per-modality likelihood weights: "dimension" multiplies each modality's log-likelihood by the
-    largest modality's number of values over its own (MultiVae's likelihood rescaling), so a 784-pixel
-    image does not drown an 8-character word; "none": plain sum. ``elbo`` always reports the
-    unweighted ELBO."""
+    rescale: Literal["dimension", "none"] = "none"
+    """Per-modality likelihood weights. "none": each modality's log-likelihood counts as it is (a
+    784-pixel Bernoulli image, 16x13 unit-variance Gaussian frames, 12 categorical characters);
+    "dimension": each is multiplied by the largest modality's number of values over its own
+    (MultiVae's likelihood rescaling; here text x65, audio x3.8). "none" because on digits-av's valid
+    split (attention, 12 epochs, seed 0) "dimension" made the text term so confident that the held-out
+    language's words (French) dominated every posterior they were in: mean conditional coherence 0.69
+    against 0.82, joint 0.14 against 0.39, and its validation loss rose from epoch 2, so early stopping
+    kept epoch 1. ``elbo`` always reports the unweighted ELBO."""
     epochs: PositiveInt = 30
     """Maximum passes over the training data (a cap; ``time_budget`` and early stopping come first)."""
     patience: PositiveInt = 5

@@ -3,7 +3,7 @@ given into one posterior, trained so that any subset can generate any modality.
 
 Training draws, for every example at every step, one subset of its modalities (uniformly among
 ``subsets``, by default every non-empty one), fuses those modalities' encodings into q(z | subset),
-and maximises an ELBO of *all* the example's modalities under that posterior: the (rescaled)
+and maximises an ELBO of *all* the example's modalities under that posterior: the (optionally rescaled)
 log-likelihood of every modality decoded from z, minus beta KL(q || N(0, I)). Any q gives a lower
 bound on log p(x), so every term is an ELBO; the subset terms are what let a product of experts
 cross-generate (MVAE's sub-sampling), and they make the attention fusion work on any subset. The
@@ -25,7 +25,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -33,8 +32,8 @@ from mmwork.core.device import resolve_device
 from mmwork.core.errors import MmworkError
 from mmwork.models.generators.base import Generator, Training
 from mmwork.models.generators.multimodal import fusion as F
-from mmwork.models.data.multimodal import ModalitySpec, encode_text
 from mmwork.models.generators.multimodal.config import MultimodalVAEConfig, vocab_size
+from mmwork.models.generators.multimodal.inputs import check_array, specs_of
 from mmwork.models.generators.multimodal.networks import log_likelihood, make_decoder, make_encoder, mean, n_values
 from mmwork.models.network import Preset
 from mmwork.models.training import read_checkpoint
@@ -80,7 +79,7 @@ class MultimodalNet(nn.Module):
 
 class MultimodalVAE(Generator):
     """See the module docstring. Learned state: ``net_`` (a :class:`MultimodalNet`), ``history_``
-    (one dict per epoch: loss, the objective per example; recon, its rescaled reconstruction part;
+    (one dict per epoch: loss, the objective per example; recon, its (weighted) reconstruction part;
     kl; beta; seconds; examples_per_s; and with ``valid``, valid_loss: the same objective on the
     held-out examples, each with one fixed subset), ``best_epoch_``."""
 
@@ -100,7 +99,7 @@ class MultimodalVAE(Generator):
             raise MmworkError(f"{cls.__name__} is unconditional: the given modalities are its condition")
         params = dict(params or {})
         if data is not None:
-            params |= {"modalities": _specs(data), "dataset": getattr(data, "dataset", "") or "",
+            params |= {"modalities": specs_of(data), "dataset": getattr(data, "dataset", "") or "",
                        "classes": list(getattr(data, "classes", None) or classes)}
         elif classes:
             params["classes"] = list(classes)
@@ -131,9 +130,9 @@ class MultimodalVAE(Generator):
         held-out example with one fixed subset) or a callback ``valid(model) -> float`` (lower is
         better). ``checkpoint``/``resume_from`` as for every network model. Returns self."""
         if not self.config.modalities:
-            self.config = self.config_class.make(self.config, modalities=_specs(data),
-                                                 dataset=self.config.dataset or getattr(data, "dataset", "") or "",
-                                                 classes=self.config.classes or list(getattr(data, "classes", []) or []))
+            found = {"dataset": self.config.dataset or getattr(data, "dataset", "") or "",
+                     "classes": self.config.classes or list(getattr(data, "classes", []) or [])}
+            self.config = self.config_class.make(self.config, modalities=specs_of(data), **found)
         xs = self._arrays(data, "data", everything=True)
         measure = valid if valid is None or callable(valid) else self._valid_measure(valid)
         resumed = read_checkpoint(resume_from, self) if resume_from is not None else None
@@ -279,7 +278,8 @@ class MultimodalVAE(Generator):
         for s in range(0, n, size):
             mu, logvar, valid = self.net_.posterior({m: x[s:s + size] for m, x in xs.items()}, mask[s:s + size])
             mu, logvar = F.pick(mu, logvar, valid, generator) if len(mu) > 1 else (mu[0], logvar[0])
-            z = mu if mean_z else mu + torch.randn(mu.shape, generator=generator, device=mu.device) * torch.exp(0.5 * logvar)
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device)
+            z = mu if mean_z else mu + noise * torch.exp(0.5 * logvar)
             outs.append(self._decode(z, targets))
         return {m: torch.cat([o[m] for o in outs]) for m in targets}
 
@@ -342,7 +342,7 @@ class MultimodalVAE(Generator):
         self._known(arrays)
         if everything and set(arrays) != set(self.names):
             raise MmworkError(f"{what} must hold every modality ({', '.join(self.names)}), got {', '.join(arrays)}")
-        out = {m: _check(m, self.config.modalities[m], x, what) for m, x in arrays.items()}
+        out = {m: check_array(m, self.config.modalities[m], x, what) for m, x in arrays.items()}
         rows = {m: len(x) for m, x in out.items()}
         if len(set(rows.values())) > 1:
             raise MmworkError(f"{what}: the modalities have different numbers of rows "
@@ -351,55 +351,3 @@ class MultimodalVAE(Generator):
             raise MmworkError(f"{what} hold no rows")
         return {m: out[m] for m in self.names if m in out}
 
-
-def _check(name: str, spec: ModalitySpec, x, what: str) -> torch.Tensor:
-    """One modality's array as a CPU tensor of its kind's type, or an error naming what is wrong."""
-    if spec.kind == "tokens" and (isinstance(x, str) or (isinstance(x, (list, tuple)) and x
-                                                         and all(isinstance(t, str) for t in x))):
-        x = encode_text(x, spec)  # texts as strings: the model's own vocabulary
-    if not isinstance(x, (torch.Tensor, np.ndarray)):
-        raise MmworkError(f"{what}: {name} must be a tensor or numpy array"
-                          + (" (or a list of strings)" if spec.kind == "tokens" else "") + f", got {type(x).__name__}")
-    x = torch.as_tensor(x).detach().cpu()
-    if x.ndim != 1 + len(spec.shape) or tuple(x.shape[1:]) != tuple(spec.shape):
-        raise MmworkError(f"{what}: {name} ({spec.kind}) must have shape (N, {', '.join(map(str, spec.shape))}), "
-                          f"got {tuple(x.shape)}")
-    if spec.kind == "tokens":
-        if x.is_floating_point() or x.dtype == torch.bool:
-            raise MmworkError(f"{what}: {name} must hold integer token ids, got {x.dtype}")
-        if len(x) and (x.min() < 0 or x.max() >= vocab_size(spec)):
-            raise MmworkError(f"{what}: {name} holds ids outside 0..{vocab_size(spec) - 1} (the vocabulary)")
-        return x.long()
-    if not x.is_floating_point():
-        raise MmworkError(f"{what}: {name} must hold floats, got {x.dtype}"
-                          + ("; images go in as floats in [0, 1]" if spec.kind == "image" else ""))
-    x = x.float()
-    if not torch.isfinite(x).all():
-        raise MmworkError(f"{what}: {name} holds NaN or infinite values")
-    if spec.kind == "image" and len(x) and (x.min() < 0 or x.max() > 1):
-        raise MmworkError(f"{what}: {name} pixels must lie in [0, 1], got {float(x.min()):.4g} to {float(x.max()):.4g}")
-    return x
-
-
-def _specs(data) -> dict[str, dict]:
-    """The modalities of ``data``: a ``MultimodalData``'s specs, or guessed from a dict's arrays
-    (floats (N, C, H, W): image; (N, T, D): sequence; (N, D): vector; integers (N, L): tokens, with
-    the ids themselves as the vocabulary)."""
-    specs = getattr(data, "specs", None)
-    if specs:
-        return {m: s.model_dump() if hasattr(s, "model_dump") else dict(s) for m, s in specs.items()}
-    arrays = getattr(data, "arrays", data)
-    if not isinstance(arrays, dict) or not arrays:
-        raise MmworkError(f"data must be a non-empty dict modality name -> tensor (or a MultimodalData), "
-                          f"got {type(data).__name__}")
-    out = {}
-    for m, x in arrays.items():
-        x = torch.as_tensor(x)
-        if not x.is_floating_point() and x.ndim == 2:
-            out[m] = {"kind": "tokens", "shape": [x.shape[1]], "vocab": ["<pad>", "<unk>"] + [str(i) for i in range(2, int(x.max()) + 1)]}
-        elif x.is_floating_point() and x.ndim in (2, 3, 4):
-            out[m] = {"kind": {4: "image", 3: "sequence", 2: "vector"}[x.ndim], "shape": list(x.shape[1:])}
-        else:
-            raise MmworkError(f"data: cannot tell what kind of modality {m} is from shape {tuple(x.shape)} "
-                              f"and {x.dtype}; give modalities=... or a MultimodalData")
-    return out
