@@ -109,11 +109,11 @@ def scan(roots: list[Path]) -> tuple[list[dict], list[dict], list[Path]]:
             core = units
         resolved = wml.inherit(core | units)  # a campaign unit may take a core unit as its [base_unit]
         for unit in (resolved[uid] for uid in units):
-            seen[unit["id"]] = campaign
             row, reason = _row(unit, images, sounds)
             if reason:
                 skipped.append(_skip(unit, campaign, reason))
                 continue
+            seen[unit["id"]] = campaign  # a skipped unit leaves its id free for a later campaign's
             kept.append(row)
             files += [Path(p) for p in (row["image"], row["portrait"], *row.pop("audio_paths")) if p]
     return kept, skipped, files
