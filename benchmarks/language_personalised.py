@@ -55,14 +55,14 @@ def main() -> None:
     from mmwork.apps.personalise.language_evaluation import evaluate_language
     from mmwork.models.language import LanguageModel
 
-    load_at_start, started = os.getloadavg(), time.perf_counter()
+    load_at_start, started, cpu_started = os.getloadavg(), time.perf_counter(), time.process_time()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bundle = personalise.load(args.dataset, device="cpu")
     base = LanguageModel.load(device="cpu")
-    load_seconds = round(time.perf_counter() - started, 1)
+    load_seconds, load_cpu = round(time.perf_counter() - started, 1), round(time.process_time() - cpu_started, 1)
     lms, fine = {m: base for m in modes if m != "fine-tuned"}, None
     if "fine-tuned" in modes:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if args.adapter:
             lms["fine-tuned"] = LanguageModel.load(adapter=args.adapter, device="cpu")
             fine = json.loads((Path(args.adapter) / "run.json").read_text()) \
@@ -74,10 +74,25 @@ def main() -> None:
                                                 time_budget=args.ft_budget, eval_every=25, patience=3, epochs=1)
             fine["adapter"] = str(adapter_dir(args.dataset))
         fine["wall_seconds_here"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
+        fine["cpu_seconds_here"] = round(time.process_time() - c0, 1)
+    t0, c0 = time.perf_counter(), time.process_time()
     result = evaluate_language(bundle, lms, n_users=args.users, n=args.n, candidates=args.candidates,
                                swaps=args.swaps, seeds=args.seeds, progress=False)
-    evaluate_seconds = round(time.perf_counter() - t0, 1)
+    evaluate_seconds, evaluate_cpu = round(time.perf_counter() - t0, 1), round(time.process_time() - c0, 1)
+
+    # the same protocol: personalise.evaluate at these settings gives the LSTM's and the baselines' rows again
+    t0 = time.perf_counter()
+    reference = personalise.evaluate(args.dataset, args.users, n=args.n, candidates=args.candidates, swaps=args.swaps,
+                                     seeds=args.seeds, device="cpu", progress=False, cache=False)
+    same = {"generated (guided)": "LSTM (guided)", "generated (unguided)": "LSTM (unguided)",
+            "random real items": "random real items", "held-out items": "held-out items",
+            "guide's top-k real items": "guide's top-k real items"}
+    ours = pd.DataFrame(result["table"]).set_index(["judge", "condition"])
+    gaps = [abs(float(row[key]) - float(ours.loc[(row["judge"], same[row["condition"]]), key]))
+            for row in reference["table"] if row["condition"] in same for key in ("pr", "swap_pr", "diff")]
+    check = {"what": "largest |difference| of pr, swap_pr and diff between personalise.evaluate's LSTM and real-item "
+                     "rows and this run's, same settings", "max_abs_difference": max(gaps),
+             "seconds": round(time.perf_counter() - t0, 1)}
 
     examples = {}
     for user in ("1", "196"):
@@ -87,9 +102,10 @@ def main() -> None:
         items["pitch"] = LanguageItems(bundle, base, progress=False).pitches(list(items["text"]))
         examples[user] = {"history (prompt's profile)": writer.profile(bundle.user_row(user)).texts,
                           "mode": mode, "items": items.to_dict(orient="records")}
-    total = round(time.perf_counter() - started, 1)
-    fixed = load_seconds + (fine or {}).get("wall_seconds_here", 0.0)
-    per_user = evaluate_seconds / result["settings"]["n_users"]
+    total, total_cpu = round(time.perf_counter() - started, 1), round(time.process_time() - cpu_started, 1)
+    users = result["settings"]["n_users"]
+    fixed = load_cpu + (fine or {}).get("cpu_seconds_here", 0.0)
+    per_user = evaluate_cpu / users
     example_prompt = LanguageItems(bundle, base, progress=False).prompt(bundle.user_row("196"), "few-shot")
     payload = {
         "what": "SmolLM2-135M-Instruct (zero-shot, few-shot, LoRA fine-tuned) vs the profile-conditioned LSTM, "
@@ -104,14 +120,21 @@ def main() -> None:
         "item_text": "what the judges score: the catalogue's line 'Title (year). Genres: A, B.' (the LSTM's format, "
                      "embedded and label-parsed by ItemContent.of_texts); the pitch is written separately and "
                      "never scored",
-        "seconds": {"load": load_seconds, "fine_tune": (fine or {}).get("wall_seconds_here"),
-                    "evaluate": evaluate_seconds, "evaluate_stages": result["seconds"], "total": total},
+        "seconds": {"wall": {"load": load_seconds, "fine_tune": (fine or {}).get("wall_seconds_here"),
+                             "evaluate": evaluate_seconds, "total": total},
+                    "cpu": {"load": load_cpu, "fine_tune": (fine or {}).get("cpu_seconds_here"),
+                            "evaluate": evaluate_cpu, "total": total_cpu},
+                    "evaluate_stages": result["seconds"]},
         "extrapolated_200_users_seconds": {
-            "rule": "load + fine-tune (fixed) + evaluate seconds per user x 200, at this run's load and threads",
-            "value": round(fixed + per_user * 200, 0)},
+            "rule": "CPU seconds of this 1-thread run (the machine was shared, so wall seconds overstate the work): "
+                    "load + fine-tune (fixed) + evaluate CPU seconds per user x 200 = one core's time; on 2 free "
+                    "cores at best half of it (2 threads)",
+            "one_core": round(fixed + per_user * 200), "two_cores_at_best": round((fixed + per_user * 200) / 2),
+            "fine_tune_cpu_seconds": (fine or {}).get("cpu_seconds_here"), "evaluate_cpu_seconds_per_user":
+                round(per_user, 1)},
         "fine_tune": fine, "example_prompt": {"mode": "few-shot", "user": "196", "text": example_prompt.text,
                                               "tokens": example_prompt.tokens, "note": example_prompt.note},
-        "evaluation": result, "examples": examples,
+        "same_protocol_check": check, "evaluation": result, "examples": examples,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(payload, indent=1, default=str))
@@ -120,8 +143,9 @@ def main() -> None:
         print(f"judge: {judge}")
         print(part.set_index("condition")[COLUMNS].round(3).to_string())
     print(json.dumps({m: {k: v for k, v in s.items() if k != "examples"} for m, s in result["skips"].items()}, indent=1))
-    print(f"total {total} s (load {load_seconds} s, evaluate {evaluate_seconds} s); 200 users extrapolated "
-          f"{payload['extrapolated_200_users_seconds']['value']} s; written to {args.output}")
+    print(f"same-protocol check: {check}")
+    print(f"total {total} s wall, {total_cpu} s CPU (evaluate {evaluate_seconds} s wall, {evaluate_cpu} s CPU); "
+          f"200 users extrapolated: {payload['extrapolated_200_users_seconds']}; written to {args.output}")
 
 
 if __name__ == "__main__":
