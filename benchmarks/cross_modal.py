@@ -23,6 +23,11 @@ side rotating; one torch thread each (``--threads``); the 1-minute load is recor
 MultiVae runs in its own venv (``bash benchmarks/multivae_env.sh``) through
 ``benchmarks/multivae_runner.py``, a child process.
 
+The default (5 epochs of 2,000 rows: 160 steps of 64) fits about 40 minutes on 2 cores at load ~10
+(MultiVae's MMVAE+ with K=10 takes most of it) and leaves every model under-trained: coherence stays
+near chance (0.10-0.17 at seed 0), so it checks the pipeline and the time per epoch, not who
+generates better. The comparison of quality needs the larger run below (hours on these 2 cores).
+
     python benchmarks/cross_modal.py                      # default: 3 seeds, 5 epochs, 2,000 training rows
     python benchmarks/cross_modal.py --epochs 30 --train-n 0 --seeds 0 1 2 3 4   # larger (0 = every row)
 """
