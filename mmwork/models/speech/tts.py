@@ -44,8 +44,9 @@ class VoiceConfig(Config):
     seed: NonNegativeInt = 0
     """Seed of onnxruntime's random operators, set when the session is built."""
     threads: PositiveInt = 1
-    """onnxruntime intra-op threads. One: a sentence takes ~0.3 s on one core (real-time factor ~0.07),
-    and one thread keeps the timing steady next to other jobs on a shared machine."""
+    """onnxruntime intra-op threads. One: a sentence takes ~0.35 s on one core (real-time factor 0.07 at
+    load 1, 0.27 at load 7 on 2 cores: benchmarks/results/speech_speed.json), and one thread keeps the
+    timing steady next to other jobs on a shared machine."""
     length_scale: PositiveFloat | None = None
     """Phoneme duration multiplier (> 1 speaks slower); None keeps the voice's own (1.0)."""
     noise_scale: NonNegativeFloat | None = None
