@@ -402,3 +402,46 @@ def quality_diversity_curves(curves: dict[str, pd.DataFrame], ax=None, title: st
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def coherence_heatmaps(matrices: dict[str, pd.DataFrame], title: str = ""):
+    """One heatmap per model of conditional coherence (rows: the given modalities, columns: the generated
+    one; 0.1 is chance for ten classes), the value written in each cell."""
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.4), squeeze=False)
+    for ax, (name, matrix) in zip(axes[0], matrices.items()):
+        values = matrix.to_numpy(dtype=float)
+        image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(matrix.shape[1]), matrix.columns)
+        ax.set_yticks(range(matrix.shape[0]), matrix.index if ax is axes[0][0] else [""] * matrix.shape[0])
+        for (i, j), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black")
+        ax.set_title(name)
+        ax.set_xlabel("generated")
+    figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="coherence")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def completion_panel(shown: pd.DataFrame, width: int = 60):
+    """For each unit (a row of :func:`mmwork.evaluation.completion.show_completions`): its real sprite and
+    the retrieved one, with the start of the real and the retrieved description under them."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    figure, axes = plt.subplots(len(shown), 2, figsize=(9, 2.6 * len(shown)), squeeze=False)
+    for row, (_, unit) in zip(axes, shown.iterrows()):
+        for ax, (path, text, who) in zip(row, ((unit["real_image"], unit["real_text"], f"real: {unit['item_id']}"),
+                                               (unit["retrieved_image"], unit["retrieved_text"],
+                                                f"completed -> {unit['retrieved_image_unit']} (sprite), "
+                                                f"{unit['retrieved_text_unit']} (text)"))):
+            with Image.open(path) as image:
+                ax.imshow(image.convert("RGBA"))
+            ax.set_title(who, fontsize=8)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_xlabel(textwrap.fill(str(text)[:160], width), fontsize=7)
+    figure.tight_layout()
+    return figure

@@ -53,13 +53,13 @@ def load_split(dataset: str, split: str, *, seed: int = 0, n: int | None = None)
     return LOADERS[dataset](split, seed=seed, n=n)
 
 
-def train(dataset: str, model: str = MODEL, *, epochs: int | None = None, limit: int | None = None,
-          params: dict | None = None, device: str = "auto", seed: int = 0, progress: bool = True,
-          time_budget: float | str | None = None):
+def fit(dataset: str, model: str = MODEL, *, epochs: int | None = None, limit: int | None = None,
+        params: dict | None = None, device: str = "auto", seed: int = 0, progress: bool = True,
+        time_budget: float | str | None = None):
     """Fit the multimodal model on ``dataset``'s training split (``limit``: its first rows), early-stopped
-    on the validation split, and save it under :func:`~mmwork.apps.generate.folders.model_dir`.
-    ``params`` are :class:`~mmwork.models.generators.multimodal.MultimodalVAEConfig` fields (e.g.
-    ``{"fusion": "poe"}``), validated before any data is read. Returns the fitted model."""
+    on the validation split, without saving it. ``params`` are
+    :class:`~mmwork.models.generators.multimodal.MultimodalVAEConfig` fields (e.g. ``{"fusion": "poe"}``),
+    validated before any data is read. Returns (the fitted model, what training recorded)."""
     found = spec(dataset, model)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise MmworkError(f"limit must be a positive number of training rows, got {limit!r}")
@@ -68,13 +68,27 @@ def train(dataset: str, model: str = MODEL, *, epochs: int | None = None, limit:
         started = time.perf_counter()
         data, valid = load_split(dataset, "train", seed=seed, n=limit), load_split(dataset, "valid", seed=seed)
         fitted = found.klass.from_data(config.model_dump(exclude_unset=True), data=data).fit(data, valid=valid)
-        record = {"dataset": dataset, "model": model, "class": found.cls, "condition": "the given modalities",
-                  "classes": data.classes, "modalities": list(data.arrays), "limit": limit, "train_examples": len(data),
-                  "valid_examples": len(valid), "fit_s": round(time.perf_counter() - started, 1),
-                  "epochs_run": len(fitted.history_), "best_epoch": fitted.best_epoch_,
-                  "fusion": fitted.config.fusion, "device": str(fitted.device_)}
-        save(fitted, record, model_dir(dataset, model))
+    seconds = [row["seconds"] for row in fitted.history_ if "seconds" in row]
+    record = {"dataset": dataset, "model": model, "class": found.cls, "condition": "the given modalities",
+              "classes": data.classes, "modalities": list(data.arrays), "limit": limit, "train_examples": len(data),
+              "valid_examples": len(valid), "fit_s": round(time.perf_counter() - started, 1),
+              "epochs_run": len(fitted.history_), "best_epoch": fitted.best_epoch_,
+              "s_per_epoch": round(float(np.median(seconds)), 2) if seconds else None,
+              "fusion": fitted.config.fusion, "device": str(fitted.device_)}
+    return fitted, record
+
+
+def train(dataset: str, model: str = MODEL, **options):
+    """:func:`fit`, then save the model under :func:`~mmwork.apps.generate.folders.model_dir` (where
+    ``sample``/``evaluate`` find it). Returns the fitted model."""
+    fitted, record = fit(dataset, model, **options)
+    save_model(dataset, fitted, record, model)
     return fitted
+
+
+def save_model(dataset: str, fitted, record: dict, model: str = MODEL) -> None:
+    """Save a model :func:`fit` returned where ``sample``/``evaluate`` (and the CLI) find it."""
+    save(fitted, record, model_dir(dataset, model))
 
 
 def classifiers(dataset: str, *, device: str = "auto", progress: bool = True,
@@ -252,12 +266,18 @@ def parse_from(pairs: list[str]) -> dict[str, str]:
 
 def evaluate(dataset: str, model: str = MODEL, *, n_joint: int = 10_000, seed: int = 0, device: str = "auto",
              progress: bool = True) -> dict:
-    """The cross-modal figures of the saved model on the test split (see :data:`PROTOCOL`): the judges'
-    test accuracy, conditional coherence (table, by subset size, mean), joint coherence over ``n_joint``
-    prior samples, FD per modality with floor and noise, the latent probe and the test ELBO."""
-    if n_joint < 1:
-        raise MmworkError(f"n_joint must be at least 1, got {n_joint}")
-    fitted = load(dataset, model, device=device)
+    """:func:`measure` the model saved for ``dataset``."""
+    return measure(load(dataset, model, device=device), dataset, n_joint=n_joint, seed=seed, device=device,
+                   progress=progress) | {"model": model, "trained": info(dataset, model)}
+
+
+def measure(fitted, dataset: str, *, n_joint: int = 10_000, seed: int = 0, device: str = "auto",
+            progress: bool = True) -> dict:
+    """The cross-modal figures of a fitted model on ``dataset``'s test split (see :data:`PROTOCOL`): the
+    judges' test accuracy, conditional coherence (table, by subset size, mean), joint coherence over
+    ``n_joint`` prior samples, FD per modality with floor and noise, the latent probe and the test ELBO."""
+    if not isinstance(n_joint, int) or n_joint < 1:
+        raise MmworkError(f"n_joint must be a positive integer, got {n_joint!r}")
     judges = classifiers(dataset, device=device, progress=progress)
     train_data, test = load_split(dataset, "train", seed=seed), load_split(dataset, "test", seed=seed)
     coherence = conditional_coherence(lambda targets, given: fitted.generate(targets, given, seed=seed), test, judges)
@@ -265,10 +285,26 @@ def evaluate(dataset: str, model: str = MODEL, *, n_joint: int = 10_000, seed: i
     fd = modality_fd({k: v.cpu() for k, v in fitted.sample(len(test), seed=seed + 1).items()}, test.arrays, judges, seed)
     probe = latent_probe(fitted.encode(train_data.arrays)[0], train_data.labels, fitted.encode(test.arrays)[0],
                          test.labels)
-    return {"dataset": dataset, "model": model, "fusion": fitted.config.fusion, "protocol": PROTOCOL,
+    return {"dataset": dataset, "model": MODEL, "fusion": fitted.config.fusion, "protocol": PROTOCOL,
             "test_examples": len(test), "joint_samples": n_joint, "classifier_test_accuracy": classifier_accuracy(dataset),
             "coherence": coherence, "joint_coherence": joint, "fd": fd, "latent_probe": probe,
-            "test_elbo": mean_elbo(fitted.elbo, test), "trained": info(dataset, model)}
+            "test_elbo": mean_elbo(fitted.elbo, test)}
+
+
+def fusion_table(reports: dict[str, dict]):
+    """One row per model (name -> :func:`measure` report): coherence by given-subset size and its mean,
+    joint coherence, FD per modality, the latent probe and the test ELBO; then the floor and noise rows."""
+    import pandas as pd
+    rows = {}
+    for name, report in reports.items():
+        row = {f"coherence from {k}": v for k, v in report["coherence"]["by_size"].items()}
+        row |= {"coherence (mean)": report["coherence"]["mean"], "joint coherence": report["joint_coherence"]}
+        row |= {key: fd["model"] for key, fd in report["fd"].items()}
+        rows[name] = row | {"latent probe": report["latent_probe"], "test ELBO (nats)": report["test_elbo"]}
+    first = next(iter(reports.values()))
+    rows["real vs real (floor)"] = {key: fd["floor"] for key, fd in first["fd"].items()}
+    rows["noise (baseline)"] = {key: fd["noise"] for key, fd in first["fd"].items()}
+    return pd.DataFrame(rows).T
 
 
 def summary(report: dict) -> str:
@@ -296,4 +332,5 @@ def coherence_matrix(coherence: dict):
 
 
 __all__ = ["LOADERS", "MODEL", "PROTOCOL", "classifier_accuracy", "classifiers", "coherence_matrix", "describe",
-           "evaluate", "generate_from", "load_model", "load_split", "parse_from", "parse_given", "save_outputs", "summary", "train"]
+           "evaluate", "fit", "fusion_table", "generate_from", "load_model", "load_split", "measure", "parse_from",
+           "parse_given", "save_model", "save_outputs", "summary", "train"]
