@@ -26,7 +26,14 @@ def vocab_size(spec: ModalitySpec) -> int | None:
 
 class MultimodalVAEConfig(GeneratorConfig):
     """Parameters of :class:`~mmwork.models.generators.MultimodalVAE`. The defaults were chosen on
-    digits-av's valid split for a fit of about 2-3 CPU-minutes on 1 thread (see each field)."""
+    digits-av's valid split (1,000 rows; never test) for a fit of about 2.5 CPU-minutes on 1 thread:
+    with them (attention, 25 epochs, seed 0; 155 CPU-s, 6.2 CPU-s an epoch with validation, at load
+    6-9 on 2 shared cores) the mean conditional coherence was 0.844 (0.811 from one modality, 0.876
+    from two) and the joint coherence 0.488 (1,000 prior samples), scored by small CNN classifiers
+    trained on the train split (valid accuracy: image 0.977, audio 0.998, text 0.604 on the held-out
+    French words). At 12 epochs the fusions gave: attention 0.820 / joint 0.389, moe 0.765 / 0.389,
+    mopoe 0.750 / 0.293, poe 0.608 / 0.166 (poe's image expert had not become informative: image -> x
+    0.09). ``latent``, ``width``, ``hidden``, ``beta``, ``lr`` and ``batch_size`` were not tuned."""
 
     modalities: dict[str, ModalitySpec] = {}
     """Modality name -> its ``ModalitySpec`` (kind, shape, vocab, the data's scaling), as the training
@@ -63,8 +70,10 @@ class MultimodalVAEConfig(GeneratorConfig):
     language's words (French) dominated every posterior they were in: mean conditional coherence 0.69
     against 0.82, joint 0.14 against 0.39, and its validation loss rose from epoch 2, so early stopping
     kept epoch 1. ``elbo`` always reports the unweighted ELBO."""
-    epochs: PositiveInt = 30
-    """Maximum passes over the training data (a cap; ``time_budget`` and early stopping come first)."""
+    epochs: PositiveInt = 25
+    """Maximum passes over the training data: 25 fit about 2.5 CPU-minutes on digits-av's 8,000 rows
+    (1 thread) and the validation loss was still falling slowly (best epoch 24 of 25; coherence 0.820
+    after 12 epochs, 0.844 after 25); ``time_budget`` and early stopping can stop it sooner."""
     patience: PositiveInt = 5
     """Epochs without a lower validation loss before training stops."""
     batch_size: PositiveInt = 64
