@@ -154,7 +154,8 @@ def test_presets_match_the_generate_registry_and_build_from_data():
         "gan": ("GAN", "image", "class", {"epochs": 10, "channels": 32}),
         "classifier": ("Classifier", "image", "label", {"epochs": 8}),
         "audio-vae": ("AudioVAE", "audio", "class", {}),
-        "audio-classifier": ("AudioClassifier", "audio", "label", {})}
+        "audio-classifier": ("AudioClassifier", "audio", "label", {}),
+        "multimodal-vae": ("MultimodalVAE", "multimodal", "none", {})}
     klass, preset = presets()["text-cvae"]
     assert klass.from_data(preset.defaults, condition="text", condition_dim=384).config.condition_dim == 384
     klass, preset = presets()["audio-vae"]
