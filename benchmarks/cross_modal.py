@@ -56,7 +56,10 @@ PEERS = ("mvae", "mopoe", "mmvae+")
 # Chosen on the valid split (French words): batch 16 at lr 1e-3 gave 0.67 against 0.61 at 3e-3 and
 # 0.44 with batch 8 (seed 0).
 JUDGE_PARAMS = {"tokens": {"batch_size": 16, "epochs": 300, "patience": 30}}
-MMWORK_DEFAULTS = {"latent": 16, "width": 32, "hidden": 128, "batch_size": 64, "lr": 1e-3, "beta": 1.0}
+MMWORK_DEFAULTS = {"latent": 16, "width": 32, "hidden": 128, "batch_size": 64, "lr": 1e-3, "beta": 1.0,
+                   "rescale": "none"}
+"""Both sides: the same networks, optimiser settings and objective (mmwork's default: no likelihood rescaling,
+which on digits-av's valid split beat MultiVae's dimension rescaling, 0.82 against 0.69 mean coherence)."""
 
 
 def load_data(train_n: int):

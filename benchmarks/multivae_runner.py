@@ -14,7 +14,8 @@ loaded by file path), wrapped as MultiVae encoders/decoders; the likelihoods are
 ("bernoulli" on the image decoder's logits, grey levels as targets: the binary cross-entropy,
 "normal" with scale 1 on sequences and vectors,
 "categorical" on token logits; token ids travel one-hot, as MultiVae's categorical expects) and
-weighted as mmwork's ``rescale="dimension"`` (the largest modality's value count over each one's).
+weighted as mmwork's ``rescale`` (default "none": a plain sum; "dimension": the largest modality's value
+count over each one's).
 MMVAE+ has modality-specific latents: its encoders and decoders are the same networks built for
 ``latent + style_dim``, their outputs split into the shared and the private part. MultiVae's
 ``BaseTrainer`` trains (Adam), keeps the epoch with the lowest validation loss, and each training
@@ -97,7 +98,7 @@ def build(name, args, networks):
                   input_dims={m: tuple(s["shape"]) + ((s["vocab_size"],) if s["kind"] == "tokens" else ())
                               for m, s in specs.items()},
                   decoders_dist={m: DIST[s["kind"]] for m, s in specs.items()},
-                  uses_likelihood_rescaling=True,
+                  uses_likelihood_rescaling=args.get("rescale", "none") == "dimension",
                   rescale_factors={m: max(counts.values()) / c for m, c in counts.items()})
     if name == "mvae":
         # every subset ELBO (k random subsets beyond the joint and unimodal ones: with 3 modalities

@@ -14,11 +14,10 @@ TINY = dict(latent=4, width=4, hidden=16, attention_dim=8, heads=2, batch_size=3
 
 @pytest.fixture(scope="module")
 def digits():
+    from mmwork import datasets
     from mmwork.models.data.multimodal import digits_av
-    try:
-        return digits_av("train", n=64), digits_av("valid", n=32)
-    except MmworkError as error:  # the data set is fetched by `mmwork data get digits-av`
-        pytest.skip(str(error))
+    datasets.get("digits-av")  # a few seconds the first time, cached afterwards
+    return digits_av("train", n=64), digits_av("valid", n=32)
 
 
 @pytest.fixture(scope="module")
