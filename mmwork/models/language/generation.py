@@ -69,6 +69,8 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
     bad = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
     if bad:
         raise MmworkError(f"prompts must be non-empty strings; prompt(s) {bad[:10]} are not")
+    if not prompts:
+        return []
     encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     for i, ids in enumerate(encoded):
         if len(ids) + max_new_tokens > context:

@@ -55,7 +55,7 @@ class LanguageModel:
         tokenizer, model, source = load_weights(name)
         lm = cls(name, model.to(device), tokenizer, device, source=source)
         if adapter_state is not None:
-            lm = lm.with_adapter(adapter_state)
+            lm = lm.with_adapter(adapter_state, copy=False)
         lm.load_seconds = time.perf_counter() - started
         log.info("language model %s loaded from %s in %.1fs on %s", name, source, lm.load_seconds, device)
         return lm
@@ -144,13 +144,14 @@ class LanguageModel:
         return np.exp(nll)
 
     # -- adapters ------------------------------------------------------------------------------------
-    def with_adapter(self, adapter: dict) -> "LanguageModel":
+    def with_adapter(self, adapter: dict, copy: bool = True) -> "LanguageModel":
         """A new model whose weights are these plus the LoRA ``adapter`` (``{"config": dict, "state": tensors}``,
-        as :func:`fine_tune_lora` makes it), merged; this model is left as it is."""
-        import copy
+        as :func:`fine_tune_lora` makes it), merged; this model is left as it is (unless ``copy=False``, which
+        merges into its weights and saves the memory of a copy)."""
+        from copy import deepcopy
 
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-        base = copy.deepcopy(self.model)
+        base = deepcopy(self.model) if copy else self.model
         peft_model = get_peft_model(base, LoraConfig(**adapter["config"]))
         missing = set_peft_model_state_dict(peft_model, adapter["state"])
         if getattr(missing, "unexpected_keys", None):
