@@ -246,8 +246,14 @@ def for_user(args) -> None:
     """Generate for one user with the personalised models (trained first when there are none)."""
     from mmwork.apps import personalise
     from mmwork.apps.personalise.profiles import check_request
+    if args.with_speech and not args.out:
+        raise MmworkError("--with-speech writes WAV files: add --out DIR")
+    if args.lm and (args.evaluate or args.unguided or args.candidates is not None):
+        raise MmworkError("--lm takes none of --evaluate, --unguided, --candidates (the language model's evaluation: "
+                          "benchmarks/language_personalised.py)")
     candidates = args.candidates if args.candidates is not None else max(50, args.n)
-    check_request(args.n, candidates, args.temperature, args.top_p)
+    temperature = args.temperature if args.temperature is not None else 1.0
+    check_request(args.n, candidates, temperature, args.top_p)
     params = personalise_params(parse_params(args.param, groups=PERSONALISE_GROUPS, what="GROUP"))
     personalise.check_user(args.dataset, args.user_id)
     if params and not args.retrain and personalise.trained(args.dataset):
@@ -257,12 +263,17 @@ def for_user(args) -> None:
             f"no personalised models for {args.dataset} yet; training them first"
         print(f"{why} (tokenizer, generator, guide, judge) into {personalise.model_dir(args.dataset)}", file=sys.stderr)
         personalise.train(args.dataset, device=args.device, progress=not args.json, **params)
+    if args.lm:
+        _language_for_user(args)
+        return
     items = personalise.for_user(args.dataset, args.user_id, args.n, candidates=candidates, guided=not args.unguided,
-                                 seed=args.seed, temperature=args.temperature, top_p=args.top_p, device=args.device)
+                                 seed=args.seed, temperature=temperature, top_p=args.top_p, device=args.device)
+    if args.out:
+        _write_items(args, items, {"generator": "LSTM (personalised)", "guided": not args.unguided})
     evaluation = None
     if args.evaluate:
         evaluation = personalise.evaluate(args.dataset, args.users, n=args.n, candidates=candidates, seed=args.seed,
-                                          temperature=args.temperature, top_p=args.top_p, device=args.device,
+                                          temperature=temperature, top_p=args.top_p, device=args.device,
                                           progress=not args.json)
     if args.json:
         payload = {"dataset": args.dataset, "user_id": args.user_id, "guided": not args.unguided,
@@ -281,6 +292,40 @@ def for_user(args) -> None:
             print(table[[c for c in ("users", "items", "pr", "swap_pr", "diff", "diff_low", "diff_high", "lift",
                                      "lift_low", "lift_high", "diversity", "distinct_2", "copy_rate")
                          if c in table.columns]].round(3).to_string())
+
+
+def _language_for_user(args) -> None:
+    """``for-user --lm MODE``: the language model writes ``--n`` items (and a pitch each) for the user."""
+    from mmwork.apps.personalise.language import language_items
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
+    writer = language_items(args.dataset, args.lm, device=args.device, fine_tune_budget=args.fine_tune_budget,
+                            progress=not args.json, **sampling)
+    items = writer.for_user(args.user_id, args.lm, args.n, seed=args.seed, pitch=True)
+    if items.empty:
+        raise MmworkError(f"the language model wrote no readable item for user {args.user_id} in {args.n * 2} samples "
+                          f"(skips: {', '.join(sorted({s['reason'] for s in items.attrs['skips']}))}); try another "
+                          f"--seed or --lm mode")
+    if args.out:
+        _write_items(args, items, {"generator": f"SmolLM2-135M-Instruct, {args.lm}", "prompt": items.attrs["prompt"],
+                                   "prompt_note": items.attrs["note"], "skips": items.attrs["skips"]})
+    if args.json:
+        print(json.dumps({"dataset": args.dataset, "user_id": args.user_id, "mode": args.lm,
+                          "items": items.to_dict(orient="records"), "note": items.attrs["note"],
+                          "skips": items.attrs["skips"]}, indent=2, default=str))
+        return
+    if items.attrs["note"]:
+        print(f"note: {items.attrs['note']}")
+    for _, item in items.iterrows():
+        print(f"{item['rank']}. {item['text']}" + (" (a catalogue text)" if item["in_catalogue"] else ""))
+        print(f"   {item['pitch']}")
+
+
+def _write_items(args, items, about: dict) -> None:
+    from mmwork.apps.personalise.spoken import write_items
+    folder = write_items(items, args.out, with_speech=args.with_speech, seed=args.seed,
+                         manifest={"dataset": args.dataset, "user_id": str(args.user_id), "seed": args.seed} | about)
+    print(f"written: {folder} ({len(items)} items{', with speech' if args.with_speech else ''}; manifest.json)",
+          file=sys.stderr)
 
 
 def demo(args) -> None:

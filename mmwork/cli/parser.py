@@ -211,8 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=10, help="items to generate")
     p.add_argument("--candidates", type=int, help="samples the guide chooses from (default: max(50, n))")
     p.add_argument("--unguided", action="store_true", help="the first n samples, without the guide's rerank")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, help="nucleus sampling: keep the likeliest tokens up to this probability")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default 1.0 for the LSTM, 0.8 for --lm)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling: keep the likeliest tokens up to this probability "
+                                               "(default: all for the LSTM, 0.95 for --lm)")
+    p.add_argument("--lm", choices=["zero-shot", "few-shot", "fine-tuned"],
+                   help="the pretrained language model (SmolLM2-135M-Instruct; `mmwork models get smollm2`) writes "
+                        "the items and a pitch for each, from a prompt of the user's training profile, instead of the "
+                        "LSTM; fine-tuned: with its LoRA adapter, fine-tuned first (within --fine-tune-budget) if none")
+    p.add_argument("--fine-tune-budget", default="10m", help="wall-clock budget of the LoRA fine-tune --lm fine-tuned "
+                                                             "runs when there is no adapter yet")
+    p.add_argument("--with-speech", action="store_true", help="speak each item (Piper) into a WAV, transcribe it back "
+                   "(Whisper: the round trip's word error rate) and extract its audio features; needs --out")
+    p.add_argument("--out", help="write the items (a .txt each, a .wav each with --with-speech) and manifest.json "
+                                 "into this folder (replaced whole; nothing partial on failure)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--evaluate", action="store_true", help="also judge the loop over --users users: percentile "
                    "ranks, swap test, lift and baselines, with 95%% intervals")

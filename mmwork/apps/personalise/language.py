@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -251,8 +252,9 @@ class LanguageItems:
         if not item_texts:
             return []
         prompts = [self.lm.chat(pitch_messages(t)) for t in item_texts]
-        return list(self.lm.generate(prompts, max_new_tokens=max_new_tokens, temperature=self.config.temperature,
-                                     top_p=self.config.top_p, seed=seed, progress=self.config.progress))
+        written = self.lm.generate(prompts, max_new_tokens=max_new_tokens, temperature=self.config.temperature,
+                                   top_p=self.config.top_p, seed=seed, progress=self.config.progress)
+        return [whole_sentences(text) for text in written]
 
     def for_user(self, user_id, mode: str = "few-shot", n: int = 5, *, candidates: int | None = None, seed: int = 0,
                  pitch: bool = False) -> pd.DataFrame:
@@ -278,6 +280,17 @@ class LanguageItems:
             frame["pitch"] = self.pitches(kept, seed=seed)
         frame.attrs.update({"prompt": prompt.text, "note": prompt.note, "skips": drawn.skips, "mode": mode})
         return frame
+
+
+def whole_sentences(text: str) -> str:
+    """``text`` up to its last full sentence (a pitch cut by ``max_new_tokens`` ends mid-sentence), on one line.
+
+    >>> whole_sentences("A ferry captain finds a letter. It changes his last")
+    'A ferry captain finds a letter.'
+    """
+    text = " ".join(str(text).split())
+    ends = [m.end() for m in re.finditer(r"[.!?][\"')]?(?=\s|$)", text)]
+    return text[:ends[-1]] if ends else text
 
 
 def fine_tune_pairs(items: LanguageItems, n_train: int = 2000, n_valid: int = 200,
@@ -327,3 +340,29 @@ def fine_tune(items: LanguageItems, *, n_train: int = 2000, n_valid: int = 200, 
              record["best_step"])
     return tuned, record
 
+
+
+def language_items(dataset: str = "movielens-100k", mode: str = "few-shot", *, device: str = "auto",
+                   fine_tune_budget: str | float = "10m", **config) -> LanguageItems:
+    """The language model writing items for the users of the personalised models saved for ``dataset``
+    (:func:`mmwork.apps.personalise.train` first). ``mode="fine-tuned"`` loads the LoRA adapter
+    :func:`fine_tune` saved, fine-tuning it first within ``fine_tune_budget`` when there is none.
+    ``config``: :class:`LanguageItemsConfig` fields.
+
+    >>> language_items("movielens-100k", "few-shot").for_user("196", n=3, pitch=True)   # doctest: +SKIP
+    """
+    from mmwork.apps.personalise.personaliser import load
+    from mmwork.models.language import LanguageModel
+    if mode not in MODES:
+        raise MmworkError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    config = LanguageItemsConfig.make(config)  # bad sampling parameters fail before anything loads
+    device = None if device == "auto" else device
+    bundle = load(dataset, device or "auto")
+    adapter = adapter_dir(dataset)
+    if mode != "fine-tuned" or (adapter / "run.json").exists():
+        lm = LanguageModel.load(adapter=adapter if mode == "fine-tuned" else None, device=device)
+        return LanguageItems(bundle, lm, config)
+    log.warning("no LoRA adapter for %s yet: fine-tuning one within %s into %s", dataset, fine_tune_budget, adapter)
+    items = LanguageItems(bundle, LanguageModel.load(device=device), config)
+    tuned, _ = fine_tune(items, time_budget=fine_tune_budget)
+    return LanguageItems(bundle, tuned, config)

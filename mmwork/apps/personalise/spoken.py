@@ -35,16 +35,17 @@ def spoken_text(row) -> str:
 
     >>> spoken_text({"text": "Harbour Lights (1998) Genres: Drama|Romance", "pitch": "A ferry captain."})
     'Harbour Lights (1998). A ferry captain.'
-    >>> spoken_text({"text": "Harbour Lights (1998) Genres: Drama|Romance"})
+    >>> spoken_text({"text": "Harbour Lights (1998). Genres: Drama, Romance."})
     'Harbour Lights (1998). Genres: Drama, Romance.'
     """
     text = str(row["text"]).strip()
     title, _, genres = text.partition(" Genres:")
+    title = title.strip().rstrip(".")
     pitch = str(row.get("pitch") or "").strip()
     if pitch:
-        return f"{title.strip()}. {pitch}"
-    return f"{title.strip()}. Genres: {', '.join(g.strip() for g in genres.split('|') if g.strip())}." if genres \
-        else text
+        return f"{title}. {pitch}"
+    return f"{title}. Genres: {', '.join(g.strip(' .') for g in re.split('[|,]', genres) if g.strip(' .'))}." \
+        if genres else text
 
 
 def speak_items(frame: pd.DataFrame, *, voice=None, transcriber=None, seed: int = 0) -> pd.DataFrame:
