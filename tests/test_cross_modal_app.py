@@ -109,3 +109,11 @@ def test_notebook_stops_before_compute_on_an_unknown_fusion(root):
     from mmwork.apps.reports import run_report
     with pytest.raises(MmworkError, match="fusions must be"):
         run_report("06-cross-modal", {"fusions": ["magic"], "wesnoth": False}, progress=False)
+
+
+def test_the_demo_parameters_are_the_notebooks():
+    """``make demo`` runs 06-cross-modal with parameters it has, at a small size (one fusion, a budget)."""
+    from mmwork.apps import reports
+    from mmwork.apps.demo import DEMO_CROSS_MODAL
+    full = reports.check_parameters(reports.find_notebook("06-cross-modal"), DEMO_CROSS_MODAL)
+    assert full["fusions"] == ["attention"] and full["time_budget"] and not full["wesnoth"]

@@ -85,3 +85,11 @@ def test_notebook_stops_before_loading_on_an_unknown_mode(env):
     from mmwork.apps.reports import run_report
     with pytest.raises(MmworkError, match="modes must be"):
         run_report("07-language-model", {"modes": ["telepathy"]}, progress=False)
+
+
+def test_the_demo_parameters_are_the_notebooks():
+    """``make demo`` runs 07-language-model with parameters it has, at a small size."""
+    from mmwork.apps import reports
+    from mmwork.apps.demo import DEMO_LANGUAGE
+    full = reports.check_parameters(reports.find_notebook("07-language-model"), DEMO_LANGUAGE)
+    assert len(full["users"]) <= 3 and "fine-tuned" not in full["modes"] and full["eval_users"] <= 20
