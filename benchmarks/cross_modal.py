@@ -261,7 +261,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quiet", action="store_true", help="hide MultiVae's progress output")
     parser.add_argument("--out", default=str(HERE / "results" / "cross_modal.json"))
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="combine the rows of runs made with the same "
+                        "settings on other seeds (e.g. in parallel processes) into --out and print the table; trains "
+                        "nothing")
     args = parser.parse_args()
+    if args.merge:
+        runs = [json.loads(Path(f).read_text()) for f in args.merge]
+        result = runs[0] | {"seeds": sorted(s for r in runs for s in r["seeds"]), "uptime": [r["uptime"] for r in runs],
+                            "rows": [x for r in runs for x in r["rows"]], "merged_from": args.merge}
+        result["summary"] = summarise(result["rows"])
+        result["goals"] = goals(result["summary"])
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        print(table(result))
+        print(json.dumps(result["goals"], indent=1))
+        return
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     full_train, train, valid, test = load_data(args.train_n)

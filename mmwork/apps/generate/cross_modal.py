@@ -29,7 +29,8 @@ from mmwork.apps.generate.training import progress_log
 from mmwork.core.errors import MmworkError
 from mmwork.evaluation.cross_modal import (conditional_coherence, joint_coherence, latent_probe, mean_elbo,
                                            modality_fd)
-from mmwork.models.data.multimodal import MultimodalData, decode_text, digits_av, encode_text, mfcc_to_waveform, standardise
+from mmwork.models.data.multimodal import (MultimodalData, decode_text, digits_av, encode_text, mfcc_to_waveform,
+                                          standardise)
 from mmwork.models.judges import ModalityClassifier
 from mmwork.store.tables import swap_in_folder, write_json
 
@@ -282,11 +283,13 @@ def measure(fitted, dataset: str, *, n_joint: int = 10_000, seed: int = 0, devic
     train_data, test = load_split(dataset, "train", seed=seed), load_split(dataset, "test", seed=seed)
     coherence = conditional_coherence(lambda targets, given: fitted.generate(targets, given, seed=seed), test, judges)
     joint = joint_coherence(lambda k: fitted.sample(k, seed=seed), judges, n=n_joint)
-    fd = modality_fd({k: v.cpu() for k, v in fitted.sample(len(test), seed=seed + 1).items()}, test.arrays, judges, seed)
+    drawn = {k: v.cpu() for k, v in fitted.sample(len(test), seed=seed + 1).items()}
+    fd = modality_fd(drawn, test.arrays, judges, seed)
     probe = latent_probe(fitted.encode(train_data.arrays)[0], train_data.labels, fitted.encode(test.arrays)[0],
                          test.labels)
     return {"dataset": dataset, "model": MODEL, "fusion": fitted.config.fusion, "protocol": PROTOCOL,
-            "test_examples": len(test), "joint_samples": n_joint, "classifier_test_accuracy": classifier_accuracy(dataset),
+            "test_examples": len(test), "joint_samples": n_joint,
+            "classifier_test_accuracy": classifier_accuracy(dataset),
             "coherence": coherence, "joint_coherence": joint, "fd": fd, "latent_probe": probe,
             "test_elbo": mean_elbo(fitted.elbo, test)}
 
@@ -309,15 +312,18 @@ def fusion_table(reports: dict[str, dict]):
 
 def summary(report: dict) -> str:
     """:func:`evaluate`'s report as a few readable lines (the JSON holds everything)."""
-    lines = [f"{report['model']} ({report['fusion']} fusion) on {report['dataset']}: {report['test_examples']} test rows",
-             "judges' test accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in report["classifier_test_accuracy"].items()),
+    accuracy = report["classifier_test_accuracy"]
+    lines = [f"{report['model']} ({report['fusion']} fusion) on {report['dataset']}: {report['test_examples']} "
+             "test rows",
+             "judges' test accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()),
              "conditional coherence by given subset size: "
              + ", ".join(f"{k}: {v:.3f}" for k, v in report["coherence"]["by_size"].items())
              + f"; mean {report['coherence']['mean']:.3f}",
              f"joint coherence ({report['joint_samples']} prior samples): {report['joint_coherence']:.3f}",
              f"latent probe accuracy {report['latent_probe']:.3f}; test ELBO {report['test_elbo']:.1f} nats"]
     for name, fd in report["fd"].items():
-        lines.append(f"{name}: model {fd['model']:.2f}, floor (real vs real) {fd['floor']:.2f}, noise {fd['noise']:.2f} "
+        lines.append(f"{name}: model {fd['model']:.2f}, floor (real vs real) {fd['floor']:.2f}, "
+                     f"noise {fd['noise']:.2f} "
                      f"(n={fd['n']})")
     lines.append(coherence_matrix(report["coherence"]).round(3).to_string(na_rep="-"))
     return "\n".join(lines)

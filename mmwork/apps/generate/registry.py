@@ -41,7 +41,8 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {name: ModelSpec(klass, klass.data_kind, p.condition, dict(p.defaults), p.about)
                                 for name, (klass, p) in presets().items()}
-DATASETS = {"fashion-mnist": "image", "speech-prompts": "audio", "instrument-samples": "audio", "digits-av": "multimodal"}
+DATASETS = {"fashion-mnist": "image", "speech-prompts": "audio", "instrument-samples": "audio",
+            "digits-av": "multimodal"}
 SCORER = {"image": "classifier", "audio": "audio-classifier"}  # the model evaluate() labels samples with
 
 

@@ -7,7 +7,8 @@ What is spoken is the item's title followed by its pitch when there is one (the 
 items), else the item text with its "Genres:" part read as words.
 
 >>> from mmwork.apps.personalise.spoken import write_items
->>> frame = pd.DataFrame({"text": ["Harbour Lights (1998) Genres: Drama"], "pitch": ["A ferry captain..."]})  # doctest: +SKIP
+>>> frame = pd.DataFrame({"text": ["Harbour Lights (1998). Genres: Drama."],
+...                       "pitch": ["A ferry captain finds a letter."]})               # doctest: +SKIP
 >>> write_items(frame, "out/196", manifest={"user_id": "196"}, with_speech=True)    # doctest: +SKIP
 PosixPath('out/196')
 """
@@ -50,7 +51,8 @@ def spoken_text(row) -> str:
 
 def speak_items(frame: pd.DataFrame, *, voice=None, transcriber=None, seed: int = 0) -> pd.DataFrame:
     """Per item: the spoken text, the waveform and its rate, Whisper's transcript, the round trip's WER and
-    the audio extractor's columns (``mfcc_stats``, ``logmel_stats``, ``spectral_stats``, as for catalogue sounds). ``voice``/``transcriber`` default to
+    the audio extractor's columns (``mfcc_stats``, ``logmel_stats``, ``spectral_stats``, as for catalogue
+    sounds). ``voice``/``transcriber`` default to
     the fetched Piper voice and Whisper tiny.en."""
     from mmwork.evaluation.wer import word_error_rate
     from mmwork.models.speech import Transcriber, Voice
@@ -90,7 +92,8 @@ def write_items(frame: pd.DataFrame, out: str | Path, *, manifest: dict, with_sp
                 seed: int = 0, voice=None, transcriber=None) -> Path:
     """Write the items of ``frame`` (``text``, optional ``pitch`` and ``genres``) into the folder ``out``:
     ``NN-title.txt`` per item, with ``with_speech`` also ``NN-title.wav``, its transcript and WER, and
-    ``audio_features.parquet`` (the extractor's columns per item), and ``manifest.json`` (``manifest`` plus one entry per item, the corpus WER and the
+    ``audio_features.parquet`` (the extractor's columns per item), and ``manifest.json`` (``manifest`` plus
+    one entry per item, the corpus WER and the
     image note). Built in a hidden sibling folder and swapped in: a failure leaves no partial folder."""
     from mmwork.evaluation.wer import word_error_rate
     from mmwork.models.speech.tts import write_wav
