@@ -227,10 +227,11 @@ def cross_modal(args) -> None:
         if not given:
             raise MmworkError("a multimodal model generates from given modalities: add --from, e.g. --from text=seven")
         targets = [t.strip() for t in args.to.split(",") if t.strip()] if args.to else None
-        targets = targets or [m for m in cm.load_model(args.dataset).names if m not in given]
-        out = cm.generate_from(args.dataset, given, targets, n=args.n, seed=args.seed, device=args.device)
-        folder = cm.save_outputs(args.dataset, out, args.out or "cross-modal-samples",
-                                 {"given": given, "targets": targets, "n": args.n, "seed": args.seed})
+        model = cm.load_model(args.dataset, device=args.device)  # loaded once for parsing, generating and writing
+        targets = targets or [m for m in model.names if m not in given]
+        out = cm.generate_from(args.dataset, given, targets, n=args.n, seed=args.seed, model=model)
+        folder = cm.save_outputs(args.dataset, out, args.out or "cross-modal-samples", model=model,
+                                 manifest={"given": given, "targets": targets, "n": args.n, "seed": args.seed})
         show({"model": args.model, "given": given, "generated": targets, "samples": args.n,
               "written": str(folder)}, args.json)
     elif args.action == "evaluate":

@@ -196,21 +196,22 @@ def _read_frames(path, spec) -> torch.Tensor:
     return torch.from_numpy(standardise(fixed, spec)).float()[None]
 
 
-def generate_from(dataset: str, given: dict, targets, n: int = 8, seed: int = 0, device: str = "auto") -> dict:
+def generate_from(dataset: str, given: dict, targets, n: int = 8, seed: int = 0, device: str = "auto",
+                  model=None) -> dict:
     """``n`` samples of each of ``targets`` generated from one ``given`` row per modality (see
     :func:`parse_given`). Returns ``{target: tensor (n, ...)}``."""
     if not isinstance(n, int) or n < 1:
         raise MmworkError(f"n must be a positive integer, got {n!r}")
-    model = load(dataset, MODEL, device=device)
+    model = model or load(dataset, MODEL, device=device)
     rows = parse_given(dataset, given, model)
     repeated = {name: row.expand(n, *row.shape[1:]) for name, row in rows.items()}
     return model.generate(list(targets), repeated, seed=seed)
 
 
-def describe(dataset: str, outputs: dict) -> dict:
+def describe(dataset: str, outputs: dict, model=None) -> dict:
     """Generated outputs as a person meets them: texts decoded, sounds as waveforms (``(waves, sr)``),
     images as they are."""
-    specs = load(dataset, MODEL, device="cpu").config.modalities
+    specs = (model or load(dataset, MODEL, device="cpu")).config.modalities
     shown = {}
     for name, x in outputs.items():
         spec_ = specs[name]
@@ -223,7 +224,7 @@ def describe(dataset: str, outputs: dict) -> dict:
     return shown
 
 
-def save_outputs(dataset: str, outputs: dict, out: str | Path, manifest: dict | None = None) -> Path:
+def save_outputs(dataset: str, outputs: dict, out: str | Path, manifest: dict | None = None, model=None) -> Path:
     """Write generated outputs into the folder ``out``: images as ``image.png`` (a grid), sounds as WAV files
     under ``audio/`` (MFCCs inverted: :func:`~mmwork.models.data.mfcc_to_waveform`), texts and what was asked
     in ``manifest.json``. The folder appears whole or not at all."""
@@ -233,7 +234,7 @@ def save_outputs(dataset: str, outputs: dict, out: str | Path, manifest: dict | 
     staging.mkdir(parents=True)
     try:
         written = {}
-        for name, shown in describe(dataset, outputs).items():
+        for name, shown in describe(dataset, outputs, model).items():
             if isinstance(shown, list):
                 written[name] = shown
             elif isinstance(shown, tuple):

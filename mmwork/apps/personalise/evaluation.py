@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,43 @@ JUDGES = ("hybrid", "text_factors")
 and the text-factor model (reads another text representation)."""
 
 
+
+class Panel(NamedTuple):
+    """What :func:`draw_panel` draws."""
+
+    profiles: np.ndarray
+    eligible: np.ndarray
+    users: np.ndarray
+    partners: np.ndarray
+    donors: np.ndarray
+    judges: dict
+    guide: object
+    scored: dict
+    catalogue_scores: dict
+
+
+def draw_panel(bundle, train, test, n_users: int, swaps: int, seed: int) -> Panel:
+    """The users an evaluation judges and everything drawn for them, one way for every caller (so the LSTM's
+    and the language model's evaluations share users, partners and donors): the training profiles, the
+    eligible users (held-out items and a profile), up to ``n_users`` of them, their swap partners and
+    placebo donors, the two judges and the guide, and each one's catalogue scores for those users (as
+    arrays in ``scored``, by user in ``catalogue_scores``)."""
+    from mmwork.evaluation import personalisation as pz
+    profiles = user_profiles(train, bundle.catalogue)
+    eligible = np.flatnonzero((np.diff(test.indptr) > 0) & (np.abs(profiles).sum(1) > 0))
+    if len(eligible) < 2:
+        raise MmworkError(f"{bundle.dataset} has {len(eligible)} user(s) with held-out items and a profile; "
+                          f"need >= 2")
+    users = np.sort(np.random.default_rng(seed).choice(eligible, min(n_users, len(eligible)), replace=False))
+    partners = pz.swap_partners(users, swaps, seed)
+    donors = pz.placebo_donors(users, partners, seed)
+    judges = {"hybrid": pz.ContentJudge(bundle.judge, bundle.catalogue),
+              "text_factors": pz.ContentJudge(bundle.judge2, bundle.judge2_catalogue)}
+    guide = pz.ContentJudge(bundle.guide, bundle.catalogue)
+    scored = {name: judge.catalogue_scores(users) for name, judge in (("guide", guide), *judges.items())}
+    catalogue_scores = {name: dict(zip(users.tolist(), values)) for name, values in scored.items()}
+    return Panel(profiles, eligible, users, partners, donors, judges, guide, scored, catalogue_scores)
+
 def evaluate(dataset: str = "movielens-100k", n_users: int | None = None, *, n: int | None = None,
              candidates: int | None = None, swaps: int | None = None, seeds: int | None = None, seed: int = 0,
              temperature: float = 1.0, top_p: float | None = None, device: str = "auto", progress: bool = True,
@@ -101,19 +139,8 @@ def evaluate(dataset: str = "movielens-100k", n_users: int | None = None, *, n: 
         raise MmworkError(f"{dataset}'s interactions changed since the personalised models were trained (split "
                           f"fingerprint differs); retrain them (mmwork.apps.personalise.train({dataset!r}))")
     train, test = split.train.matrix.tocsr(), split.test.matrix.tocsr()
-    profiles = user_profiles(train, bundle.catalogue)
-    eligible = np.flatnonzero((np.diff(test.indptr) > 0) & (np.abs(profiles).sum(1) > 0))
-    if len(eligible) < 2:
-        raise MmworkError(f"{dataset} has {len(eligible)} user(s) with held-out items and a profile; need >= 2")
-    rng = np.random.default_rng(seed)
-    users = np.sort(rng.choice(eligible, min(n_users, len(eligible)), replace=False))
-    partners = pz.swap_partners(users, swaps, seed)
-    donors = pz.placebo_donors(users, partners, seed)
-    judges = {"hybrid": pz.ContentJudge(bundle.judge, bundle.catalogue),
-              "text_factors": pz.ContentJudge(bundle.judge2, bundle.judge2_catalogue)}
-    guide = pz.ContentJudge(bundle.guide, bundle.catalogue)
-    scored = {name: judge.catalogue_scores(users) for name, judge in (("guide", guide), *judges.items())}
-    catalogue_scores = {name: dict(zip(users.tolist(), values)) for name, values in scored.items()}
+    profiles, eligible, users, partners, donors, judges, guide, scored, catalogue_scores = draw_panel(
+        bundle, train, test, n_users, swaps, seed)
     item_text = bundle.item_texts
     diversity_spec = next((s for s in config.features if s.startswith("text:")), config.features[0])
     generator_seeds = [seed + k for k in range(seeds)]

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mmwork.apps.personalise.evaluation import draw_panel
 from mmwork.apps.personalise.language import LanguageItems, LanguageItemsConfig
 from mmwork.apps.personalise.personaliser import Personaliser, interaction_split
 from mmwork.apps.personalise.profiles import for_user as generate_for_profile
-from mmwork.apps.personalise.profiles import user_profiles
 from mmwork.apps.personalise.prompts import MODES, item_title
 from mmwork.core.errors import MmworkError
 
@@ -94,16 +94,8 @@ def evaluate_language(bundle: Personaliser, lms: dict, *, n_users: int = 200, n:
 
     split = interaction_split(bundle.dataset, bundle.config)
     train, test = split.train.matrix.tocsr(), split.test.matrix.tocsr()
-    profiles = user_profiles(train, bundle.catalogue)
-    eligible = np.flatnonzero((np.diff(test.indptr) > 0) & (np.abs(profiles).sum(1) > 0))
-    users = np.sort(np.random.default_rng(seed).choice(eligible, min(n_users, len(eligible)), replace=False))
-    partners = pz.swap_partners(users, swaps, seed)
-    donors = pz.placebo_donors(users, partners, seed)
-    judges = {"hybrid": pz.ContentJudge(bundle.judge, bundle.catalogue),
-              "text_factors": pz.ContentJudge(bundle.judge2, bundle.judge2_catalogue)}
-    guide = pz.ContentJudge(bundle.guide, bundle.catalogue)
-    scored = {name: judge.catalogue_scores(users) for name, judge in (("guide", guide), *judges.items())}
-    catalogue_scores = {name: dict(zip(users.tolist(), values)) for name, values in scored.items()}
+    profiles, eligible, users, partners, donors, judges, guide, scored, catalogue_scores = draw_panel(
+        bundle, train, test, n_users, swaps, seed)
     spec = next((s for s in bundle.config.features if s.startswith("text:")), bundle.config.features[0])
     generator_seeds = [seed + k for k in range(seeds)]
     offered: dict[str, list[dict[int, _Offer]]] = {}  # condition -> per seed -> user position -> offer

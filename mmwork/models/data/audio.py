@@ -247,6 +247,24 @@ def patch_to_power(patches, mel: MelParams) -> np.ndarray:
     return 10.0 ** ((np.clip(x, 0, 1) * mel.top_db + mel.ref_db - mel.top_db) / 10)
 
 
+def mel_to_power(bank: np.ndarray, mel: np.ndarray, steps: int) -> np.ndarray:
+    """The non-negative linear-frequency power x with ``bank @ x`` ~ ``mel`` for mel power (N, n_mels, T):
+    ``steps`` multiplicative updates (Lee & Seung, 2001) from librosa's clipped pseudo-inverse start; each
+    step keeps x >= 0 and does not raise the residual. Returns (N, 1 + n_fft // 2, T).
+
+    >>> bank = np.array([[1.0, 0.5, 0.0], [0.0, 0.5, 1.0]])
+    >>> x = mel_to_power(bank, (bank @ np.array([[1.0], [2.0], [3.0]]))[None], 200)
+    >>> bool(np.allclose(bank @ x[0], [[2.0], [4.0]], rtol=1e-3) and (x >= 0).all())
+    True
+    """
+    m = np.moveaxis(mel, 1, 0).reshape(bank.shape[0], -1)  # every frame of every clip as one column
+    x = np.maximum(np.linalg.pinv(bank) @ m, 1e-12 * m.max(initial=0.0))
+    target = bank.T @ m
+    for _ in range(steps):
+        x *= target / (bank.T @ (bank @ x) + 1e-30)
+    return np.moveaxis(x.reshape(bank.shape[1], mel.shape[0], mel.shape[2]), 0, 1)
+
+
 def patches_to_audio(patches, mel: MelParams, n_iter: int = 32, seed: int = 0,
                      nnls_iter: int = 100) -> list[np.ndarray]:
     """Waveforms (float32 at ``mel.sr``, ``mel.segment`` samples each) for patches (N, 1, n_mels,
@@ -266,13 +284,8 @@ def patches_to_audio(patches, mel: MelParams, n_iter: int = 32, seed: int = 0,
             raise MmworkError(f"{name} must be a positive integer, got {value!r}")
     power = patch_to_power(patches, mel)
     bank = librosa.filters.mel(**mel.mel_kwargs).astype(np.float64)  # (n_mels, 1 + n_fft // 2), non-negative
-    gram, start = bank.T @ bank, np.linalg.pinv(bank)
     out = []
-    for m in power:
-        spectrum = np.maximum(start @ m, 1e-12 * m.max())  # librosa's starting point
-        target = bank.T @ m
-        for _ in range(nnls_iter):  # each step keeps it non-negative and does not raise |bank x - m|
-            spectrum *= target / (gram @ spectrum + 1e-30)
+    for spectrum in mel_to_power(bank, power, nnls_iter):
         magnitude = np.sqrt(spectrum)
         # a segment has frames + 1 centred frames, the patch keeps the first frames: repeat the last one
         magnitude = np.concatenate([magnitude, magnitude[:, -1:]], axis=1)

@@ -37,6 +37,7 @@ from pydantic import model_validator
 from mmwork.core.config import Config
 from mmwork.core.errors import MmworkError
 from mmwork.datasets.digits_av import MFCC_PARAMS, N_MFCC, NAME, SPLITS
+from mmwork.models.data.audio import mel_to_power
 from mmwork.store.tables import read_table, table_path
 
 AUDIO_FRAMES = 16
@@ -308,18 +309,7 @@ def mfcc_to_waveform(frames, spec: ModalitySpec, n_iter: int = 32, seed: int = 0
     mfcc = np.swapaxes(raw, -1, -2).astype(np.float64)  # librosa wants (..., n_mfcc, frames)
     mel = librosa.feature.inverse.mfcc_to_mel(mfcc, n_mels=int(p["n_mels"]), dct_type=2, norm="ortho", ref=1.0)
     bank = librosa.filters.mel(sr=int(p["sr"]), n_fft=int(p["n_fft"]), n_mels=int(p["n_mels"])).astype(np.float64)
-    power = _nnls(bank, mel.reshape(-1, *mel.shape[-2:]), nnls_iter).reshape(*mel.shape[:-2], -1, mel.shape[-1])
+    power = mel_to_power(bank, mel.reshape(-1, *mel.shape[-2:]), nnls_iter).reshape(*mel.shape[:-2], -1, mel.shape[-1])
     wave = librosa.griffinlim(power ** (1.0 / float(p["power"])), n_iter=n_iter,
                               hop_length=int(p["hop_length"]), n_fft=int(p["n_fft"]), random_state=seed)
     return np.nan_to_num(wave).astype(np.float32)
-
-
-def _nnls(bank: np.ndarray, mel: np.ndarray, steps: int) -> np.ndarray:
-    """Non-negative x with bank @ x ~ mel for (N, n_mels, T) mel power: Lee & Seung's multiplicative updates
-    from librosa's clipped pseudo-inverse start (each step keeps x >= 0 and does not raise the residual)."""
-    m = np.moveaxis(mel, 1, 0).reshape(bank.shape[0], -1)  # every frame of every clip as one column
-    x = np.maximum(np.linalg.pinv(bank) @ m, 1e-12 * m.max(initial=0.0))
-    target = bank.T @ m
-    for _ in range(steps):
-        x *= target / (bank.T @ (bank @ x) + 1e-30)
-    return np.moveaxis(x.reshape(bank.shape[1], mel.shape[0], mel.shape[2]), 0, 1)
